@@ -1,0 +1,3 @@
+//! End-to-end tests of the `bootstrap` binary: fakes of each API, Prism for contracts, real tools.
+
+mod hetzner_fake;
