@@ -1,1 +1,480 @@
-//! placeholder
+//! SSH keys for the deployments: generate ed25519 key pairs, write and load
+//! OpenSSH key files safely (0600 from creation, optional passphrase) and
+//! compute the fingerprints each cloud shows (MD5, SHA256, AWS's padded SHA256).
+//!
+//! Secrets rule: a private key or a passphrase never ends up in an error
+//! message or in `Debug` output.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use md5::Md5;
+use rand::rngs::OsRng;
+use sha2::{Digest, Sha256};
+use ssh_key::private::Ed25519Keypair;
+use ssh_key::{LineEnding, PrivateKey};
+
+/// Errors from parsing, loading and writing keys.
+///
+/// Messages name the file involved but never contain key material or passphrases.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The text is not an OpenSSH public key line (`ssh-ed25519 AAAA... comment`).
+    #[error("not a valid OpenSSH public key line: {source}")]
+    ParsePublic {
+        /// Why ssh-key rejected it (never contains the input).
+        source: ssh_key::Error,
+    },
+
+    /// A `.pub` file could not be parsed as an OpenSSH public key.
+    #[error("{}: not a valid OpenSSH public key: {source}", path.display())]
+    ParsePublicFile {
+        /// The file that was read.
+        path: PathBuf,
+        /// Why ssh-key rejected it (never contains the file's content).
+        source: ssh_key::Error,
+    },
+
+    /// A private key was given where a public key (`.pub`) was expected.
+    #[error(
+        "{}: this is a private key, expected an OpenSSH public key (the .pub file)",
+        path.display()
+    )]
+    NotAPublicKey {
+        /// The offending file.
+        path: PathBuf,
+    },
+
+    /// A private key file could not be parsed as an OpenSSH private key.
+    #[error("{}: not a valid OpenSSH private key: {source}", path.display())]
+    ParsePrivate {
+        /// The file that was read.
+        path: PathBuf,
+        /// Why ssh-key rejected it (never contains the key).
+        source: ssh_key::Error,
+    },
+
+    /// The private key is encrypted and no passphrase was supplied.
+    #[error("{}: the private key is encrypted, a passphrase is required", path.display())]
+    PassphraseRequired {
+        /// The encrypted key file.
+        path: PathBuf,
+    },
+
+    /// The supplied passphrase does not decrypt the private key.
+    #[error("{}: wrong passphrase for the encrypted private key", path.display())]
+    WrongPassphrase {
+        /// The encrypted key file.
+        path: PathBuf,
+    },
+
+    /// Decrypting failed for another reason than a wrong passphrase (e.g. unsupported cipher).
+    #[error("{}: cannot decrypt the private key: {source}", path.display())]
+    Decrypt {
+        /// The encrypted key file.
+        path: PathBuf,
+        /// Why decryption failed.
+        source: ssh_key::Error,
+    },
+
+    /// Encoding or encrypting the key for writing failed.
+    #[error("{}: cannot encode the private key: {source}", path.display())]
+    Encode {
+        /// The file that was to be written.
+        path: PathBuf,
+        /// Why encoding failed.
+        source: ssh_key::Error,
+    },
+
+    /// Refusing to replace an existing private key, which would lose access to servers.
+    #[error("{}: a private key already exists there, refusing to overwrite it", path.display())]
+    AlreadyExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+
+    /// Reading a key file failed.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file that was read.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: io::Error,
+    },
+
+    /// Writing a key file failed.
+    #[error("{}: cannot write: {source}", path.display())]
+    Write {
+        /// The file that was written.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: io::Error,
+    },
+
+    /// Creating the directory for the key failed.
+    #[error("{}: cannot create directory: {source}", path.display())]
+    CreateDir {
+        /// The directory that was to be created.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: io::Error,
+    },
+}
+
+/// An OpenSSH public key plus the fingerprints each cloud wants.
+///
+/// Cheap to clone; holds no secret, so it may be logged freely.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    inner: ssh_key::PublicKey,
+    /// The SSH wire-format key blob (what the base64 in the `.pub` line decodes to);
+    /// every fingerprint is a hash of it.
+    blob: Vec<u8>,
+}
+
+impl PublicKey {
+    /// Parses one OpenSSH public key line (`ssh-ed25519 AAAA... comment`), as found in a `.pub` file.
+    ///
+    /// The error never echoes the input, in case a private key was passed by mistake.
+    pub fn parse(openssh_line: &str) -> Result<PublicKey, Error> {
+        let inner = ssh_key::PublicKey::from_openssh(openssh_line.trim())
+            .map_err(|source| Error::ParsePublic { source })?;
+        PublicKey::from_ssh_key(inner).map_err(|source| Error::ParsePublic { source })
+    }
+
+    /// Loads a `.pub` file, e.g. the user's `~/.ssh/id_ed25519.pub` to upload to a cloud.
+    ///
+    /// Fails if the file is unreadable, is not a public key, or is a private key.
+    pub fn load(path: &Path) -> Result<PublicKey, Error> {
+        let text = fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if looks_like_private_key(&text) {
+            return Err(Error::NotAPublicKey {
+                path: path.to_path_buf(),
+            });
+        }
+        let parse_error = |source| Error::ParsePublicFile {
+            path: path.to_path_buf(),
+            source,
+        };
+        let inner = ssh_key::PublicKey::from_openssh(text.trim()).map_err(parse_error)?;
+        PublicKey::from_ssh_key(inner).map_err(parse_error)
+    }
+
+    /// The OpenSSH one-line form (`ssh-ed25519 AAAA... comment`), as `authorized_keys` and cloud APIs take it.
+    pub fn to_openssh(&self) -> String {
+        let mut line = format!("{} {}", self.algorithm(), STANDARD.encode(&self.blob));
+        let comment = self.inner.comment();
+        if !comment.is_empty() {
+            line.push(' ');
+            line.push_str(comment);
+        }
+        line
+    }
+
+    /// MD5 fingerprint as colon-separated lowercase hex (`aa:bb:...`), the form Hetzner and DigitalOcean show.
+    ///
+    /// Equals `ssh-keygen -l -E md5` without its `MD5:` prefix.
+    pub fn fingerprint_md5(&self) -> String {
+        let digest = Md5::digest(&self.blob);
+        digest
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    /// SHA256 fingerprint as OpenSSH prints it (`SHA256:` + unpadded base64), to match `ssh-keygen -l` output.
+    pub fn fingerprint_sha256(&self) -> String {
+        format!("SHA256:{}", STANDARD_NO_PAD.encode(self.sha256()))
+    }
+
+    /// The fingerprint AWS `ImportKeyPair`/`DescribeKeyPairs` report for ed25519 keys:
+    /// padded base64 of the SHA256 of the key blob, without prefix.
+    ///
+    /// Only meaningful for ed25519; AWS uses a different (MD5 of DER) scheme for imported RSA keys.
+    pub fn fingerprint_sha256_aws(&self) -> String {
+        STANDARD.encode(self.sha256())
+    }
+
+    /// The SSH algorithm name, e.g. `ssh-ed25519`, to check what a cloud will accept.
+    pub fn algorithm(&self) -> String {
+        self.inner.algorithm().as_str().to_owned()
+    }
+
+    /// The comment after the key (often `user@host`), empty if none.
+    pub fn comment(&self) -> &str {
+        self.inner.comment()
+    }
+
+    fn sha256(&self) -> [u8; 32] {
+        Sha256::digest(&self.blob).into()
+    }
+
+    fn from_ssh_key(inner: ssh_key::PublicKey) -> Result<PublicKey, ssh_key::Error> {
+        let blob = inner.to_bytes()?;
+        Ok(PublicKey { inner, blob })
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("algorithm", &self.algorithm())
+            .field("fingerprint", &self.fingerprint_sha256())
+            .field("comment", &self.inner.comment())
+            .finish()
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_openssh())
+    }
+}
+
+/// A generated key pair for one deployment.
+///
+/// Always holds the decrypted key; `Debug` shows only the public half.
+pub struct KeyPair {
+    private: PrivateKey,
+    public: PublicKey,
+}
+
+impl KeyPair {
+    /// Generates a fresh ed25519 key pair from the OS random source, so each deployment gets its own key.
+    ///
+    /// Line breaks in `comment` are replaced by spaces so the `.pub` line stays one line.
+    pub fn generate(comment: &str) -> KeyPair {
+        let keypair = Ed25519Keypair::random(&mut OsRng);
+        let public_bytes = keypair.public.0;
+        let comment = comment.replace(['\r', '\n'], " ");
+        let mut private = PrivateKey::from(keypair);
+        private.set_comment(comment.clone());
+        let mut inner = ssh_key::PublicKey::from(private.public_key().key_data().clone());
+        inner.set_comment(comment);
+        let public = PublicKey {
+            inner,
+            blob: ed25519_blob(&public_bytes),
+        };
+        KeyPair { private, public }
+    }
+
+    /// The public half, to upload to the cloud or put in `authorized_keys`.
+    pub fn public(&self) -> PublicKey {
+        self.public.clone()
+    }
+
+    /// Writes the OpenSSH private key to `private_path` (mode 0600 from creation, encrypted when a
+    /// non-empty passphrase is given) and the public key to `<private_path>.pub` (0644).
+    ///
+    /// Creates a missing parent directory with mode 0700. Refuses to overwrite an existing private
+    /// key; a stale `.pub` next to a missing private key is replaced.
+    pub fn write(&self, private_path: &Path, passphrase: Option<&str>) -> Result<(), Error> {
+        let encode_error = |source| Error::Encode {
+            path: private_path.to_path_buf(),
+            source,
+        };
+        if exists(private_path)? {
+            return Err(Error::AlreadyExists {
+                path: private_path.to_path_buf(),
+            });
+        }
+        let pem = match non_empty(passphrase) {
+            Some(passphrase) => self
+                .private
+                .encrypt(&mut OsRng, passphrase)
+                .map_err(encode_error)?
+                .to_openssh(LineEnding::LF),
+            None => self.private.to_openssh(LineEnding::LF),
+        }
+        .map_err(encode_error)?;
+
+        if let Some(parent) = private_path.parent()
+            && !parent.as_os_str().is_empty()
+            && !exists(parent)?
+        {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|source| Error::CreateDir {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+        }
+
+        write_new_file(private_path, pem.as_bytes(), 0o600).map_err(|source| {
+            if source.kind() == io::ErrorKind::AlreadyExists {
+                Error::AlreadyExists {
+                    path: private_path.to_path_buf(),
+                }
+            } else {
+                Error::Write {
+                    path: private_path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+
+        let public_path = public_path(private_path);
+        let public_line = format!("{}\n", self.public.to_openssh());
+        let written = match fs::remove_file(&public_path) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err),
+        }
+        .and_then(|()| write_new_file(&public_path, public_line.as_bytes(), 0o644));
+        if let Err(source) = written {
+            // Do not leave a private key without its .pub: the next run would load a half-written pair.
+            let _ = fs::remove_file(private_path);
+            return Err(Error::Write {
+                path: public_path,
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    /// Loads an OpenSSH private key file, decrypting it with `passphrase` when it is encrypted.
+    ///
+    /// Fails with [`Error::PassphraseRequired`] or [`Error::WrongPassphrase`] when the passphrase
+    /// is missing (or empty) or wrong; a passphrase given for an unencrypted key is ignored.
+    pub fn load(private_path: &Path, passphrase: Option<&str>) -> Result<KeyPair, Error> {
+        let path = || private_path.to_path_buf();
+        let bytes = WipeOnDrop(fs::read(private_path).map_err(|source| Error::Read {
+            path: path(),
+            source,
+        })?);
+        let mut private =
+            PrivateKey::from_openssh(&bytes.0).map_err(|source| Error::ParsePrivate {
+                path: path(),
+                source,
+            })?;
+        if private.is_encrypted() {
+            let Some(passphrase) = non_empty(passphrase) else {
+                return Err(Error::PassphraseRequired { path: path() });
+            };
+            private = private.decrypt(passphrase).map_err(|source| match source {
+                ssh_key::Error::Crypto => Error::WrongPassphrase { path: path() },
+                source => Error::Decrypt {
+                    path: path(),
+                    source,
+                },
+            })?;
+        }
+        let public = PublicKey::from_ssh_key(private.public_key().clone()).map_err(|source| {
+            Error::ParsePrivate {
+                path: path(),
+                source,
+            }
+        })?;
+        Ok(KeyPair { private, public })
+    }
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("public", &self.public)
+            .field("private", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Loads the deployment key at `private_path` if it exists, else generates and writes it.
+///
+/// Returns `(keypair, created)`; `created` is true when a new key was generated and written,
+/// so the caller knows to tell the user where it is.
+pub fn load_or_generate(
+    private_path: &Path,
+    passphrase: Option<&str>,
+    comment: &str,
+) -> Result<(KeyPair, bool), Error> {
+    if exists(private_path)? {
+        return Ok((KeyPair::load(private_path, passphrase)?, false));
+    }
+    let keypair = KeyPair::generate(comment);
+    keypair.write(private_path, passphrase)?;
+    Ok((keypair, true))
+}
+
+/// `<private_path>.pub`, the name ssh-keygen uses for the public half.
+fn public_path(private_path: &Path) -> PathBuf {
+    let mut name = OsString::from(private_path.as_os_str());
+    name.push(".pub");
+    PathBuf::from(name)
+}
+
+/// Whether something (even a dangling symlink) is at `path`; errors other than "not found" are reported.
+fn exists(path: &Path) -> Result<bool, Error> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(Error::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Creates `path` exclusively with `mode` (never widened later) and writes `contents`;
+/// removes the file again if writing fails, so no truncated key is left behind.
+fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    let result = file.write_all(contents).and_then(|()| file.sync_all());
+    if result.is_err() {
+        drop(file);
+        let _ = fs::remove_file(path);
+    }
+    result
+}
+
+/// File content that may hold an unencrypted private key: overwritten with zeros when dropped
+/// (best effort; `ssh-key` zeroizes its own copies).
+struct WipeOnDrop(Vec<u8>);
+
+impl Drop for WipeOnDrop {
+    fn drop(&mut self) {
+        self.0.fill(0);
+        // Keep the zeroing from being optimised away as a dead store.
+        std::hint::black_box(&self.0);
+    }
+}
+
+/// Treats an empty passphrase like none, as `ssh-keygen -N ""` does.
+fn non_empty(passphrase: Option<&str>) -> Option<&str> {
+    passphrase.filter(|p| !p.is_empty())
+}
+
+/// Detects PEM private keys (OpenSSH, PKCS#1, PKCS#8) by their armor line.
+fn looks_like_private_key(text: &str) -> bool {
+    text.contains("-----BEGIN") && text.contains("PRIVATE KEY")
+}
+
+/// The SSH wire-format blob of an ed25519 public key: string "ssh-ed25519", string key.
+fn ed25519_blob(key: &[u8; 32]) -> Vec<u8> {
+    const NAME: &[u8] = b"ssh-ed25519";
+    let mut blob = Vec::with_capacity(4 + NAME.len() + 4 + key.len());
+    blob.extend_from_slice(&[0, 0, 0, 11]);
+    blob.extend_from_slice(NAME);
+    blob.extend_from_slice(&[0, 0, 0, 32]);
+    blob.extend_from_slice(key);
+    blob
+}
+
+#[cfg(test)]
+mod tests;
