@@ -1,0 +1,238 @@
+//! `create`: SSH key and cloud firewall concurrently, then the server, then wait until it runs.
+//! Re-running finds what exists by labels and completes it. Any failure (or Ctrl-C) removes what
+//! this run created.
+
+use std::future::Future;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::{
+    Existing, FlowConfig, ResourceRef, Teardown, find_or_create, teardown, wait_operations,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{
+    DeploymentName, Firewall, FirewallSpec, LABEL_SSH_KEY, Labels, Server, ServerSpec,
+    ServerStatus, SshKey, SshKeySpec,
+};
+use crate::poll::wait_until;
+use crate::progress::Progress;
+use crate::provider::{Created, Provider};
+use crate::retry::retry;
+
+/// Everything `create` needs, checked and rendered before any API call.
+#[derive(Debug, Clone)]
+pub struct CreatePlan {
+    /// The deployment.
+    pub deployment: DeploymentName,
+    /// The SSH key to upload (or reuse by fingerprint).
+    pub ssh_key: SshKeySpec,
+    /// The cloud firewall.
+    pub firewall: FirewallSpec,
+    /// The server; `ssh_key_ids` and `firewall_ids` are filled in by the flow.
+    pub server: ServerSpec,
+}
+
+/// What a successful `create` returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreateOutcome {
+    /// The running server.
+    pub server: Server,
+    /// The key installed on it.
+    pub ssh_key: SshKey,
+    /// The firewall applied to it.
+    pub firewall: Firewall,
+    /// What this run created (the rest already existed).
+    pub created: Vec<ResourceRef>,
+}
+
+/// A failed `create`: the error, and how the rollback went.
+#[derive(Debug)]
+pub struct CreateFailure {
+    /// Why create failed.
+    pub error: Error,
+    /// What the rollback removed, or why it could not finish.
+    pub rollback: std::result::Result<Teardown, Error>,
+}
+
+/// Runs the create flow. `cancel` resolving (Ctrl-C) stops it and rolls back.
+pub async fn create(
+    p: &dyn Provider,
+    plan: &CreatePlan,
+    cfg: &FlowConfig,
+    progress: &dyn Progress,
+    cancel: impl Future<Output = ()>,
+) -> std::result::Result<CreateOutcome, CreateFailure> {
+    let selector = Labels::deployment(&plan.deployment);
+    progress.step("looking up existing resources");
+    let existing = match existing(p, &selector, cfg).await {
+        Ok(e) => e,
+        // Nothing was created yet: no rollback to do.
+        Err(error) => {
+            return Err(CreateFailure {
+                error,
+                rollback: Ok(Teardown::default()),
+            });
+        }
+    };
+    let result = tokio::select! {
+        r = run(p, plan, cfg, progress) => r,
+        () = cancel => Err(Error::new(ErrorKind::Cancelled, "interrupted")),
+    };
+    match result {
+        Ok(outcome) => Ok(outcome),
+        Err(error) => {
+            progress.warn(&format!(
+                "create failed: {error}; removing what this run created"
+            ));
+            let rollback = teardown(p, &plan.deployment, &existing, cfg, progress).await;
+            Err(CreateFailure { error, rollback })
+        }
+    }
+}
+
+async fn existing(p: &dyn Provider, selector: &Labels, cfg: &FlowConfig) -> Result<Existing> {
+    let r = &cfg.retry;
+    let (servers, firewalls, keys) = futures::join!(
+        retry(r, "list servers", || p.list_servers(selector)),
+        retry(r, "list firewalls", || p.list_firewalls(selector)),
+        retry(r, "list ssh keys", || p.list_ssh_keys(selector)),
+    );
+    let mut set = Existing::new();
+    set.extend(servers?.into_iter().map(|s| ("server", s.id)));
+    set.extend(firewalls?.into_iter().map(|f| ("firewall", f.id)));
+    set.extend(keys?.into_iter().map(|k| ("ssh_key", k.id)));
+    Ok(set)
+}
+
+async fn run(
+    p: &dyn Provider,
+    plan: &CreatePlan,
+    cfg: &FlowConfig,
+    progress: &dyn Progress,
+) -> Result<CreateOutcome> {
+    let deadline = Instant::now() + cfg.timeout;
+    let selector = Labels::deployment(&plan.deployment);
+    let mut created = Vec::new();
+
+    progress.step("uploading SSH key and creating firewall");
+    // Both run to completion (join, not try_join): a create still in flight when the other
+    // fails could otherwise land after the rollback looked.
+    let (key, firewall) = futures::join!(
+        ensure_key(p, &plan.ssh_key, cfg),
+        ensure_firewall(p, &plan.firewall, &selector, cfg, deadline),
+    );
+    let (key, key_made) = key?;
+    let (firewall, fw_made) = firewall?;
+    if key_made {
+        created.push(ResourceRef {
+            kind: "ssh_key",
+            id: key.id.clone(),
+            name: key.name.clone(),
+        });
+    }
+    if fw_made {
+        created.push(ResourceRef {
+            kind: "firewall",
+            id: firewall.id.clone(),
+            name: firewall.name.clone(),
+        });
+    }
+    progress.done(&format!(
+        "ssh key {} ({}), firewall {} ({})",
+        key.name, key.id, firewall.name, firewall.id
+    ));
+
+    progress.step("creating server");
+    let mut spec: ServerSpec = plan.server.clone();
+    spec.ssh_key_ids = vec![key.id.clone()];
+    spec.firewall_ids = vec![firewall.id.clone()];
+    spec.labels.insert(LABEL_SSH_KEY, key.id.clone());
+    let (selector, spec) = (&selector, &spec);
+    let (
+        Created {
+            resource: server,
+            pending,
+        },
+        server_made,
+    ) = find_or_create(
+        &cfg.retry,
+        "server",
+        || async move {
+            Ok(p.list_servers(selector)
+                .await?
+                .into_iter()
+                .next()
+                .map(Created::ready))
+        },
+        || p.create_server(spec),
+    )
+    .await?;
+    if server_made {
+        created.push(ResourceRef {
+            kind: "server",
+            id: server.id.clone(),
+            name: server.name.clone(),
+        });
+    }
+    progress.step(&format!("waiting for server {} to start", server.id));
+    wait_operations(p, &pending, cfg, deadline).await?;
+    let what = format!("server {} to be running", server.id);
+    let server = wait_until(&cfg.poll, deadline, &what, || async {
+        match retry(&cfg.retry, &what, || p.get_server(&server.id)).await? {
+            Some(s) if s.status == ServerStatus::Running => Ok(Some(s)),
+            Some(_) => Ok(None),
+            None => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("server {} disappeared while starting", server.id),
+            )),
+        }
+    })
+    .await?;
+    progress.done(&format!("server {} running", server.id));
+    Ok(CreateOutcome {
+        server,
+        ssh_key: key,
+        firewall,
+        created,
+    })
+}
+
+async fn ensure_key(
+    p: &dyn Provider,
+    spec: &SshKeySpec,
+    cfg: &FlowConfig,
+) -> Result<(SshKey, bool)> {
+    let (key, made) = find_or_create(
+        &cfg.retry,
+        "ssh key",
+        || async move { Ok(p.find_ssh_key(&spec.key).await?.map(Created::ready)) },
+        || async move { Ok(Created::ready(p.create_ssh_key(spec).await?)) },
+    )
+    .await?;
+    Ok((key.resource, made))
+}
+
+async fn ensure_firewall(
+    p: &dyn Provider,
+    spec: &FirewallSpec,
+    selector: &Labels,
+    cfg: &FlowConfig,
+    deadline: Instant,
+) -> Result<(Firewall, bool)> {
+    let (Created { resource, pending }, made) = find_or_create(
+        &cfg.retry,
+        "firewall",
+        || async move {
+            Ok(p.list_firewalls(selector)
+                .await?
+                .into_iter()
+                .next()
+                .map(Created::ready))
+        },
+        || p.create_firewall(spec),
+    )
+    .await?;
+    wait_operations(p, &pending, cfg, deadline).await?;
+    Ok((resource, made))
+}

@@ -1,0 +1,133 @@
+//! `destroy` and rollback, one teardown: servers first (waiting until they are gone), then
+//! firewalls, then keys — a key only when no other managed server still uses it.
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::{Existing, FlowConfig, ResourceRef, wait_operations};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{DeploymentName, LABEL_SSH_KEY, Labels};
+use crate::poll::wait_until;
+use crate::progress::Progress;
+use crate::provider::Provider;
+use crate::retry::retry;
+
+/// One removed resource.
+pub type Removed = ResourceRef;
+
+/// What a teardown removed and what it deliberately kept.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Teardown {
+    /// Removed resources, in order.
+    pub removed: Vec<Removed>,
+    /// Kept resources with the reason (e.g. a key another server uses).
+    pub kept: Vec<(ResourceRef, String)>,
+}
+
+/// Removes everything labelled with `deployment`; running it twice is fine.
+pub async fn destroy(
+    p: &dyn Provider,
+    deployment: &DeploymentName,
+    cfg: &FlowConfig,
+    progress: &dyn Progress,
+) -> Result<Teardown> {
+    teardown(p, deployment, &Existing::new(), cfg, progress).await
+}
+
+/// Removes everything labelled with `deployment` except `keep` (what existed before a failed
+/// create). Shared by `destroy` and by the rollback of `create`.
+pub async fn teardown(
+    p: &dyn Provider,
+    deployment: &DeploymentName,
+    keep: &Existing,
+    cfg: &FlowConfig,
+    progress: &dyn Progress,
+) -> Result<Teardown> {
+    let deadline = Instant::now() + cfg.timeout;
+    let selector = Labels::deployment(deployment);
+    let r = &cfg.retry;
+    let kept_id = |kind: &'static str, id: &str| keep.contains(&(kind, id.to_owned()));
+    let mut out = Teardown::default();
+
+    let servers = retry(r, "list servers", || p.list_servers(&selector)).await?;
+    for s in servers.into_iter().filter(|s| !kept_id("server", &s.id)) {
+        progress.step(&format!("deleting server {} ({})", s.name, s.id));
+        let ops = retry(r, "delete server", || p.delete_server(&s.id)).await?;
+        wait_operations(p, &ops, cfg, deadline).await?;
+        let what = format!("server {} to be gone", s.id);
+        wait_until(&cfg.poll, deadline, &what, || async {
+            Ok(retry(r, &what, || p.get_server(&s.id))
+                .await?
+                .is_none()
+                .then_some(()))
+        })
+        .await?;
+        out.removed.push(ResourceRef {
+            kind: "server",
+            id: s.id,
+            name: s.name,
+        });
+    }
+
+    let firewalls = retry(r, "list firewalls", || p.list_firewalls(&selector)).await?;
+    for f in firewalls
+        .into_iter()
+        .filter(|f| !kept_id("firewall", &f.id))
+    {
+        progress.step(&format!("deleting firewall {} ({})", f.name, f.id));
+        // A firewall stays "in use" for a moment after its server is gone: poll until it lets go.
+        let what = format!("firewall {} to be released", f.id);
+        wait_until(&cfg.poll, deadline, &what, || async {
+            match retry(r, "delete firewall", || p.delete_firewall(&f.id)).await {
+                Ok(()) => Ok(Some(())),
+                Err(e) if e.kind() == &ErrorKind::InUse => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+        out.removed.push(ResourceRef {
+            kind: "firewall",
+            id: f.id,
+            name: f.name,
+        });
+    }
+
+    let keys = retry(r, "list ssh keys", || p.list_ssh_keys(&selector)).await?;
+    let keys: Vec<_> = keys
+        .into_iter()
+        .filter(|k| !kept_id("ssh_key", &k.id))
+        .collect();
+    if !keys.is_empty() {
+        let all = Labels::managed();
+        let managed = retry(r, "list servers", || p.list_servers(&all)).await?;
+        for k in keys {
+            let users: Vec<_> = managed
+                .iter()
+                .filter(|s| s.labels.get(LABEL_SSH_KEY) == Some(k.id.as_str()))
+                .map(|s| s.name.clone())
+                .collect();
+            let rref = ResourceRef {
+                kind: "ssh_key",
+                id: k.id.clone(),
+                name: k.name.clone(),
+            };
+            if users.is_empty() {
+                progress.step(&format!("deleting ssh key {} ({})", k.name, k.id));
+                retry(r, "delete ssh key", || p.delete_ssh_key(&k.id)).await?;
+                out.removed.push(rref);
+            } else {
+                let why = format!("still used by {}", users.join(", "));
+                progress.warn(&format!("keeping ssh key {} ({}): {why}", k.name, k.id));
+                out.kept.push((rref, why));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The error a failed rollback leaves the user with: what failed and the exact command to finish.
+pub fn rollback_hint(provider: &str, deployment: &DeploymentName, e: &Error) -> String {
+    format!(
+        "rollback failed too ({e}); run `bootstrap destroy {deployment} --provider {provider} --yes` to remove what is left"
+    )
+}

@@ -1,0 +1,142 @@
+//! The flows, written once for every provider: create (with rollback), destroy, list.
+//!
+//! Providers only implement primitives; the ordering (key and firewall concurrently, then the
+//! server), idempotency (find by labels before creating), retries, polling and rollback are here.
+
+mod create;
+mod destroy;
+mod list;
+
+pub use create::{CreateFailure, CreateOutcome, CreatePlan, create};
+pub use destroy::{Removed, Teardown, destroy, rollback_hint, teardown};
+pub use list::{DeploymentSummary, list};
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{Operation, OperationStatus};
+use crate::poll::{PollConfig, wait_until};
+use crate::provider::Provider;
+use crate::retry::{RetryConfig, retry};
+
+/// Retry, polling and overall-time settings for one run of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// Retries of single calls.
+    pub retry: RetryConfig,
+    /// Polling of actions and states.
+    pub poll: PollConfig,
+    /// Overall time for the waits of one flow (`--timeout`).
+    pub timeout: Duration,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryConfig::default(),
+            poll: PollConfig::default(),
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Kind and id of a resource, used to tell what a run found from what it made.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct ResourceRef {
+    /// `server`, `firewall` or `ssh_key`.
+    pub kind: &'static str,
+    /// Provider id.
+    pub id: String,
+    /// Name at the provider.
+    pub name: String,
+}
+
+impl std::fmt::Display for ResourceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} ({})",
+            self.kind.replace('_', " "),
+            self.name,
+            self.id
+        )
+    }
+}
+
+/// Ids of resources that already existed, which a rollback must leave alone.
+pub type Existing = BTreeSet<(&'static str, String)>;
+
+/// Waits until every operation succeeded; a failed one is `ErrorKind::ActionFailed`.
+pub(crate) async fn wait_operations(
+    p: &dyn Provider,
+    ops: &[Operation],
+    cfg: &FlowConfig,
+    deadline: Instant,
+) -> Result<()> {
+    for op in ops {
+        let what = format!("{} action {} ({})", p.name(), op.id, op.what);
+        wait_until(&cfg.poll, deadline, &what, || async {
+            match retry(&cfg.retry, &what, || p.operation_status(op)).await? {
+                OperationStatus::Running => Ok(None),
+                OperationStatus::Succeeded => Ok(Some(())),
+                OperationStatus::Failed(msg) => Err(Error::new(
+                    ErrorKind::ActionFailed,
+                    format!("{what} failed: {msg}"),
+                )),
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Finds an existing resource, else creates it; written once for keys, firewalls and servers.
+///
+/// A create that failed in a way that may still have happened at the provider (5xx, dropped
+/// connection, timeout) is never replayed blindly: the next attempt looks the resource up first.
+/// A `Conflict` also leads to a look-up; if nothing is found then, the name is taken by a
+/// resource this tool did not make, and the error says so.
+pub(crate) async fn find_or_create<T, FF, FFut, CF, CFut>(
+    cfg: &RetryConfig,
+    what: &str,
+    mut find: FF,
+    mut create: CF,
+) -> Result<(T, bool)>
+where
+    FF: FnMut() -> FFut,
+    FFut: Future<Output = Result<Option<T>>>,
+    CF: FnMut() -> CFut,
+    CFut: Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    let mut conflicted = false;
+    loop {
+        if let Some(found) = retry(cfg, what, &mut find).await? {
+            // Found after we tried to create it: this run made it (the answer was lost).
+            return Ok((found, attempt > 0));
+        }
+        if conflicted {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "a {what} with that name already exists but is not this deployment's; rename or delete it, or choose another --name"
+                ),
+            ));
+        }
+        match create().await {
+            Ok(made) => return Ok((made, true)),
+            Err(e) if e.kind() == &ErrorKind::Conflict => conflicted = true,
+            Err(e) if e.is_retryable() && attempt < cfg.max_retries => {
+                let wait = cfg.wait_for(e.kind(), attempt, &mut rand::thread_rng());
+                tracing::debug!(what, attempt, ?wait, error = %e, "create failed, looking up before retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+        attempt += 1;
+    }
+}

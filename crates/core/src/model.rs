@@ -1,0 +1,344 @@
+//! The provider-neutral model: what a deployment is made of, and how it is labelled.
+//!
+//! Every resource the tool creates carries [`Labels`]: `managed-by=bootstrap` and
+//! `bootstrap-deployment=<name>`. The cloud is the source of truth; these labels are how `list`,
+//! `destroy` and re-runs of `create` find things again from any machine.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Label key marking everything this tool made.
+pub const LABEL_MANAGED_BY: &str = "managed-by";
+/// Value of [`LABEL_MANAGED_BY`].
+pub const MANAGED_BY_VALUE: &str = "bootstrap";
+/// Label key carrying the deployment name.
+pub const LABEL_DEPLOYMENT: &str = "bootstrap-deployment";
+/// Label key on a server naming the provider id of the SSH key it was created with, so that
+/// `destroy` only deletes a key no other managed server uses.
+pub const LABEL_SSH_KEY: &str = "bootstrap-ssh-key";
+
+/// A validated deployment name: an RFC 1123 label (it becomes the server's hostname).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct DeploymentName(String);
+
+impl DeploymentName {
+    /// Checks `name` is a hostname label: 1-63 of `a-z0-9-`, not starting or ending with `-`.
+    pub fn parse(name: &str) -> Result<Self> {
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if ok {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "invalid name {name:?}: use 1-63 lowercase letters, digits and '-', not starting or ending with '-' (it becomes the hostname)"
+                ),
+            ))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DeploymentName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Key/value labels (tags) in the neutral form; each adapter encodes them in its cloud's syntax.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Labels(BTreeMap<String, String>);
+
+impl Labels {
+    /// No labels.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `managed-by=bootstrap`: selects everything this tool made.
+    pub fn managed() -> Self {
+        let mut l = Self::new();
+        l.insert(LABEL_MANAGED_BY, MANAGED_BY_VALUE);
+        l
+    }
+
+    /// `managed-by=bootstrap, bootstrap-deployment=<name>`: selects one deployment.
+    pub fn deployment(name: &DeploymentName) -> Self {
+        let mut l = Self::managed();
+        l.insert(LABEL_DEPLOYMENT, name.as_str());
+        l
+    }
+
+    /// Adds or replaces a label.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(key.into(), value.into());
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Iterates in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// True when every label of `selector` is present here with the same value.
+    pub fn matches(&self, selector: &Labels) -> bool {
+        selector.iter().all(|(k, v)| self.get(k) == Some(v))
+    }
+
+    /// The deployment these labels belong to, if any.
+    pub fn deployment_name(&self) -> Option<&str> {
+        self.get(LABEL_DEPLOYMENT)
+    }
+
+    /// A Kubernetes-style selector `k=v,k2=v2`, sorted by key (Hetzner's `label_selector`).
+    pub fn to_selector(&self) -> String {
+        self.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Labels {
+    fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
+        Self(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+/// A public key with the fingerprints each cloud reports, computed once by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKeyInfo {
+    /// The OpenSSH line (`ssh-ed25519 AAAA... comment`).
+    pub openssh: String,
+    /// MD5 colon-hex fingerprint (Hetzner, DigitalOcean).
+    pub md5: String,
+    /// `SHA256:...` fingerprint as `ssh-keygen -l` prints it.
+    pub sha256: String,
+}
+
+/// What to upload as the deployment's SSH key.
+#[derive(Debug, Clone)]
+pub struct SshKeySpec {
+    /// Name at the provider.
+    pub name: String,
+    /// The key.
+    pub key: PublicKeyInfo,
+    /// Labels to put on it.
+    pub labels: Labels,
+}
+
+/// An SSH key as the provider knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshKey {
+    /// Provider id.
+    pub id: String,
+    /// Name at the provider.
+    pub name: String,
+    /// Fingerprint as the provider reports it.
+    pub fingerprint: String,
+    /// Its labels (empty for keys this tool did not make).
+    pub labels: Labels,
+}
+
+/// Transport protocol of a firewall rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// One inbound rule: `protocol`/`port` from `sources`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FirewallRule {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Destination port.
+    pub port: u16,
+    /// Allowed source networks; `0.0.0.0/0` and `::/0` only when the user said `any`.
+    pub sources: Vec<IpNet>,
+    /// Shown in the provider's console.
+    pub description: String,
+}
+
+/// The cloud firewall to create. Outbound traffic is allowed; adapters whose API denies outbound
+/// by default (DigitalOcean) add explicit allow rules.
+#[derive(Debug, Clone, Serialize)]
+pub struct FirewallSpec {
+    /// Name at the provider.
+    pub name: String,
+    /// Inbound allow rules; everything else inbound is dropped.
+    pub inbound: Vec<FirewallRule>,
+    /// Labels to put on it.
+    pub labels: Labels,
+}
+
+/// A cloud firewall (security group) as the provider knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Firewall {
+    /// Provider id.
+    pub id: String,
+    /// Name at the provider.
+    pub name: String,
+    /// Its labels.
+    pub labels: Labels,
+}
+
+/// The server to create.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerSpec {
+    /// Name (and hostname).
+    pub name: String,
+    /// Provider's server type / size / instance type.
+    pub server_type: String,
+    /// Image name or id.
+    pub image: String,
+    /// Location / region / zone.
+    pub location: String,
+    /// The rendered cloud-config.
+    #[serde(skip)]
+    pub user_data: String,
+    /// Provider ids of the SSH keys to install.
+    pub ssh_key_ids: Vec<String>,
+    /// Provider ids of the firewalls to apply.
+    pub firewall_ids: Vec<String>,
+    /// Labels to put on it.
+    pub labels: Labels,
+}
+
+/// Where a server is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerStatus {
+    /// Being created or booting.
+    Starting,
+    /// Running.
+    Running,
+    /// Powered off or stopped.
+    Off,
+    /// Being deleted.
+    Deleting,
+    /// A status this tool has no name for.
+    Other(String),
+}
+
+impl fmt::Display for ServerStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Starting => f.write_str("starting"),
+            Self::Running => f.write_str("running"),
+            Self::Off => f.write_str("off"),
+            Self::Deleting => f.write_str("deleting"),
+            Self::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A server as the provider knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Server {
+    /// Provider id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Status.
+    pub status: ServerStatus,
+    /// Public IPv4 address.
+    pub ipv4: Option<IpAddr>,
+    /// Public IPv6 address.
+    pub ipv6: Option<IpAddr>,
+    /// Its labels.
+    pub labels: Labels,
+}
+
+/// Something asynchronous the provider is doing, to be polled with
+/// [`crate::Provider::operation_status`] (a Hetzner action, a DigitalOcean action, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Operation {
+    /// Provider id of the operation.
+    pub id: String,
+    /// What it does (`create_server`, `start_server`, ...), for messages.
+    pub what: String,
+}
+
+/// Result of one check of an [`Operation`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperationStatus {
+    /// Still running.
+    Running,
+    /// Finished well.
+    Succeeded,
+    /// Finished with an error message from the provider.
+    Failed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_names_are_hostname_labels() {
+        for ok in ["web1", "a", "my-server-2", &"a".repeat(63)] {
+            assert!(DeploymentName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Web1",
+            "a_b",
+            "a.b",
+            "a b",
+            "a\nb",
+            &"a".repeat(64),
+            "x: y",
+        ] {
+            let e = DeploymentName::parse(bad).unwrap_err();
+            assert_eq!(e.kind(), &ErrorKind::InvalidInput);
+        }
+    }
+
+    #[test]
+    fn labels_select_and_encode() {
+        let name = DeploymentName::parse("web1").unwrap();
+        let l = Labels::deployment(&name);
+        assert_eq!(
+            l.to_selector(),
+            "bootstrap-deployment=web1,managed-by=bootstrap"
+        );
+        let mut server = l.clone();
+        server.insert(LABEL_SSH_KEY, "42");
+        assert!(server.matches(&l));
+        assert!(server.matches(&Labels::managed()));
+        assert!(!Labels::managed().matches(&l));
+        assert_eq!(server.deployment_name(), Some("web1"));
+    }
+}

@@ -1,0 +1,86 @@
+//! The one trait each cloud implements: small primitives, nothing else.
+//!
+//! # Contract
+//! - A get or find of something missing is `Ok(None)`; a delete of something missing is `Ok(())`.
+//! - Everything created carries the labels it was given, so that list/destroy find it again.
+//! - No method retries, sleeps or waits: a wait is one status check ([`Provider::operation_status`],
+//!   [`Provider::get_server`]); the core loops, backs off and rolls back.
+//! - `list_*` return every match (the adapter follows pagination).
+//! - Errors carry the right [`crate::ErrorKind`]: `Conflict` for duplicates, `InUse` for a
+//!   resource still attached, `RateLimited`/`Transient`/`Timeout` for what may pass.
+//!
+//! The primitives were drawn against all four clouds (see DESIGN.md's provider facts): Hetzner
+//! and DigitalOcean answer with actions ([`Operation`]s), Scaleway and AWS only with states, which
+//! the core polls through [`Provider::get_server`].
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::{
+    Firewall, FirewallSpec, Labels, Operation, OperationStatus, PublicKeyInfo, Server, ServerSpec,
+    SshKey, SshKeySpec,
+};
+
+/// Fixed facts about a provider that the core checks before any API call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest user-data the API accepts, in bytes of the raw cloud-config.
+    pub user_data_max_bytes: usize,
+}
+
+/// A created resource plus the operations to wait for before it is usable.
+#[derive(Debug, Clone)]
+pub struct Created<T> {
+    /// The resource as the create call returned it.
+    pub resource: T,
+    /// Operations still running (e.g. Hetzner's `action` and `next_actions`).
+    pub pending: Vec<Operation>,
+}
+
+impl<T> Created<T> {
+    /// A resource with nothing left to wait for (or one that was found, not created).
+    pub fn ready(resource: T) -> Self {
+        Self {
+            resource,
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// The primitives of one cloud. See the module doc for the contract.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Short lowercase name (`hetzner`), used in messages and the `--provider` flag.
+    fn name(&self) -> &'static str;
+
+    /// Limits checked before any call.
+    fn limits(&self) -> Limits;
+
+    /// An uploaded key with the same fingerprint as `key`, whoever uploaded it.
+    async fn find_ssh_key(&self, key: &PublicKeyInfo) -> Result<Option<SshKey>>;
+    /// Keys carrying all of `selector`'s labels.
+    async fn list_ssh_keys(&self, selector: &Labels) -> Result<Vec<SshKey>>;
+    /// Uploads a key; a duplicate name or fingerprint is `ErrorKind::Conflict`.
+    async fn create_ssh_key(&self, spec: &SshKeySpec) -> Result<SshKey>;
+    /// Deletes a key.
+    async fn delete_ssh_key(&self, id: &str) -> Result<()>;
+
+    /// Firewalls carrying all of `selector`'s labels.
+    async fn list_firewalls(&self, selector: &Labels) -> Result<Vec<Firewall>>;
+    /// Creates a firewall with the given inbound rules.
+    async fn create_firewall(&self, spec: &FirewallSpec) -> Result<Created<Firewall>>;
+    /// Deletes a firewall; still applied somewhere is `ErrorKind::InUse`.
+    async fn delete_firewall(&self, id: &str) -> Result<()>;
+
+    /// Servers carrying all of `selector`'s labels (deleted ones excluded).
+    async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>>;
+    /// One server; `None` once it is gone (or terminated, for clouds that keep them visible).
+    async fn get_server(&self, id: &str) -> Result<Option<Server>>;
+    /// Creates (and starts) a server with user-data, keys, firewalls and labels.
+    async fn create_server(&self, spec: &ServerSpec) -> Result<Created<Server>>;
+    /// Starts deleting a server; returns the operations to wait for (may be none).
+    async fn delete_server(&self, id: &str) -> Result<Vec<Operation>>;
+
+    /// One check of an operation's status.
+    async fn operation_status(&self, op: &Operation) -> Result<OperationStatus>;
+}

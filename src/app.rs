@@ -1,0 +1,58 @@
+//! Parses the command line, sets up logging, TLS and the runtime, runs the command, and turns
+//! the outcome into an exit code: 0 success, 1 failure, 2 bad input.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::settings::BadInput;
+use crate::{commands, env};
+
+/// Runs the tool and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    // One TLS provider for the whole process: reqwest is built without one, so this is the only
+    // crypto backend compiled in.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = if e.downcast_ref::<BadInput>().is_some() {
+                2
+            } else {
+                1
+            };
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "warn,bootstrap=info,bootstrap_core=info",
+        _ => "info,bootstrap=debug,bootstrap_core=debug,bootstrap_hetzner=debug",
+    };
+    let filter = env::var(env::BOOTSTRAP_LOG).unwrap_or_else(|| default.to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

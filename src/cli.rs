@@ -1,0 +1,136 @@
+//! The command line, as clap types only: no I/O and no checks beyond parsing
+//! (see `settings` for validation).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Turn a cloud API token into a hardened, reachable server; remove it again in one command.
+#[derive(Debug, Parser)]
+#[command(name = "bootstrap", version, about)]
+pub struct Cli {
+    /// More output on stderr (-v: progress details, -vv: debug logs; secrets are never logged).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create (or complete) a hardened server with its SSH key and cloud firewall.
+    Create(CreateArgs),
+    /// Print the cloud-init user-data that `create` would send, and nothing else.
+    Render(CreateArgs),
+    /// Remove the server, firewall and key of a deployment (idempotent).
+    Destroy(DestroyArgs),
+    /// List deployments found through their labels.
+    List(ListArgs),
+}
+
+/// Cloud providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// Hetzner Cloud.
+    Hetzner,
+}
+
+/// Output format on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// Flags every command that talks to a provider shares.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Cloud provider.
+    #[arg(long, value_enum)]
+    pub provider: ProviderKind,
+    /// API base URL (default: the provider's; also BOOTSTRAP_<PROVIDER>_ENDPOINT).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Overall time for waits, e.g. 600, 90s, 10m.
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub timeout: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// `create` and `render`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Provider, endpoint, timeout, output.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Deployment name; also the server's hostname.
+    #[arg(long)]
+    pub name: String,
+    /// Source network allowed to reach SSH (repeat for more); `any` opens port 22 to the world.
+    #[arg(long = "ssh-from", value_name = "CIDR", required = true)]
+    pub ssh_from: Vec<String>,
+    /// Location (default: a German one).
+    #[arg(long)]
+    pub location: Option<String>,
+    /// Server type (default: a cheap shared x86 type).
+    #[arg(long)]
+    pub server_type: Option<String>,
+    /// Image (default: Ubuntu 24.04).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Use this public key (PATH.pub) instead of generating one.
+    #[arg(long, value_name = "PATH")]
+    pub ssh_key: Option<PathBuf>,
+    /// Encrypt the generated private key with the passphrase in this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+    /// Name of the sudo user that gets the key.
+    #[arg(long, default_value = "admin")]
+    pub admin_user: String,
+    /// Time (HH:MM, server local time) for automatic reboots after security updates.
+    #[arg(long, default_value = "02:00")]
+    pub reboot_time: String,
+    /// Use this cloud-init template instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// Print the plan and the user-data; create nothing (needs no token).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `destroy`.
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Deployment to remove.
+    pub name: String,
+    /// Provider, endpoint, timeout, output.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Cloud provider (default: hetzner, the only one so far).
+    #[arg(long, value_enum, default_value = "hetzner")]
+    pub provider: ProviderKind,
+    /// API base URL (default: the provider's; also BOOTSTRAP_<PROVIDER>_ENDPOINT).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}

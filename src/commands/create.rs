@@ -1,0 +1,242 @@
+//! `bootstrap create` and `bootstrap render`: both check input, pick the key and render the
+//! user-data the same way, so `render` prints exactly what `create` would send.
+
+use std::path::Path;
+
+use bootstrap_cloudinit::HardeningParams;
+use bootstrap_core::flow::{self, CreateFailure, CreatePlan, rollback_hint};
+use bootstrap_core::model::Protocol;
+use bootstrap_core::{
+    FirewallRule, FirewallSpec, Labels, Progress, PublicKeyInfo, ServerSpec, SshKeySpec,
+};
+use bootstrap_keys::{KeyPair, PublicKey};
+use serde_json::json;
+
+use crate::cli::CreateArgs;
+use crate::output::Output;
+use crate::providers;
+use crate::settings::{CreateSettings, SshFrom, bad};
+
+/// Where the deployment's key comes from, for messages.
+enum KeySource {
+    /// `--ssh-key`.
+    File(String),
+    /// The generated key in the state dir (existing or just made).
+    State { path: String, new: bool },
+    /// No key yet (render / dry run): a throwaway stands in for the one `create` will generate.
+    Placeholder(String),
+}
+
+impl KeySource {
+    fn describe(&self) -> String {
+        match self {
+            Self::File(p) => format!("your key {p}"),
+            Self::State { path, new: true } => format!("new key, private part at {path}"),
+            Self::State { path, new: false } => format!("existing key {path}"),
+            Self::Placeholder(p) => format!("a new key will be generated at {p}"),
+        }
+    }
+}
+
+fn key_info(k: &PublicKey) -> PublicKeyInfo {
+    PublicKeyInfo {
+        openssh: k.to_openssh(),
+        md5: k.fingerprint_md5(),
+        sha256: k.fingerprint_sha256(),
+    }
+}
+
+/// The key for render and dry runs: never writes anything.
+fn preview_key(s: &CreateSettings) -> anyhow::Result<(PublicKey, KeySource)> {
+    if let Some(k) = &s.ssh_key {
+        return Ok((k.clone(), KeySource::File(String::new())));
+    }
+    let pub_path = pub_path(&s.key_path);
+    if pub_path.exists() {
+        let k = PublicKey::load(&pub_path)?;
+        return Ok((
+            k,
+            KeySource::State {
+                path: s.key_path.display().to_string(),
+                new: false,
+            },
+        ));
+    }
+    let k = KeyPair::generate(&format!("bootstrap-{}", s.name)).public();
+    Ok((k, KeySource::Placeholder(s.key_path.display().to_string())))
+}
+
+fn pub_path(p: &Path) -> std::path::PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".pub");
+    s.into()
+}
+
+/// The key for a real create: the user's, or the state dir's (generated on first use, 0600).
+fn real_key(s: &CreateSettings) -> anyhow::Result<(PublicKey, KeySource)> {
+    if let Some(k) = &s.ssh_key {
+        return Ok((k.clone(), KeySource::File(String::new())));
+    }
+    let pass = s.passphrase.as_ref().map(|p| p.expose());
+    let comment = format!("bootstrap-{}", s.name);
+    let (pair, new) = bootstrap_keys::load_or_generate(&s.key_path, pass, &comment)
+        .map_err(|e| bad(format!("{e}")))?;
+    Ok((
+        pair.public(),
+        KeySource::State {
+            path: s.key_path.display().to_string(),
+            new,
+        },
+    ))
+}
+
+fn render_user_data(s: &CreateSettings, key: &PublicKey) -> anyhow::Result<String> {
+    let params = HardeningParams {
+        hostname: s.name.to_string(),
+        admin_user: s.admin_user.clone(),
+        ssh_authorized_keys: vec![key.to_openssh()],
+        ssh_from: s.ssh_from.host_sources(),
+        reboot_time: s.reboot_time.clone(),
+    };
+    let ud = bootstrap_cloudinit::render(&s.template, &params).map_err(|e| {
+        bad(format!(
+            "the cloud-init template {}: {e}",
+            s.template.name()
+        ))
+    })?;
+    let provider = providers::name(s.conn.kind);
+    bootstrap_cloudinit::check_size(&ud, providers::user_data_limit(s.conn.kind), provider)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(ud)
+}
+
+fn plan(s: &CreateSettings, key: &PublicKey, user_data: String) -> CreatePlan {
+    let labels = Labels::deployment(&s.name);
+    let resource_name = format!("bootstrap-{}", s.name);
+    CreatePlan {
+        deployment: s.name.clone(),
+        ssh_key: SshKeySpec {
+            name: resource_name.clone(),
+            key: key_info(key),
+            labels: labels.clone(),
+        },
+        firewall: FirewallSpec {
+            name: resource_name,
+            inbound: vec![FirewallRule {
+                protocol: Protocol::Tcp,
+                port: 22,
+                sources: s.ssh_from.firewall_sources(),
+                description: "SSH".to_owned(),
+            }],
+            labels: labels.clone(),
+        },
+        server: ServerSpec {
+            name: s.name.to_string(),
+            server_type: s.server_type.clone(),
+            image: s.image.clone(),
+            location: s.location.clone(),
+            user_data,
+            ssh_key_ids: Vec::new(),
+            firewall_ids: Vec::new(),
+            labels,
+        },
+    }
+}
+
+fn warn_open_ssh(s: &CreateSettings, progress: &dyn Progress) {
+    if s.ssh_from == SshFrom::Any {
+        progress.warn("--ssh-from any: port 22 will be open to the whole internet at the cloud firewall; fail2ban and key-only login are the only guards");
+    }
+}
+
+/// `bootstrap render`: the user-data alone on stdout.
+pub async fn render(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<()> {
+    let s = CreateSettings::from_args(a)?;
+    let (key, source) = preview_key(&s)?;
+    if let KeySource::Placeholder(p) = &source {
+        progress.warn(&format!(
+            "no key for {} yet: the user-data shows a placeholder key; `create` generates the real one at {p}",
+            s.name
+        ));
+    }
+    let ud = render_user_data(&s, &key)?;
+    Output::new(crate::cli::OutputFormat::Text).user_data(&ud)
+}
+
+/// `bootstrap create`.
+pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<()> {
+    let s = CreateSettings::from_args(a)?;
+    warn_open_ssh(&s, progress);
+    let out = Output::new(s.conn.output);
+    let provider_name = providers::name(s.conn.kind);
+
+    if s.dry_run {
+        let (key, source) = preview_key(&s)?;
+        let ud = render_user_data(&s, &key)?;
+        let p = plan(&s, &key, ud.clone());
+        let doc = json!({
+            "dry_run": true,
+            "provider": provider_name,
+            "deployment": s.name,
+            "ssh_key": {
+                "name": p.ssh_key.name,
+                "fingerprint": key.fingerprint_sha256(),
+                "source": source.describe(),
+                "labels": p.ssh_key.labels,
+            },
+            "firewall": p.firewall,
+            "server": p.server,
+            "user_data_bytes": ud.len(),
+            "user_data_limit": providers::user_data_limit(s.conn.kind),
+        });
+        return out.plan(&doc, &ud);
+    }
+
+    // Everything that can be checked offline is checked before the key is made or a call sent.
+    let (placeholder, _) = preview_key(&s)?;
+    render_user_data(&s, &placeholder)?;
+    let provider = providers::build(&s.conn)?;
+    let (key, source) = real_key(&s)?;
+    let ud = render_user_data(&s, &key)?;
+    let p = plan(&s, &key, ud);
+
+    let cancel = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    match flow::create(provider.as_ref(), &p, &s.conn.flow, progress, cancel).await {
+        Ok(o) => {
+            let target = o
+                .server
+                .ipv4
+                .or(o.server.ipv6)
+                .map_or("<ip>".to_owned(), |ip| ip.to_string());
+            let ssh = match &source {
+                KeySource::State { path, .. } => format!("ssh -i {path} {}@{target}", s.admin_user),
+                _ => format!("ssh {}@{target}", s.admin_user),
+            };
+            let extra = json!({"deployment": s.name, "provider": provider_name, "admin_user": s.admin_user,
+                "private_key": match &source { KeySource::State { path, .. } => Some(path.clone()), _ => None }});
+            out.created(&o, &extra, &ssh)
+        }
+        Err(CreateFailure { error, rollback }) => {
+            let detail = match rollback {
+                Ok(t) if t.removed.is_empty() => "nothing had been created".to_owned(),
+                Ok(t) => format!(
+                    "rolled back: removed {}",
+                    t.removed
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Err(e) => rollback_hint(provider_name, &s.name, &e),
+            };
+            Err(anyhow::anyhow!(
+                "create {} failed: {error}; {detail}",
+                s.name
+            ))
+        }
+    }
+}

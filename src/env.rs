@@ -1,0 +1,31 @@
+//! Every environment variable the tool reads, in one place.
+
+/// Hetzner API token (the same variable the `hcloud` CLI reads).
+pub const HCLOUD_TOKEN: &str = "HCLOUD_TOKEN";
+/// Path of the `hcloud` CLI's config file (default `~/.config/hcloud/cli.toml`).
+pub const HCLOUD_CONFIG: &str = "HCLOUD_CONFIG";
+/// Where private keys and other local state go (default: XDG state dir).
+pub const BOOTSTRAP_STATE_DIR: &str = "BOOTSTRAP_STATE_DIR";
+/// XDG base directory for state.
+pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
+/// Home directory.
+pub const HOME: &str = "HOME";
+/// Retries of a single API call after the first attempt (default 5).
+pub const BOOTSTRAP_RETRY_MAX: &str = "BOOTSTRAP_RETRY_MAX";
+/// First retry backoff in milliseconds (default 500).
+pub const BOOTSTRAP_RETRY_BASE_MS: &str = "BOOTSTRAP_RETRY_BASE_MS";
+/// First polling interval in milliseconds (default 250).
+pub const BOOTSTRAP_POLL_MS: &str = "BOOTSTRAP_POLL_MS";
+/// Log filter for `-v` output (tracing `EnvFilter` syntax).
+pub const BOOTSTRAP_LOG: &str = "BOOTSTRAP_LOG";
+
+/// The endpoint override variable of a provider: `BOOTSTRAP_HETZNER_ENDPOINT` and so on
+/// (tests point it at loopback).
+pub fn endpoint_var(provider: &str) -> String {
+    format!("BOOTSTRAP_{}_ENDPOINT", provider.to_ascii_uppercase())
+}
+
+/// A variable's value, treating empty as unset.
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}

@@ -1,0 +1,185 @@
+//! The only writer to stdout: results as text lines or one JSON document. Progress, warnings and
+//! errors go to stderr elsewhere.
+
+use std::io::Write;
+
+use bootstrap_core::flow::{CreateOutcome, DeploymentSummary, Teardown};
+use serde_json::{Value, json};
+
+use crate::cli::OutputFormat;
+
+/// Prints results in the chosen format.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    format: OutputFormat,
+}
+
+impl Output {
+    /// An output in `format`.
+    pub fn new(format: OutputFormat) -> Self {
+        Self { format }
+    }
+
+    fn write(&self, text: &str) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            // A closed pipe (`| head`) is not an error worth a message.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => Ok(r?),
+        }
+    }
+
+    fn json(&self, v: &Value) -> anyhow::Result<()> {
+        self.write(&format!("{}\n", serde_json::to_string_pretty(v)?))
+    }
+
+    /// `render`: the user-data alone, byte for byte.
+    pub fn user_data(&self, user_data: &str) -> anyhow::Result<()> {
+        self.write(user_data)
+    }
+
+    /// `create --dry-run`: the plan, then the user-data.
+    pub fn plan(&self, plan: &Value, user_data: &str) -> anyhow::Result<()> {
+        if self.format == OutputFormat::Json {
+            let mut p = plan.clone();
+            p["user_data"] = Value::String(user_data.to_owned());
+            return self.json(&p);
+        }
+        let mut t = String::new();
+        let labels = |v: &Value| {
+            v.as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default()
+        };
+        t.push_str(&format!(
+            "Plan for deployment {} on {} (dry run: nothing is created, no token used)\n",
+            plan["deployment"].as_str().unwrap_or_default(),
+            plan["provider"].as_str().unwrap_or_default()
+        ));
+        let k = &plan["ssh_key"];
+        t.push_str(&format!(
+            "  ssh key   {}  {}  ({})\n            labels {}\n",
+            k["name"].as_str().unwrap_or_default(),
+            k["fingerprint"].as_str().unwrap_or_default(),
+            k["source"].as_str().unwrap_or_default(),
+            labels(&k["labels"])
+        ));
+        let f = &plan["firewall"];
+        for r in f["inbound"].as_array().into_iter().flatten() {
+            let sources: Vec<_> = r["sources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            t.push_str(&format!(
+                "  firewall  {}  allow in {}/{} from {}\n",
+                f["name"].as_str().unwrap_or_default(),
+                r["protocol"].as_str().unwrap_or_default(),
+                r["port"],
+                sources.join(", ")
+            ));
+        }
+        t.push_str(&format!("            labels {}\n", labels(&f["labels"])));
+        let s = &plan["server"];
+        t.push_str(&format!(
+            "  server    {}  type {}  image {}  location {}\n            labels {}\n",
+            s["name"].as_str().unwrap_or_default(),
+            s["server_type"].as_str().unwrap_or_default(),
+            s["image"].as_str().unwrap_or_default(),
+            s["location"].as_str().unwrap_or_default(),
+            labels(&s["labels"])
+        ));
+        t.push_str(&format!(
+            "  user-data {} of {} bytes:\n\n{user_data}",
+            plan["user_data_bytes"], plan["user_data_limit"]
+        ));
+        self.write(&t)
+    }
+
+    /// A successful `create`.
+    pub fn created(&self, o: &CreateOutcome, extra: &Value, ssh: &str) -> anyhow::Result<()> {
+        if self.format == OutputFormat::Json {
+            let mut v = json!({
+                "server": o.server,
+                "ssh_key": o.ssh_key,
+                "firewall": o.firewall,
+                "created": o.created,
+                "ssh": ssh,
+            });
+            if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+                m.extend(e.clone());
+            }
+            return self.json(&v);
+        }
+        let ip = |a: Option<std::net::IpAddr>| a.map_or("-".to_owned(), |a| a.to_string());
+        self.write(&format!(
+            "{}  {}  {}  {}  (server {})\n{ssh}\n",
+            o.server.name,
+            o.server.status,
+            ip(o.server.ipv4),
+            ip(o.server.ipv6),
+            o.server.id
+        ))
+    }
+
+    /// A finished `destroy`.
+    pub fn destroyed(&self, name: &str, t: &Teardown, local: Option<&str>) -> anyhow::Result<()> {
+        if self.format == OutputFormat::Json {
+            return self.json(&json!({
+                "deployment": name,
+                "removed": t.removed,
+                "kept": t.kept.iter().map(|(r, why)| json!({"resource": r, "reason": why})).collect::<Vec<_>>(),
+                "local_state_removed": local,
+            }));
+        }
+        let mut s = String::new();
+        if t.removed.is_empty() {
+            s.push_str(&format!("nothing of {name} was left to remove\n"));
+        }
+        for r in &t.removed {
+            s.push_str(&format!("removed {r}\n"));
+        }
+        for (r, why) in &t.kept {
+            s.push_str(&format!("kept {r}: {why}\n"));
+        }
+        if let Some(l) = local {
+            s.push_str(&format!("removed local state {l}\n"));
+        }
+        self.write(&s)
+    }
+
+    /// `list`.
+    pub fn list(&self, deployments: &[DeploymentSummary]) -> anyhow::Result<()> {
+        if self.format == OutputFormat::Json {
+            return self.json(&json!({ "deployments": deployments }));
+        }
+        let mut s = format!(
+            "{:<24} {:<10} {:<16} {:<28} {}\n",
+            "NAME", "STATUS", "IPV4", "IPV6", "SERVER"
+        );
+        for d in deployments {
+            let ip = |a: Option<std::net::IpAddr>| a.map_or("-".to_owned(), |a| a.to_string());
+            match d.servers.first() {
+                Some(sv) => s.push_str(&format!(
+                    "{:<24} {:<10} {:<16} {:<28} {}\n",
+                    d.name,
+                    sv.status.to_string(),
+                    ip(sv.ipv4),
+                    ip(sv.ipv6),
+                    sv.id
+                )),
+                None => s.push_str(&format!(
+                    "{:<24} {:<10} {:<16} {:<28} {}\n",
+                    d.name, "no-server", "-", "-", "-"
+                )),
+            }
+        }
+        self.write(&s)
+    }
+}

@@ -1,0 +1,426 @@
+//! Flags, environment and the provider CLIs' config files resolved into checked settings,
+//! before any network call. Bad input stops here with one line that names the fix (exit 2).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bootstrap_core::DeploymentName;
+use bootstrap_core::flow::FlowConfig;
+use bootstrap_core::poll::PollConfig;
+use bootstrap_core::retry::RetryConfig;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use crate::cli::{ConnectArgs, CreateArgs, OutputFormat, ProviderKind};
+use crate::env;
+
+/// Input the user must fix; maps to exit code 2.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::error::Error for BadInput {}
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Shorthand for a [`BadInput`] error.
+pub fn bad(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(BadInput(msg.into()))
+}
+
+/// Where and how to reach a provider.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Which provider.
+    pub kind: ProviderKind,
+    /// Base URL override.
+    pub endpoint: Option<String>,
+    /// Retry/poll/timeout settings.
+    pub flow: FlowConfig,
+    /// Output format.
+    pub output: OutputFormat,
+}
+
+impl Connection {
+    /// Resolves `--endpoint`/env, `--timeout` and the test-tuning variables.
+    pub fn resolve(
+        kind: ProviderKind,
+        endpoint: Option<&str>,
+        timeout: Option<&str>,
+        output: OutputFormat,
+    ) -> anyhow::Result<Self> {
+        let name = crate::providers::name(kind);
+        let endpoint = endpoint
+            .map(str::to_owned)
+            .or_else(|| env::var(&env::endpoint_var(name)));
+        if let Some(e) = &endpoint {
+            if !(e.starts_with("https://") || e.starts_with("http://")) {
+                return Err(bad(format!(
+                    "invalid endpoint {e:?}: give a full URL such as https://api.example.com/v1"
+                )));
+            }
+        }
+        let mut flow = FlowConfig::default();
+        if let Some(t) = timeout {
+            flow.timeout = parse_duration(t)?;
+        }
+        flow.retry = RetryConfig {
+            max_retries: env_num(env::BOOTSTRAP_RETRY_MAX)?.map_or(flow.retry.max_retries, |n| {
+                u32::try_from(n).unwrap_or(u32::MAX)
+            }),
+            base: env_num(env::BOOTSTRAP_RETRY_BASE_MS)?
+                .map_or(flow.retry.base, Duration::from_millis),
+            cap: flow.retry.cap,
+        };
+        if let Some(ms) = env_num(env::BOOTSTRAP_POLL_MS)? {
+            flow.poll = PollConfig {
+                initial: Duration::from_millis(ms),
+                max: flow.poll.max.max(Duration::from_millis(ms)),
+            };
+        }
+        Ok(Self {
+            kind,
+            endpoint,
+            flow,
+            output,
+        })
+    }
+
+    /// From the shared `--provider/--endpoint/--timeout/--output` flags.
+    pub fn from_args(a: &ConnectArgs) -> anyhow::Result<Self> {
+        Self::resolve(
+            a.provider,
+            a.endpoint.as_deref(),
+            Some(&a.timeout),
+            a.output,
+        )
+    }
+}
+
+fn env_num(name: &str) -> anyhow::Result<Option<u64>> {
+    env::var(name)
+        .map(|v| {
+            v.parse()
+                .map_err(|_| bad(format!("{name}={v:?} is not a whole number")))
+        })
+        .transpose()
+}
+
+/// `600`, `90s`, `10m`, `1h` as a duration.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| {
+        bad(format!(
+            "invalid --timeout {s:?}: use seconds or a unit, e.g. 600, 90s, 10m, 1h"
+        ))
+    })?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => {
+            return Err(bad(format!(
+                "invalid --timeout {s:?}: use seconds or a unit, e.g. 600, 90s, 10m, 1h"
+            )));
+        }
+    };
+    if secs == 0 {
+        return Err(bad("--timeout must be more than 0"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// Who may reach SSH at the cloud firewall.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshFrom {
+    /// The whole world (`--ssh-from any`), only when asked for explicitly.
+    Any,
+    /// These networks.
+    Cidrs(Vec<IpNet>),
+}
+
+impl SshFrom {
+    /// Parses the `--ssh-from` values: CIDRs or bare addresses (taken as /32 or /128), or `any`.
+    pub fn parse(values: &[String]) -> anyhow::Result<Self> {
+        if values.iter().any(|v| v == "any") {
+            if values.len() > 1 {
+                return Err(bad(
+                    "--ssh-from any opens SSH to everyone: give it alone, or give only CIDRs",
+                ));
+            }
+            return Ok(Self::Any);
+        }
+        let mut nets = Vec::new();
+        for v in values {
+            let net = v
+                .parse::<IpNet>()
+                .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    bad(format!(
+                        "invalid --ssh-from {v:?}: give a CIDR such as 203.0.113.7/32 or 2001:db8::/48, or `any`"
+                    ))
+                })?;
+            if net.trunc() != net {
+                return Err(bad(format!(
+                    "invalid --ssh-from {v}: host bits are set; did you mean {}?",
+                    net.trunc()
+                )));
+            }
+            if net.prefix_len() == 0 {
+                return Err(bad(format!(
+                    "--ssh-from {v} opens SSH to everyone: write `--ssh-from any` if that is really what you want"
+                )));
+            }
+            if !nets.contains(&net) {
+                nets.push(net);
+            }
+        }
+        Ok(Self::Cidrs(nets))
+    }
+
+    /// The source networks for the cloud firewall (`0.0.0.0/0` and `::/0` for `any`).
+    pub fn firewall_sources(&self) -> Vec<IpNet> {
+        match self {
+            Self::Any => vec![
+                IpNet::V4(Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).unwrap_or_default()),
+                IpNet::V6(Ipv6Net::new(Ipv6Addr::UNSPECIFIED, 0).unwrap_or_default()),
+            ],
+            Self::Cidrs(c) => c.clone(),
+        }
+    }
+
+    /// The networks for the host (fail2ban ignoreip, nftables); empty means anyone.
+    pub fn host_sources(&self) -> Vec<IpNet> {
+        match self {
+            Self::Any => Vec::new(),
+            Self::Cidrs(c) => c.clone(),
+        }
+    }
+}
+
+/// Checks a POSIX user name usable as the admin: `[a-z_][a-z0-9_-]*`, at most 32, not root.
+pub fn admin_user(name: &str) -> anyhow::Result<String> {
+    let valid = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(bad(format!(
+            "invalid --admin-user {name:?}: use 1-32 lowercase letters, digits, '_' or '-', starting with a letter or '_'"
+        )));
+    }
+    if name == "root" {
+        return Err(bad(
+            "--admin-user root is refused: root login is disabled on the server; choose another name such as admin",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// The local state directory (`$BOOTSTRAP_STATE_DIR`, else `$XDG_STATE_HOME/bootstrap`, else
+/// `~/.local/state/bootstrap`).
+pub fn state_dir() -> anyhow::Result<PathBuf> {
+    if let Some(d) = env::var(env::BOOTSTRAP_STATE_DIR) {
+        return Ok(PathBuf::from(d));
+    }
+    if let Some(d) = env::var(env::XDG_STATE_HOME) {
+        return Ok(Path::new(&d).join("bootstrap"));
+    }
+    let home = env::var(env::HOME)
+        .ok_or_else(|| bad("cannot find the state directory: set BOOTSTRAP_STATE_DIR or HOME"))?;
+    Ok(Path::new(&home).join(".local/state/bootstrap"))
+}
+
+/// Where the deployment's generated private key lives.
+pub fn deployment_key_path(provider: &str, name: &DeploymentName) -> anyhow::Result<PathBuf> {
+    Ok(state_dir()?
+        .join(provider)
+        .join(name.as_str())
+        .join("id_ed25519"))
+}
+
+/// Validated `create`/`render` input.
+#[derive(Debug)]
+pub struct CreateSettings {
+    /// Provider connection.
+    pub conn: Connection,
+    /// Deployment name.
+    pub name: DeploymentName,
+    /// Who may reach SSH.
+    pub ssh_from: SshFrom,
+    /// Server type.
+    pub server_type: String,
+    /// Image.
+    pub image: String,
+    /// Location.
+    pub location: String,
+    /// The user's own public key, if given.
+    pub ssh_key: Option<bootstrap_keys::PublicKey>,
+    /// Path of the generated private key (when no `--ssh-key`).
+    pub key_path: PathBuf,
+    /// Passphrase for the generated key.
+    pub passphrase: Option<bootstrap_core::Secret>,
+    /// Admin user.
+    pub admin_user: String,
+    /// Reboot time HH:MM.
+    pub reboot_time: String,
+    /// The template.
+    pub template: bootstrap_cloudinit::Template,
+    /// Plan only.
+    pub dry_run: bool,
+}
+
+impl CreateSettings {
+    /// Checks every flag; no network.
+    pub fn from_args(a: &CreateArgs) -> anyhow::Result<Self> {
+        let conn = Connection::from_args(&a.connect)?;
+        let name = DeploymentName::parse(&a.name).map_err(|e| bad(e.to_string()))?;
+        let ssh_from = SshFrom::parse(&a.ssh_from)?;
+        let admin_user = admin_user(&a.admin_user)?;
+        bootstrap_cloudinit::validate_reboot_time(&a.reboot_time)
+            .map_err(|e| bad(format!("invalid --reboot-time: {e}")))?;
+        let template = match &a.template {
+            Some(p) => bootstrap_cloudinit::Template::from_file(p)
+                .map_err(|e| bad(format!("--template: {e}")))?,
+            None => bootstrap_cloudinit::Template::embedded(),
+        };
+        let ssh_key = match &a.ssh_key {
+            Some(p) => Some(load_user_key(p)?),
+            None => None,
+        };
+        let passphrase = match &a.passphrase_env {
+            Some(var) if a.ssh_key.is_some() => {
+                return Err(bad(format!("--passphrase-env {var} only applies to a generated key; drop it or drop --ssh-key")));
+            }
+            Some(var) => Some(bootstrap_core::Secret::new(env::var(var).ok_or_else(|| {
+                bad(format!("--passphrase-env {var}: the variable {var} is not set or empty; export it first"))
+            })?)),
+            None => None,
+        };
+        let provider = crate::providers::name(conn.kind);
+        let d = crate::providers::defaults(conn.kind);
+        let non_empty = |flag: &str, v: &Option<String>, default: &str| -> anyhow::Result<String> {
+            match v {
+                Some(v) if v.trim().is_empty() || v.chars().any(char::is_whitespace) => Err(bad(
+                    format!("invalid --{flag} {v:?}: give a name without spaces"),
+                )),
+                Some(v) => Ok(v.clone()),
+                None => Ok(default.to_owned()),
+            }
+        };
+        Ok(Self {
+            key_path: deployment_key_path(provider, &name)?,
+            server_type: non_empty("server-type", &a.server_type, d.server_type)?,
+            image: non_empty("image", &a.image, d.image)?,
+            location: non_empty("location", &a.location, d.location)?,
+            conn,
+            name,
+            ssh_from,
+            ssh_key,
+            passphrase,
+            admin_user,
+            reboot_time: a.reboot_time.clone(),
+            template,
+            dry_run: a.dry_run,
+        })
+    }
+}
+
+/// Loads `--ssh-key`: a `.pub` file, or a private key path whose `.pub` sits beside it.
+fn load_user_key(p: &Path) -> anyhow::Result<bootstrap_keys::PublicKey> {
+    let candidate = if p.extension().is_some_and(|e| e == "pub") {
+        p.to_path_buf()
+    } else {
+        let mut s = p.as_os_str().to_owned();
+        s.push(".pub");
+        PathBuf::from(s)
+    };
+    bootstrap_keys::PublicKey::load(&candidate).map_err(|e| {
+        bad(format!(
+            "--ssh-key: {e}; give the path of an OpenSSH public key (PATH.pub)"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn ssh_from_parses_cidrs_addresses_and_any() {
+        let f = SshFrom::parse(&s(&["203.0.113.7/32", "2001:db8::/48", "198.51.100.9"])).unwrap();
+        assert_eq!(
+            f.firewall_sources()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["203.0.113.7/32", "2001:db8::/48", "198.51.100.9/32"]
+        );
+        assert_eq!(SshFrom::parse(&s(&["any"])).unwrap(), SshFrom::Any);
+        assert_eq!(
+            SshFrom::Any
+                .firewall_sources()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["0.0.0.0/0", "::/0"]
+        );
+        assert!(SshFrom::Any.host_sources().is_empty());
+        for bad in [
+            "203.0.113.7/33",
+            "nope",
+            "0.0.0.0/0",
+            "::/0",
+            "203.0.113.7/24",
+            "1.2.3.4\n/32",
+            "",
+        ] {
+            assert!(SshFrom::parse(&s(&[bad])).is_err(), "{bad:?}");
+        }
+        assert!(SshFrom::parse(&s(&["any", "203.0.113.7/32"])).is_err());
+    }
+
+    #[test]
+    fn admin_user_rules() {
+        for ok in ["admin", "_x", "ops-1", "a_b"] {
+            assert!(admin_user(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "root",
+            "",
+            "Admin",
+            "1abc",
+            "a b",
+            "a\nb",
+            "a:b",
+            "x\"y",
+            &"a".repeat(33),
+        ] {
+            assert!(admin_user(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("600").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        for b in ["", "m", "10x", "-1", "0"] {
+            assert!(parse_duration(b).is_err(), "{b:?}");
+        }
+    }
+}
