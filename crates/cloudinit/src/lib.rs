@@ -101,7 +101,7 @@ pub enum Error {
         provider: String,
     },
     /// A template file could not be read.
-    #[error("cannot read template {}: {source}", path.display())]
+    #[error("cannot read template {}", path.display())]
     Io {
         /// The file that could not be read.
         path: PathBuf,
@@ -133,10 +133,10 @@ pub fn render(template: &Template, params: &HardeningParams) -> Result<String, E
     let env = environment();
     let tmpl = env
         .template_from_named_str(&template.name, &template.source)
-        .map_err(|err| template_error(&template.name, &err))?;
+        .map_err(|err| template_error(template, &err))?;
     let rendered = tmpl
         .render(context(params))
-        .map_err(|err| template_error(&template.name, &err))?;
+        .map_err(|err| template_error(template, &err))?;
 
     check_cloud_config(&rendered)?;
     Ok(rendered)
@@ -306,8 +306,13 @@ fn to_ascii_json(value: &Value) -> Result<String, minijinja::Error> {
     Ok(escaped)
 }
 
-/// Turns a minijinja error into [`Error::Template`], keeping its line and chain of causes.
-fn template_error(name: &str, err: &minijinja::Error) -> Error {
+/// Variables the template may use, listed when it uses another one.
+const VARIABLES: &str =
+    "hostname, admin_user, ssh_authorized_keys, reboot_time, ssh_from, ssh_from_v4, ssh_from_v6";
+
+/// Turns a minijinja error into [`Error::Template`], keeping its line, the offending template line
+/// and the chain of causes.
+fn template_error(template: &Template, err: &minijinja::Error) -> Error {
     let mut message = err.to_string();
     let mut cause = std::error::Error::source(err);
     while let Some(inner) = cause {
@@ -315,9 +320,16 @@ fn template_error(name: &str, err: &minijinja::Error) -> Error {
         message.push_str(&inner.to_string());
         cause = inner.source();
     }
+    let line = err.line();
+    if let Some(text) = line.and_then(|n| template.source.lines().nth(n.checked_sub(1)?)) {
+        let _ = write!(message, "; the line is `{}`", text.trim());
+    }
+    if err.kind() == minijinja::ErrorKind::UndefinedError {
+        let _ = write!(message, "; known variables: {VARIABLES}");
+    }
     Error::Template {
-        name: name.to_owned(),
-        line: err.line(),
+        name: template.name.clone(),
+        line,
         message,
     }
 }

@@ -443,6 +443,11 @@ fn unknown_variable_is_a_clear_error_with_its_line() {
             assert_eq!(name, "test.j2");
             assert_eq!(*line, Some(3));
             assert!(message.contains("undefined"), "{message}");
+            assert!(message.contains("{{ no_such_variable }}"), "{message}");
+            assert!(
+                message.contains("admin_user"),
+                "lists the known variables: {message}"
+            );
         }
         other => panic!("expected a template error, got {other:?}"),
     }
@@ -730,5 +735,13 @@ fn render_rejects_keys_that_would_add_authorized_keys_lines() {
             ),
             "{key:?}"
         );
+    }
+}
+
+#[test]
+fn every_listed_variable_is_defined() {
+    for name in VARIABLES.split(", ") {
+        let t = template(&format!("#cloud-config\nx: {{{{ {name} }}}}\n"));
+        render(&t, &params()).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }

@@ -291,6 +291,14 @@ fn live_sshd_admits_the_admin_by_key_and_nobody_else() {
 #[test]
 fn ssh_audit_finds_no_failures() {
     let audit = ssh_audit();
+    let help = run(Command::new(&audit).arg("-h"), MINUTE);
+    if let Some(version) = help.all().lines().find(|l| l.contains("ssh-audit v")) {
+        eprintln!(
+            "using {} ({})",
+            audit.display(),
+            version.trim_start_matches("# ")
+        );
+    }
     let rendered = Rendered::new();
     let sshd = LiveSshd::start(&rendered);
     let ran = run(
