@@ -22,6 +22,8 @@ pub mod progress;
 pub mod provider;
 pub mod retry;
 pub mod secret;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use error::{Error, ErrorKind, Result};
 pub use model::{

@@ -140,3 +140,6 @@ where
         attempt += 1;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,400 @@
+//! An in-memory [`Provider`] for flow tests: behaves like the contract says (labels kept,
+//! missing deletes are fine, firewalls in use refuse deletion, servers start through operations
+//! that run for a few polls), and fails the calls a test asks it to.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{
+    Firewall, FirewallSpec, Labels, Operation, OperationStatus, PublicKeyInfo, Server, ServerSpec,
+    ServerStatus, SshKey, SshKeySpec,
+};
+use crate::provider::{Created, Limits, Provider};
+
+/// How an injected failure behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Fails before doing anything (a 500 that changed nothing).
+    Before,
+    /// Does the work, then fails (the answer was lost).
+    After,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: u64,
+    keys: BTreeMap<String, SshKey>,
+    firewalls: BTreeMap<String, (Firewall, Vec<String>)>,
+    servers: BTreeMap<String, (Server, Vec<String>)>,
+    // op id -> (polls left, server to make running / delete when done)
+    ops: BTreeMap<String, (u32, OpEffect)>,
+    calls: Vec<String>,
+    faults: Vec<(usize, Fault)>,
+    named_faults: Vec<(String, Fault)>,
+}
+
+#[derive(Debug, Clone)]
+enum OpEffect {
+    Start(String),
+    Delete(String),
+}
+
+/// The in-memory provider.
+#[derive(Debug, Default)]
+pub struct FakeProvider {
+    state: Mutex<State>,
+    /// Polls a server-start operation stays running.
+    pub op_polls: u32,
+    /// Polls a server-delete operation stays running.
+    pub delete_polls: u32,
+}
+
+impl FakeProvider {
+    /// An empty cloud whose operations take two polls.
+    pub fn new() -> Self {
+        Self {
+            state: Mutex::default(),
+            op_polls: 2,
+            delete_polls: 2,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means another test thread panicked; the state is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An empty cloud with the given operation lengths (in polls).
+    pub fn with_polls(op_polls: u32, delete_polls: u32) -> Self {
+        Self {
+            op_polls,
+            delete_polls,
+            ..Self::new()
+        }
+    }
+
+    /// Makes call number `n` (1-based, in order of arrival) fail.
+    pub fn fail_call(&self, n: usize, fault: Fault) {
+        self.lock().faults.push((n, fault));
+    }
+
+    /// Makes the next call named `name` (e.g. `create_server`) fail.
+    pub fn fail_next(&self, name: &str, fault: Fault) {
+        self.lock().named_faults.push((name.to_owned(), fault));
+    }
+
+    /// Names of the calls made so far, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    /// How many resources carry all of `selector`'s labels.
+    pub fn count(&self, selector: &Labels) -> usize {
+        let s = self.lock();
+        s.keys
+            .values()
+            .filter(|k| k.labels.matches(selector))
+            .count()
+            + s.firewalls
+                .values()
+                .filter(|f| f.0.labels.matches(selector))
+                .count()
+            + s.servers
+                .values()
+                .filter(|v| v.0.labels.matches(selector))
+                .count()
+    }
+
+    /// Adds a key as if someone uploaded it outside this tool.
+    pub fn add_foreign_key(&self, key: &PublicKeyInfo, name: &str) -> String {
+        let mut s = self.lock();
+        let id = next(&mut s);
+        s.keys.insert(
+            id.clone(),
+            SshKey {
+                id: id.clone(),
+                name: name.to_owned(),
+                fingerprint: key.md5.clone(),
+                labels: Labels::new(),
+            },
+        );
+        id
+    }
+
+    /// Adds a firewall as if someone made it outside this tool.
+    pub fn add_foreign_firewall(&self, name: &str) {
+        let mut s = self.lock();
+        let id = next(&mut s);
+        s.firewalls.insert(
+            id.clone(),
+            (
+                Firewall {
+                    id,
+                    name: name.to_owned(),
+                    labels: Labels::new(),
+                },
+                Vec::new(),
+            ),
+        );
+    }
+
+    /// Records a call; returns the fault to apply, if any.
+    fn call(&self, name: &str) -> Option<Fault> {
+        let mut s = self.lock();
+        s.calls.push(name.to_owned());
+        let n = s.calls.len();
+        if let Some(pos) = s.named_faults.iter().position(|(c, _)| c == name) {
+            return Some(s.named_faults.remove(pos).1);
+        }
+        s.faults.iter().find(|(i, _)| *i == n).map(|(_, f)| *f)
+    }
+}
+
+fn next(s: &mut State) -> String {
+    s.next_id += 1;
+    s.next_id.to_string()
+}
+
+fn injected(name: &str) -> Error {
+    Error::new(ErrorKind::Other, format!("injected failure of {name}"))
+}
+
+/// Runs `work` honouring the fault: `Before` fails without it, `After` fails after it.
+fn faulty<T>(fault: Option<Fault>, name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    match fault {
+        Some(Fault::Before) => Err(injected(name)),
+        Some(Fault::After) => {
+            work()?;
+            Err(injected(name))
+        }
+        None => work(),
+    }
+}
+
+#[async_trait]
+impl Provider for FakeProvider {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            user_data_max_bytes: 32 * 1024,
+        }
+    }
+
+    async fn find_ssh_key(&self, key: &PublicKeyInfo) -> Result<Option<SshKey>> {
+        let f = self.call("find_ssh_key");
+        faulty(f, "find_ssh_key", || {
+            Ok(self
+                .lock()
+                .keys
+                .values()
+                .find(|k| k.fingerprint == key.md5)
+                .cloned())
+        })
+    }
+
+    async fn list_ssh_keys(&self, selector: &Labels) -> Result<Vec<SshKey>> {
+        let f = self.call("list_ssh_keys");
+        faulty(f, "list_ssh_keys", || {
+            Ok(self
+                .lock()
+                .keys
+                .values()
+                .filter(|k| k.labels.matches(selector))
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn create_ssh_key(&self, spec: &SshKeySpec) -> Result<SshKey> {
+        let f = self.call("create_ssh_key");
+        faulty(f, "create_ssh_key", || {
+            let mut s = self.lock();
+            if s.keys
+                .values()
+                .any(|k| k.name == spec.name || k.fingerprint == spec.key.md5)
+            {
+                return Err(Error::new(ErrorKind::Conflict, "uniqueness_error"));
+            }
+            let id = next(&mut s);
+            let k = SshKey {
+                id: id.clone(),
+                name: spec.name.clone(),
+                fingerprint: spec.key.md5.clone(),
+                labels: spec.labels.clone(),
+            };
+            s.keys.insert(id, k.clone());
+            Ok(k)
+        })
+    }
+
+    async fn delete_ssh_key(&self, id: &str) -> Result<()> {
+        let f = self.call("delete_ssh_key");
+        faulty(f, "delete_ssh_key", || {
+            self.lock().keys.remove(id);
+            Ok(())
+        })
+    }
+
+    async fn list_firewalls(&self, selector: &Labels) -> Result<Vec<Firewall>> {
+        let f = self.call("list_firewalls");
+        faulty(f, "list_firewalls", || {
+            Ok(self
+                .lock()
+                .firewalls
+                .values()
+                .filter(|x| x.0.labels.matches(selector))
+                .map(|x| x.0.clone())
+                .collect())
+        })
+    }
+
+    async fn create_firewall(&self, spec: &FirewallSpec) -> Result<Created<Firewall>> {
+        let f = self.call("create_firewall");
+        faulty(f, "create_firewall", || {
+            let mut s = self.lock();
+            if s.firewalls.values().any(|x| x.0.name == spec.name) {
+                return Err(Error::new(ErrorKind::Conflict, "uniqueness_error"));
+            }
+            let id = next(&mut s);
+            let fw = Firewall {
+                id: id.clone(),
+                name: spec.name.clone(),
+                labels: spec.labels.clone(),
+            };
+            s.firewalls.insert(id, (fw.clone(), Vec::new()));
+            Ok(Created::ready(fw))
+        })
+    }
+
+    async fn delete_firewall(&self, id: &str) -> Result<()> {
+        let f = self.call("delete_firewall");
+        faulty(f, "delete_firewall", || {
+            let mut s = self.lock();
+            let in_use = s
+                .firewalls
+                .get(id)
+                .is_some_and(|x| x.1.iter().any(|srv| s.servers.contains_key(srv)));
+            if in_use {
+                return Err(Error::new(ErrorKind::InUse, "resource_in_use"));
+            }
+            s.firewalls.remove(id);
+            Ok(())
+        })
+    }
+
+    async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>> {
+        let f = self.call("list_servers");
+        faulty(f, "list_servers", || {
+            Ok(self
+                .lock()
+                .servers
+                .values()
+                .filter(|x| x.0.labels.matches(selector) && x.0.status != ServerStatus::Deleting)
+                .map(|x| x.0.clone())
+                .collect())
+        })
+    }
+
+    async fn get_server(&self, id: &str) -> Result<Option<Server>> {
+        let f = self.call("get_server");
+        faulty(f, "get_server", || {
+            Ok(self.lock().servers.get(id).map(|x| x.0.clone()))
+        })
+    }
+
+    async fn create_server(&self, spec: &ServerSpec) -> Result<Created<Server>> {
+        let f = self.call("create_server");
+        let polls = self.op_polls;
+        faulty(f, "create_server", || {
+            let mut s = self.lock();
+            if s.servers.values().any(|x| x.0.name == spec.name) {
+                return Err(Error::new(ErrorKind::Conflict, "uniqueness_error"));
+            }
+            for k in &spec.ssh_key_ids {
+                if !s.keys.contains_key(k) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("no ssh key {k}"),
+                    ));
+                }
+            }
+            let id = next(&mut s);
+            let server = Server {
+                id: id.clone(),
+                name: spec.name.clone(),
+                status: ServerStatus::Starting,
+                ipv4: Some(std::net::IpAddr::from([203, 0, 113, 10])),
+                ipv6: None,
+                labels: spec.labels.clone(),
+            };
+            for fw in &spec.firewall_ids {
+                if let Some(x) = s.firewalls.get_mut(fw) {
+                    x.1.push(id.clone());
+                }
+            }
+            s.servers
+                .insert(id.clone(), (server.clone(), spec.firewall_ids.clone()));
+            let op = next(&mut s);
+            s.ops.insert(op.clone(), (polls, OpEffect::Start(id)));
+            Ok(Created {
+                resource: server,
+                pending: vec![Operation {
+                    id: op,
+                    what: "create_server".into(),
+                }],
+            })
+        })
+    }
+
+    async fn delete_server(&self, id: &str) -> Result<Vec<Operation>> {
+        let f = self.call("delete_server");
+        let polls = self.delete_polls;
+        faulty(f, "delete_server", || {
+            let mut s = self.lock();
+            let Some(x) = s.servers.get_mut(id) else {
+                return Ok(Vec::new());
+            };
+            x.0.status = ServerStatus::Deleting;
+            let op = next(&mut s);
+            s.ops
+                .insert(op.clone(), (polls, OpEffect::Delete(id.to_owned())));
+            Ok(vec![Operation {
+                id: op,
+                what: "delete_server".into(),
+            }])
+        })
+    }
+
+    async fn operation_status(&self, op: &Operation) -> Result<OperationStatus> {
+        let f = self.call("operation_status");
+        faulty(f, "operation_status", || {
+            let mut s = self.lock();
+            let Some((left, effect)) = s.ops.get_mut(&op.id) else {
+                return Err(Error::new(ErrorKind::NotFound, "no such action"));
+            };
+            if *left > 0 {
+                *left -= 1;
+                return Ok(OperationStatus::Running);
+            }
+            match effect.clone() {
+                OpEffect::Start(id) => {
+                    if let Some(x) = s.servers.get_mut(&id) {
+                        x.0.status = ServerStatus::Running;
+                    }
+                }
+                OpEffect::Delete(id) => {
+                    s.servers.remove(&id);
+                }
+            }
+            Ok(OperationStatus::Succeeded)
+        })
+    }
+}
