@@ -66,15 +66,15 @@ fn hetzner_token() -> anyhow::Result<Secret> {
     let path = env::var(env::HCLOUD_CONFIG)
         .map(PathBuf::from)
         .or_else(|| env::var(env::HOME).map(|h| PathBuf::from(h).join(".config/hcloud/cli.toml")));
-    if let Some(path) = path {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return token_from_hcloud_config(&text).ok_or_else(|| {
-                bad(format!(
-                    "no Hetzner token: {} has no active context with a token; set HCLOUD_TOKEN or run `hcloud context use NAME`",
-                    path.display()
-                ))
-            });
-        }
+    if let Some(path) = path
+        && let Ok(text) = std::fs::read_to_string(&path)
+    {
+        return token_from_hcloud_config(&text).ok_or_else(|| {
+            bad(format!(
+                "no Hetzner token: {} has no active context with a token; set HCLOUD_TOKEN or run `hcloud context use NAME`",
+                path.display()
+            ))
+        });
     }
     Err(bad(
         "no Hetzner token: set HCLOUD_TOKEN (Cloud Console > Security > API tokens) or create an hcloud CLI context; --dry-run needs none",

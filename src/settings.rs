@@ -56,12 +56,12 @@ impl Connection {
         let endpoint = endpoint
             .map(str::to_owned)
             .or_else(|| env::var(&env::endpoint_var(name)));
-        if let Some(e) = &endpoint {
-            if !(e.starts_with("https://") || e.starts_with("http://")) {
-                return Err(bad(format!(
-                    "invalid endpoint {e:?}: give a full URL such as https://api.example.com/v1"
-                )));
-            }
+        if let Some(e) = &endpoint
+            && !(e.starts_with("https://") || e.starts_with("http://"))
+        {
+            return Err(bad(format!(
+                "invalid endpoint {e:?}: give a full URL such as https://api.example.com/v1"
+            )));
         }
         let mut flow = FlowConfig::default();
         if let Some(t) = timeout {

@@ -31,7 +31,14 @@ fn dry_run_needs_no_token_and_prints_plan_and_user_data() {
     let mut b = Bin::new();
     b.unset("HCLOUD_TOKEN");
     let r = b.run(&[
-        "create", "--provider", "hetzner", "--name", "demo", "--ssh-from", "203.0.113.7/32", "--dry-run",
+        "create",
+        "--provider",
+        "hetzner",
+        "--name",
+        "demo",
+        "--ssh-from",
+        "203.0.113.7/32",
+        "--dry-run",
     ]);
     r.expect_code(0);
     let out = r.stdout();
@@ -39,30 +46,58 @@ fn dry_run_needs_no_token_and_prints_plan_and_user_data() {
     assert!(out.contains("managed-by=bootstrap"), "{out}");
     assert!(out.contains("tcp/22 from 203.0.113.7/32"), "{out}");
     assert!(out.contains("#cloud-config"), "{out}");
-    assert!(!b.key_path("hetzner", "demo").exists(), "a dry run writes no key");
+    assert!(
+        !b.key_path("hetzner", "demo").exists(),
+        "a dry run writes no key"
+    );
 
     let r = b.run(&[
-        "create", "--provider", "hetzner", "--name", "demo", "--ssh-from", "203.0.113.7/32", "--dry-run",
-        "--output", "json",
+        "create",
+        "--provider",
+        "hetzner",
+        "--name",
+        "demo",
+        "--ssh-from",
+        "203.0.113.7/32",
+        "--dry-run",
+        "--output",
+        "json",
     ]);
     r.expect_code(0);
     let v: serde_json::Value = serde_json::from_str(&r.stdout()).expect("one JSON document");
     assert_eq!(v["dry_run"], true);
     assert_eq!(v["server"]["labels"]["bootstrap-deployment"], "demo");
     assert_eq!(v["firewall"]["inbound"][0]["sources"][0], "203.0.113.7/32");
-    assert!(v["user_data"].as_str().unwrap().starts_with("#cloud-config"));
+    assert!(
+        v["user_data"]
+            .as_str()
+            .unwrap()
+            .starts_with("#cloud-config")
+    );
 }
 
 #[test]
 fn render_prints_only_the_user_data_of_an_existing_key() {
     let b = Bin::new();
-    let args = ["render", "--provider", "hetzner", "--name", "t", "--ssh-from", "198.51.100.7/32"];
+    let args = [
+        "render",
+        "--provider",
+        "hetzner",
+        "--name",
+        "t",
+        "--ssh-from",
+        "198.51.100.7/32",
+    ];
     let r = b.run(&args);
     r.expect_code(0);
     assert!(r.stdout().starts_with("#cloud-config\n"), "{}", r.stdout());
-    assert!(r.stderr().contains("placeholder"), "render says the key is a placeholder");
+    assert!(
+        r.stderr().contains("placeholder"),
+        "render says the key is a placeholder"
+    );
     // With the user's own key, render is deterministic and carries exactly that key.
-    let kp = ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
+    let kp =
+        ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
     let pubkey = kp.public_key().to_openssh().unwrap();
     let path = b.dir.path().join("me.pub");
     std::fs::write(&path, format!("{pubkey}\n")).unwrap();
@@ -81,24 +116,138 @@ fn hostile_input_is_refused_before_any_call() {
     let api = NoCalls::new();
     let b = Bin::new();
     let url = api.url();
-    let base = ["create", "--provider", "hetzner", "--endpoint", url.as_str()];
+    let base = [
+        "create",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        url.as_str(),
+    ];
     let long = "a".repeat(64);
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--name", "web\n1", "--ssh-from", "203.0.113.7/32"], "invalid name"),
-        (vec!["--name", "Web1", "--ssh-from", "203.0.113.7/32"], "invalid name"),
-        (vec!["--name", &long, "--ssh-from", "203.0.113.7/32"], "invalid name"),
-        (vec!["--name", "a\"b: c", "--ssh-from", "203.0.113.7/32"], "invalid name"),
-        (vec!["--name", "w", "--ssh-from", "203.0.113.7/33"], "--ssh-from"),
-        (vec!["--name", "w", "--ssh-from", "0.0.0.0/0"], "--ssh-from any"),
-        (vec!["--name", "w", "--ssh-from", "any", "--ssh-from", "1.2.3.4/32"], "alone"),
-        (vec!["--name", "w", "--ssh-from", "203.0.113.7/32", "--admin-user", "root"], "root"),
-        (vec!["--name", "w", "--ssh-from", "203.0.113.7/32", "--admin-user", "x\ny"], "--admin-user"),
-        (vec!["--name", "w", "--ssh-from", "203.0.113.7/32", "--admin-user", "a: b"], "--admin-user"),
-        (vec!["--name", "w", "--ssh-from", "203.0.113.7/32", "--reboot-time", "25:00"], "--reboot-time"),
-        (vec!["--name", "w", "--ssh-from", "203.0.113.7/32", "--timeout", "soon"], "--timeout"),
-        (vec!["--name", "w", "--ssh-from", "203.0.113.7/32", "--template", "/nonexistent.j2"], "--template"),
-        (vec!["--name", "w", "--ssh-from", "203.0.113.7/32", "--ssh-key", "/nonexistent.pub"], "--ssh-key"),
-        (vec!["--name", "w", "--ssh-from", "203.0.113.7/32", "--passphrase-env", "NOPE_UNSET"], "NOPE_UNSET"),
+        (
+            vec!["--name", "web\n1", "--ssh-from", "203.0.113.7/32"],
+            "invalid name",
+        ),
+        (
+            vec!["--name", "Web1", "--ssh-from", "203.0.113.7/32"],
+            "invalid name",
+        ),
+        (
+            vec!["--name", &long, "--ssh-from", "203.0.113.7/32"],
+            "invalid name",
+        ),
+        (
+            vec!["--name", "a\"b: c", "--ssh-from", "203.0.113.7/32"],
+            "invalid name",
+        ),
+        (
+            vec!["--name", "w", "--ssh-from", "203.0.113.7/33"],
+            "--ssh-from",
+        ),
+        (
+            vec!["--name", "w", "--ssh-from", "0.0.0.0/0"],
+            "--ssh-from any",
+        ),
+        (
+            vec![
+                "--name",
+                "w",
+                "--ssh-from",
+                "any",
+                "--ssh-from",
+                "1.2.3.4/32",
+            ],
+            "alone",
+        ),
+        (
+            vec![
+                "--name",
+                "w",
+                "--ssh-from",
+                "203.0.113.7/32",
+                "--admin-user",
+                "root",
+            ],
+            "root",
+        ),
+        (
+            vec![
+                "--name",
+                "w",
+                "--ssh-from",
+                "203.0.113.7/32",
+                "--admin-user",
+                "x\ny",
+            ],
+            "--admin-user",
+        ),
+        (
+            vec![
+                "--name",
+                "w",
+                "--ssh-from",
+                "203.0.113.7/32",
+                "--admin-user",
+                "a: b",
+            ],
+            "--admin-user",
+        ),
+        (
+            vec![
+                "--name",
+                "w",
+                "--ssh-from",
+                "203.0.113.7/32",
+                "--reboot-time",
+                "25:00",
+            ],
+            "--reboot-time",
+        ),
+        (
+            vec![
+                "--name",
+                "w",
+                "--ssh-from",
+                "203.0.113.7/32",
+                "--timeout",
+                "soon",
+            ],
+            "--timeout",
+        ),
+        (
+            vec![
+                "--name",
+                "w",
+                "--ssh-from",
+                "203.0.113.7/32",
+                "--template",
+                "/nonexistent.j2",
+            ],
+            "--template",
+        ),
+        (
+            vec![
+                "--name",
+                "w",
+                "--ssh-from",
+                "203.0.113.7/32",
+                "--ssh-key",
+                "/nonexistent.pub",
+            ],
+            "--ssh-key",
+        ),
+        (
+            vec![
+                "--name",
+                "w",
+                "--ssh-from",
+                "203.0.113.7/32",
+                "--passphrase-env",
+                "NOPE_UNSET",
+            ],
+            "NOPE_UNSET",
+        ),
     ];
     for (extra, needle) in cases {
         let mut args: Vec<&str> = base.to_vec();
@@ -111,17 +260,30 @@ fn hostile_input_is_refused_before_any_call() {
         assert!(!err.contains("test-token"), "token leaked: {err}");
     }
     // A template that does not render or does not parse as YAML.
-    for (body, needle) in [("{{ nope }}", "template"), ("#cloud-config\nkey: [unclosed\n", "template")] {
+    for (body, needle) in [
+        ("{{ nope }}", "template"),
+        ("#cloud-config\nkey: [unclosed\n", "template"),
+    ] {
         let t = b.dir.path().join("bad.j2");
         std::fs::write(&t, body).unwrap();
         let mut args: Vec<&str> = base.to_vec();
-        args.extend(["--name", "w", "--ssh-from", "203.0.113.7/32", "--template", t.to_str().unwrap()]);
+        args.extend([
+            "--name",
+            "w",
+            "--ssh-from",
+            "203.0.113.7/32",
+            "--template",
+            t.to_str().unwrap(),
+        ]);
         let r = b.run(&args);
         r.expect_code(2);
         assert!(r.stderr().contains(needle), "{}", r.stderr());
     }
     api.assert_untouched();
-    assert!(!b.state_dir().exists(), "bad input creates no local state either");
+    assert!(
+        !b.state_dir().exists(),
+        "bad input creates no local state either"
+    );
 }
 
 #[test]
@@ -136,7 +298,11 @@ fn missing_token_is_bad_input_naming_the_fix() {
     api.assert_untouched();
     // The hcloud CLI's active context is used when the variable is unset.
     let cfg = b.dir.path().join("cli.toml");
-    std::fs::write(&cfg, "active_context = \"p\"\n[[contexts]]\nname = \"p\"\ntoken = \"ctx-token\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "active_context = \"p\"\n[[contexts]]\nname = \"p\"\ntoken = \"ctx-token\"\n",
+    )
+    .unwrap();
     b.env("HCLOUD_CONFIG", cfg.to_str().unwrap());
     api.assert_untouched();
     // A port where nothing listens: the connection is refused at once.
@@ -147,5 +313,9 @@ fn missing_token_is_bad_input_naming_the_fix() {
     let r = b.run(&["list", "--provider", "hetzner", "--endpoint", &closed]);
     // Now it does try to connect (and fails) — exit 1, not 2.
     r.expect_code(1);
-    assert!(!r.stderr().contains("ctx-token"), "token leaked: {}", r.stderr());
+    assert!(
+        !r.stderr().contains("ctx-token"),
+        "token leaked: {}",
+        r.stderr()
+    );
 }

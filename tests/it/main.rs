@@ -1,5 +1,8 @@
 //! End-to-end tests of the `bootstrap` binary: fakes of each API, Prism for contracts, real tools.
 
+// Tests may panic on a broken fixture; that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli;
 mod hetzner_fake;
 mod support;

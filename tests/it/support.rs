@@ -17,7 +17,10 @@ impl Bin {
     /// A fresh environment: state under a temp dir, a dummy token, quick retries and polls.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut b = Self { dir, envs: Vec::new() };
+        let mut b = Self {
+            dir,
+            envs: Vec::new(),
+        };
         let state = b.state_dir();
         b.env("BOOTSTRAP_STATE_DIR", state.to_str().expect("utf8"));
         b.env("HCLOUD_TOKEN", "test-token-not-secret");
@@ -64,7 +67,10 @@ impl Bin {
 
     /// The generated private key of a deployment.
     pub fn key_path(&self, provider: &str, name: &str) -> PathBuf {
-        self.state_dir().join(provider).join(name).join("id_ed25519")
+        self.state_dir()
+            .join(provider)
+            .join(name)
+            .join("id_ed25519")
     }
 }
 

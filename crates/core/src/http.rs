@@ -164,11 +164,9 @@ impl HttpClient {
 
     async fn wait_for_gate(&self) {
         let until = self.gate.lock().map(|g| *g).unwrap_or(None);
-        if let Some(until) = until {
-            if until > Instant::now() {
-                tracing::debug!(wait = ?(until - Instant::now()), "rate limit budget spent, waiting for reset");
-                tokio::time::sleep_until(until).await;
-            }
+        if let Some(until) = until.filter(|u| *u > Instant::now()) {
+            tracing::debug!(wait = ?(until - Instant::now()), "rate limit budget spent, waiting for reset");
+            tokio::time::sleep_until(until).await;
         }
     }
 
