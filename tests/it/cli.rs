@@ -319,3 +319,44 @@ fn missing_token_is_bad_input_naming_the_fix() {
         r.stderr()
     );
 }
+
+#[test]
+fn render_is_the_library_render_that_the_hardening_tests_check() {
+    // crates/cloudinit/tests/hardening.rs checks `bootstrap_cloudinit::render` of the embedded
+    // template with real sshd, cloud-init, ssh-audit, fail2ban, nft and apt; this ties the
+    // binary's `render` (and so what `create` sends) to exactly that output.
+    let b = Bin::new();
+    let kp =
+        ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
+    let pubkey = kp.public_key().to_openssh().unwrap();
+    let path = b.dir.path().join("me.pub");
+    std::fs::write(&path, format!("{pubkey}\n")).unwrap();
+    let r = b.run(&[
+        "render",
+        "--provider",
+        "hetzner",
+        "--name",
+        "t",
+        "--ssh-from",
+        "198.51.100.7/32",
+        "--ssh-key",
+        path.to_str().unwrap(),
+        "--admin-user",
+        "ops",
+        "--reboot-time",
+        "03:30",
+    ]);
+    r.expect_code(0);
+    let expected = bootstrap_cloudinit::render(
+        &bootstrap_cloudinit::Template::embedded(),
+        &bootstrap_cloudinit::HardeningParams {
+            hostname: "t".into(),
+            admin_user: "ops".into(),
+            ssh_authorized_keys: vec![pubkey],
+            ssh_from: vec!["198.51.100.7/32".parse().unwrap()],
+            reboot_time: "03:30".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(r.stdout(), expected);
+}
