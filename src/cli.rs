@@ -38,6 +38,9 @@ pub enum Command {
 pub enum ProviderKind {
     /// Hetzner Cloud.
     Hetzner,
+    /// AWS EC2.
+    #[cfg(feature = "aws")]
+    Aws,
 }
 
 /// Output format on stdout.
@@ -65,6 +68,34 @@ pub struct ConnectArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// AWS region and profile.
+    #[cfg(feature = "aws")]
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Flags only `--provider aws` takes: which account and region.
+#[cfg(feature = "aws")]
+#[derive(Debug, Clone, Default, Args)]
+pub struct AwsArgs {
+    /// AWS region (default: AWS_REGION, else the profile's `region`).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// AWS profile of ~/.aws/config and credentials (default: AWS_PROFILE, else `default`).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+/// Flags only `create --provider aws` takes: where in the account's network.
+#[cfg(feature = "aws")]
+#[derive(Debug, Clone, Default, Args)]
+pub struct AwsNetworkArgs {
+    /// VPC of the security group and instance (default: the region's default VPC).
+    #[arg(long, value_name = "VPC_ID")]
+    pub vpc: Option<String>,
+    /// Subnet to launch into (default: a default subnet of the default VPC).
+    #[arg(long, value_name = "SUBNET_ID")]
+    pub subnet: Option<String>,
 }
 
 /// `create` and `render`.
@@ -79,7 +110,7 @@ pub struct CreateArgs {
     /// Source network allowed to reach SSH (repeat for more); `any` opens port 22 to the world.
     #[arg(long = "ssh-from", value_name = "CIDR", required = true)]
     pub ssh_from: Vec<String>,
-    /// Location (default: a German one).
+    /// Location: a Hetzner location (default fsn1, Germany); for AWS an availability zone (default: EC2 picks one in --region).
     #[arg(long)]
     pub location: Option<String>,
     /// Server type (default: a cheap shared x86 type).
@@ -106,6 +137,10 @@ pub struct CreateArgs {
     /// Print the plan and the user-data; create nothing (needs no token).
     #[arg(long)]
     pub dry_run: bool,
+    /// AWS VPC and subnet.
+    #[cfg(feature = "aws")]
+    #[command(flatten)]
+    pub aws_network: AwsNetworkArgs,
 }
 
 /// `destroy`.
@@ -124,7 +159,7 @@ pub struct DestroyArgs {
 /// `list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Cloud provider (default: hetzner, the only one so far).
+    /// Cloud provider.
     #[arg(long, value_enum, default_value = "hetzner")]
     pub provider: ProviderKind,
     /// API base URL (default: the provider's; also BOOTSTRAP_<PROVIDER>_ENDPOINT).
@@ -133,4 +168,8 @@ pub struct ListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// AWS region and profile.
+    #[cfg(feature = "aws")]
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }

@@ -12,6 +12,8 @@ use crate::settings::{Connection, bad};
 pub fn name(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::Hetzner => "hetzner",
+        #[cfg(feature = "aws")]
+        ProviderKind::Aws => "aws",
     }
 }
 
@@ -34,6 +36,12 @@ pub fn defaults(kind: ProviderKind) -> Defaults {
             image: bootstrap_hetzner::defaults::IMAGE,
             location: bootstrap_hetzner::defaults::LOCATION,
         },
+        #[cfg(feature = "aws")]
+        ProviderKind::Aws => Defaults {
+            server_type: bootstrap_aws::defaults::SERVER_TYPE,
+            image: bootstrap_aws::defaults::IMAGE,
+            location: bootstrap_aws::defaults::LOCATION,
+        },
     }
 }
 
@@ -41,11 +49,66 @@ pub fn defaults(kind: ProviderKind) -> Defaults {
 pub fn user_data_limit(kind: ProviderKind) -> usize {
     match kind {
         ProviderKind::Hetzner => bootstrap_hetzner::USER_DATA_MAX_BYTES,
+        #[cfg(feature = "aws")]
+        ProviderKind::Aws => bootstrap_aws::USER_DATA_MAX_BYTES,
+    }
+}
+
+/// Checks the provider-specific flags offline (exit 2 before any call); flags of another
+/// provider are refused rather than ignored.
+#[cfg(feature = "aws")]
+pub fn check_connection(conn: &Connection) -> anyhow::Result<()> {
+    let a = &conn.aws;
+    match conn.kind {
+        ProviderKind::Aws => a.validate().map_err(|e| bad(e.to_string())),
+        ProviderKind::Hetzner => {
+            for (flag, set) in [
+                ("--region", a.region.is_some()),
+                ("--profile", a.profile.is_some()),
+                ("--vpc", a.vpc.is_some()),
+                ("--subnet", a.subnet.is_some()),
+            ] {
+                if set {
+                    return Err(bad(format!(
+                        "{flag} only applies to --provider aws; Hetzner's counterpart is --location"
+                    )));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Checks server type, image and location against what the provider accepts, offline.
+pub fn check_server(
+    conn: &Connection,
+    server_type: &str,
+    image: &str,
+    location: &str,
+) -> anyhow::Result<()> {
+    match conn.kind {
+        ProviderKind::Hetzner => {
+            let _ = (server_type, image, location);
+            Ok(())
+        }
+        #[cfg(feature = "aws")]
+        ProviderKind::Aws => {
+            let b = |e: bootstrap_core::Error| bad(e.to_string());
+            bootstrap_aws::check_instance_type(server_type).map_err(b)?;
+            bootstrap_aws::image::check(image).map_err(b)?;
+            bootstrap_aws::check_zone(location).map_err(b)?;
+            if conn.aws.subnet.is_some() && location != bootstrap_aws::defaults::LOCATION {
+                return Err(bad(
+                    "--location and --subnet both choose the availability zone: give one of them",
+                ));
+            }
+            Ok(())
+        }
     }
 }
 
 /// Builds the provider, reading its credentials the way its own CLI does.
-pub fn build(conn: &Connection) -> anyhow::Result<Box<dyn Provider>> {
+pub async fn build(conn: &Connection) -> anyhow::Result<Box<dyn Provider>> {
     match conn.kind {
         ProviderKind::Hetzner => {
             let token = hetzner_token()?;
@@ -54,6 +117,21 @@ pub fn build(conn: &Connection) -> anyhow::Result<Box<dyn Provider>> {
                 conn.endpoint.as_deref(),
             )?))
         }
+        #[cfg(feature = "aws")]
+        ProviderKind::Aws => match bootstrap_aws::Aws::connect(conn.aws.clone()).await {
+            Ok(p) => Ok(Box::new(p)),
+            // A missing region or credentials is for the user to fix: exit 2.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    bootstrap_core::ErrorKind::InvalidInput
+                        | bootstrap_core::ErrorKind::Unauthorized
+                ) =>
+            {
+                Err(bad(e.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        },
     }
 }
 

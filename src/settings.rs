@@ -42,6 +42,9 @@ pub struct Connection {
     pub flow: FlowConfig,
     /// Output format.
     pub output: OutputFormat,
+    /// AWS region, profile, VPC and subnet (the endpoint is [`Connection::endpoint`]).
+    #[cfg(feature = "aws")]
+    pub aws: bootstrap_aws::AwsOptions,
 }
 
 impl Connection {
@@ -83,20 +86,46 @@ impl Connection {
         }
         Ok(Self {
             kind,
+            #[cfg(feature = "aws")]
+            aws: bootstrap_aws::AwsOptions {
+                endpoint: endpoint.clone(),
+                ..Default::default()
+            },
             endpoint,
             flow,
             output,
         })
     }
 
+    /// Adds the AWS-only flags (`--region`, `--profile`, and for `create` `--vpc`, `--subnet`),
+    /// checked offline; they are refused with any other provider.
+    #[cfg(feature = "aws")]
+    pub fn with_aws(
+        mut self,
+        a: &crate::cli::AwsArgs,
+        net: Option<&crate::cli::AwsNetworkArgs>,
+    ) -> anyhow::Result<Self> {
+        self.aws.region.clone_from(&a.region);
+        self.aws.profile.clone_from(&a.profile);
+        if let Some(n) = net {
+            self.aws.vpc.clone_from(&n.vpc);
+            self.aws.subnet.clone_from(&n.subnet);
+        }
+        crate::providers::check_connection(&self)?;
+        Ok(self)
+    }
+
     /// From the shared `--provider/--endpoint/--timeout/--output` flags.
     pub fn from_args(a: &ConnectArgs) -> anyhow::Result<Self> {
-        Self::resolve(
+        let conn = Self::resolve(
             a.provider,
             a.endpoint.as_deref(),
             Some(&a.timeout),
             a.output,
-        )
+        )?;
+        #[cfg(feature = "aws")]
+        let conn = conn.with_aws(&a.aws, None)?;
+        Ok(conn)
     }
 }
 
@@ -283,6 +312,8 @@ impl CreateSettings {
     /// Checks every flag; no network.
     pub fn from_args(a: &CreateArgs) -> anyhow::Result<Self> {
         let conn = Connection::from_args(&a.connect)?;
+        #[cfg(feature = "aws")]
+        let conn = conn.with_aws(&a.connect.aws, Some(&a.aws_network))?;
         let name = DeploymentName::parse(&a.name).map_err(|e| bad(e.to_string()))?;
         let ssh_from = SshFrom::parse(&a.ssh_from)?;
         let admin_user = admin_user(&a.admin_user)?;
@@ -317,11 +348,15 @@ impl CreateSettings {
                 None => Ok(default.to_owned()),
             }
         };
+        let server_type = non_empty("server-type", &a.server_type, d.server_type)?;
+        let image = non_empty("image", &a.image, d.image)?;
+        let location = non_empty("location", &a.location, d.location)?;
+        crate::providers::check_server(&conn, &server_type, &image, &location)?;
         Ok(Self {
             key_path: deployment_key_path(provider, &name)?,
-            server_type: non_empty("server-type", &a.server_type, d.server_type)?,
-            image: non_empty("image", &a.image, d.image)?,
-            location: non_empty("location", &a.location, d.location)?,
+            server_type,
+            image,
+            location,
             conn,
             name,
             ssh_from,

@@ -195,7 +195,7 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
     // Everything that can be checked offline is checked before the key is made or a call sent.
     let (placeholder, _) = preview_key(&s)?;
     render_user_data(&s, &placeholder)?;
-    let provider = providers::build(&s.conn)?;
+    let provider = providers::build(&s.conn).await?;
     let (key, source) = real_key(&s)?;
     let ud = render_user_data(&s, &key)?;
     let p = plan(&s, &key, ud);

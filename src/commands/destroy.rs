@@ -14,7 +14,7 @@ use crate::settings::{Connection, bad, state_dir};
 pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()> {
     let conn = Connection::from_args(&a.connect)?;
     let name = DeploymentName::parse(&a.name).map_err(|e| bad(e.to_string()))?;
-    let p = providers::build(&conn)?;
+    let p = providers::build(&conn).await?;
     if !a.yes {
         confirm(&name)?;
     }

@@ -10,7 +10,9 @@ use crate::settings::Connection;
 /// Lists deployments.
 pub async fn run(a: &ListArgs) -> anyhow::Result<()> {
     let conn = Connection::resolve(a.provider, a.endpoint.as_deref(), None, a.output)?;
-    let p = providers::build(&conn)?;
+    #[cfg(feature = "aws")]
+    let conn = conn.with_aws(&a.aws, None)?;
+    let p = providers::build(&conn).await?;
     let deployments = flow::list(p.as_ref(), &conn.flow).await?;
     Output::new(conn.output).list(&deployments)
 }

@@ -1,0 +1,209 @@
+//! Where the adapter gets its region, credentials and endpoint: aws-config's standard chain
+//! (environment, `~/.aws/config` and `credentials`, profiles, SSO, IMDS on EC2), narrowed by the
+//! `--region`/`--profile`/`--endpoint` flags; and the offline checks of the AWS-only flags.
+
+use aws_config::BehaviorVersion;
+use aws_sdk_ec2::config::{ProvideCredentials, Region};
+use bootstrap_core::{Error, ErrorKind, Result};
+
+/// What the user chose for AWS; everything `None` means "the standard chain decides".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsOptions {
+    /// `--region` (else `AWS_REGION`, else the profile's `region`).
+    pub region: Option<String>,
+    /// `--profile` (else `AWS_PROFILE`, else `default`).
+    pub profile: Option<String>,
+    /// `--endpoint` / `BOOTSTRAP_AWS_ENDPOINT` (else `AWS_ENDPOINT_URL`, else AWS's).
+    pub endpoint: Option<String>,
+    /// `--vpc`: the VPC of the security group (else the subnet's, else the default VPC).
+    pub vpc: Option<String>,
+    /// `--subnet`: the subnet to launch into (else a default subnet of the default VPC).
+    pub subnet: Option<String>,
+}
+
+impl AwsOptions {
+    /// Checks the shape of every flag, offline; the cloud checks that they exist.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(r) = &self.region {
+            check_region(r)?;
+        }
+        if let Some(p) = &self.profile {
+            if p.is_empty() || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(format!(
+                    "invalid --profile {p:?}: give a profile name from ~/.aws/config"
+                )));
+            }
+        }
+        if let Some(v) = &self.vpc {
+            check_id("--vpc", "vpc-", v)?;
+        }
+        if let Some(s) = &self.subnet {
+            check_id("--subnet", "subnet-", s)?;
+        }
+        Ok(())
+    }
+}
+
+fn invalid(msg: String) -> Error {
+    Error::new(ErrorKind::InvalidInput, msg)
+}
+
+/// `eu-central-1`, `us-gov-west-1`, `ap-southeast-4`: lowercase words and a number.
+pub fn check_region(r: &str) -> Result<()> {
+    let parts: Vec<&str> = r.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts
+            .last()
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid --region {r:?}: give an AWS region such as eu-central-1"
+        )))
+    }
+}
+
+/// `prefix` followed by 8 or 17 lowercase hex digits, as EC2 ids are.
+pub fn check_id(flag: &str, prefix: &str, id: &str) -> Result<()> {
+    let ok = id.strip_prefix(prefix).is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid {flag} {id:?}: give an id such as {prefix}0123456789abcdef0"
+        )))
+    }
+}
+
+/// An availability zone (`eu-central-1a`, `us-east-1-bos-1a` for Local Zones), or `auto`.
+pub fn check_zone(z: &str) -> Result<()> {
+    let ok = z == crate::defaults::LOCATION
+        || (z.len() <= 40
+            && z.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && z.bytes().last().is_some_and(|b| b.is_ascii_lowercase())
+            && z.bytes().any(|b| b.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid --location {z:?}: give an availability zone such as eu-central-1a, or leave it out to let EC2 choose"
+        )))
+    }
+}
+
+/// `t3.micro`, `m7g.large`, `c6in.2xlarge`: family `.` size.
+pub fn check_instance_type(t: &str) -> Result<()> {
+    let ok = t.split_once('.').is_some_and(|(family, size)| {
+        !family.is_empty()
+            && !size.is_empty()
+            && family
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && size
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid --server-type {t:?}: give an EC2 instance type such as t3.micro"
+        )))
+    }
+}
+
+/// Loads the SDK configuration through the standard chain and checks that a region and
+/// credentials are there, so that a missing one is one clear error before any EC2 call.
+/// Resolving credentials reads files and the environment (or, on EC2, asks IMDS); it sends no
+/// request to EC2.
+pub(crate) async fn load(opts: &AwsOptions) -> Result<aws_config::SdkConfig> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = &opts.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &opts.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(e) = &opts.endpoint {
+        loader = loader.endpoint_url(e);
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_none() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "no AWS region: pass --region, set AWS_REGION, or set `region` in the profile (~/.aws/config)",
+        ));
+    }
+    let msg = "no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, run `aws configure` or `aws sso login`, or pass --profile";
+    let Some(creds) = sdk.credentials_provider() else {
+        return Err(Error::new(ErrorKind::Unauthorized, msg));
+    };
+    if let Err(e) = creds.provide_credentials().await {
+        let detail = aws_sdk_ec2::error::DisplayErrorContext(&e).to_string();
+        return Err(
+            Error::new(ErrorKind::Unauthorized, format!("{msg} ({detail})")).with_source(e),
+        );
+    }
+    Ok(sdk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_shapes() {
+        for ok in ["eu-central-1", "us-gov-west-1", "ap-southeast-4"] {
+            check_region(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "eu",
+            "EU-central-1",
+            "eu-central",
+            "eu-central-x",
+            "eu central 1",
+            "eu--1",
+        ] {
+            assert!(check_region(bad).is_err(), "{bad:?}");
+        }
+        check_id("--vpc", "vpc-", "vpc-0123abcd").unwrap();
+        check_id("--subnet", "subnet-", "subnet-0123456789abcdef0").unwrap();
+        for bad in [
+            "vpc-",
+            "vpc-XYZ12345",
+            "subnet-0123abcd",
+            "vpc-0123abc",
+            "vpc-0123abcd\n",
+        ] {
+            assert!(check_id("--vpc", "vpc-", bad).is_err(), "{bad:?}");
+        }
+        for ok in ["auto", "eu-central-1a", "us-east-1-bos-1a"] {
+            check_zone(ok).unwrap();
+        }
+        for bad in ["", "eu-central-1", "EU-1a", "a b"] {
+            assert!(check_zone(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["t3.micro", "m7g.large", "c6in.2xlarge", "u-6tb1.metal"] {
+            check_instance_type(ok).unwrap();
+        }
+        for bad in ["", "t3", ".micro", "t3.", "T3.micro", "t3.micro;x"] {
+            assert!(check_instance_type(bad).is_err(), "{bad:?}");
+        }
+        let o = AwsOptions {
+            profile: Some("a b".into()),
+            ..AwsOptions::default()
+        };
+        assert!(o.validate().is_err());
+    }
+}

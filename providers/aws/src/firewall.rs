@@ -1,0 +1,213 @@
+//! Security groups: created tagged in the default VPC (or `--vpc` / the `--subnet`'s VPC), then
+//! opened for the spec's inbound rules only. EC2 gives a new VPC security group one egress rule,
+//! all traffic to `0.0.0.0/0`, which is the outbound policy the core asks for; no inbound rule
+//! exists until we add one.
+//!
+//! A security group cannot be deleted while an instance (even a `shutting-down` one) uses it:
+//! EC2 answers `DependencyViolation`, which is `ErrorKind::InUse`, and the core polls.
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup};
+use bootstrap_core::model::Protocol;
+use bootstrap_core::{Error, ErrorKind, Firewall, FirewallSpec, Labels, Result};
+use ipnet::IpNet;
+
+use crate::AwsOptions;
+use crate::error::{sdk, sdk_opt};
+use crate::tags;
+
+fn from_group(g: &SecurityGroup) -> Firewall {
+    Firewall {
+        id: g.group_id().unwrap_or_default().to_owned(),
+        name: g.group_name().unwrap_or_default().to_owned(),
+        labels: tags::labels(g.tags()),
+    }
+}
+
+/// The VPC the security group goes into: `--vpc`, else the `--subnet`'s, else `None` (EC2 then
+/// uses the region's default VPC, and answers `VPCIdNotSpecified` when there is none).
+pub(crate) async fn vpc_for(ec2: &Client, opts: &AwsOptions) -> Result<Option<String>> {
+    if let Some(v) = &opts.vpc {
+        return Ok(Some(v.clone()));
+    }
+    let Some(subnet) = &opts.subnet else {
+        return Ok(None);
+    };
+    let out = sdk(
+        "DescribeSubnets",
+        ec2.describe_subnets().subnet_ids(subnet).send().await,
+    )?;
+    out.subnets()
+        .first()
+        .and_then(|s| s.vpc_id())
+        .map(|v| Some(v.to_owned()))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("subnet {subnet} not found in this region: check --subnet and --region"),
+            )
+        })
+}
+
+/// Security groups carrying every label of `selector`, following `NextToken`.
+pub(crate) async fn list(ec2: &Client, selector: &Labels) -> Result<Vec<Firewall>> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = sdk(
+            "DescribeSecurityGroups",
+            ec2.describe_security_groups()
+                .set_filters(Some(tags::filters(selector)))
+                .set_next_token(token.take())
+                .send()
+                .await,
+        )?;
+        out.extend(
+            page.security_groups()
+                .iter()
+                .map(from_group)
+                .filter(|f| f.labels.matches(selector)),
+        );
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// The ingress permissions for `spec`: one per rule, IPv4 and IPv6 sources in their own lists.
+fn permissions(spec: &FirewallSpec) -> Vec<IpPermission> {
+    spec.inbound
+        .iter()
+        .map(|r| {
+            let (v4, v6): (Vec<&IpNet>, Vec<&IpNet>) =
+                r.sources.iter().partition(|n| matches!(n, IpNet::V4(_)));
+            IpPermission::builder()
+                .ip_protocol(match r.protocol {
+                    Protocol::Tcp => "tcp",
+                    Protocol::Udp => "udp",
+                })
+                .from_port(i32::from(r.port))
+                .to_port(i32::from(r.port))
+                .set_ip_ranges(Some(
+                    v4.into_iter()
+                        .map(|c| {
+                            IpRange::builder()
+                                .cidr_ip(c.to_string())
+                                .description(&r.description)
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .set_ipv6_ranges(Some(
+                    v6.into_iter()
+                        .map(|c| {
+                            Ipv6Range::builder()
+                                .cidr_ipv6(c.to_string())
+                                .description(&r.description)
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .build()
+        })
+        .collect()
+}
+
+/// Creates the tagged group and its ingress rules. All or nothing: when the rules cannot be
+/// added, the group just made is deleted again (best effort; if that fails too, it carries the
+/// deployment's tags and the core's rollback finds it), so no group without its rules is left
+/// for a later run to reuse.
+pub(crate) async fn create(
+    ec2: &Client,
+    opts: &AwsOptions,
+    spec: &FirewallSpec,
+) -> Result<Firewall> {
+    let vpc = vpc_for(ec2, opts).await?;
+    let out = sdk(
+        "CreateSecurityGroup",
+        ec2.create_security_group()
+            .group_name(&spec.name)
+            .description(format!(
+                "bootstrap: SSH for {}",
+                spec.labels.deployment_name().unwrap_or(&spec.name)
+            ))
+            .set_vpc_id(vpc)
+            .tag_specifications(tags::spec(
+                ResourceType::SecurityGroup,
+                &spec.labels,
+                &spec.name,
+            ))
+            .send()
+            .await,
+    )?;
+    let id = out.group_id().unwrap_or_default().to_owned();
+    let perms = permissions(spec);
+    if !perms.is_empty() {
+        let added = sdk(
+            "AuthorizeSecurityGroupIngress",
+            ec2.authorize_security_group_ingress()
+                .group_id(&id)
+                .set_ip_permissions(Some(perms))
+                .send()
+                .await,
+        );
+        if let Err(e) = added {
+            if let Err(d) = delete(ec2, &id).await {
+                tracing::warn!(group = %id, error = %d, "could not delete the security group whose rules failed; the rollback will");
+            }
+            return Err(e);
+        }
+    }
+    Ok(Firewall {
+        id,
+        name: spec.name.clone(),
+        labels: tags::labels(out.tags()),
+    })
+}
+
+/// Deletes a security group; gone is fine, still used is `InUse`.
+pub(crate) async fn delete(ec2: &Client, id: &str) -> Result<()> {
+    sdk_opt(
+        "DeleteSecurityGroup",
+        ec2.delete_security_group().group_id(id).send().await,
+    )?;
+    Ok(())
+}
+
+/// A filter on one value, for Describe calls.
+pub(crate) fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bootstrap_core::FirewallRule;
+
+    #[test]
+    fn ipv4_and_ipv6_sources_go_to_their_own_ranges() {
+        let spec = FirewallSpec {
+            name: "bootstrap-web1".into(),
+            inbound: vec![FirewallRule {
+                protocol: Protocol::Tcp,
+                port: 22,
+                sources: vec![
+                    "203.0.113.7/32".parse().unwrap(),
+                    "2001:db8::/48".parse().unwrap(),
+                ],
+                description: "SSH".into(),
+            }],
+            labels: Labels::managed(),
+        };
+        let p = permissions(&spec);
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            (p[0].ip_protocol(), p[0].from_port(), p[0].to_port()),
+            (Some("tcp"), Some(22), Some(22))
+        );
+        assert_eq!(p[0].ip_ranges().len(), 1);
+        assert_eq!(p[0].ip_ranges()[0].cidr_ip(), Some("203.0.113.7/32"));
+        assert_eq!(p[0].ipv6_ranges()[0].cidr_ipv6(), Some("2001:db8::/48"));
+    }
+}

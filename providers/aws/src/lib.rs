@@ -1,0 +1,145 @@
+//! # bootstrap-aws: the AWS EC2 adapter
+//!
+//! Implements [`bootstrap_core::Provider`] on the official SDK (`aws-sdk-ec2`, configured by
+//! `aws-config`'s standard chain) and nothing else: ordering, retries beyond the SDK's, polling
+//! and rollback are the core's.
+//!
+//! | core | EC2 |
+//! |---|---|
+//! | SSH key | key pair (`ImportKeyPair`), id = its name |
+//! | firewall | security group with TCP 22 ingress from the given CIDRs |
+//! | server | instance (`RunInstances`), states polled through [`Provider::get_server`] |
+//! | labels | tags, plus a `Name` tag |
+//! | operation | none: EC2 answers with states, not actions |
+//!
+//! The SDK signs requests (SigV4) and retries throttling and 5xx answers itself (standard retry
+//! mode, 3 attempts, with its own backoff and client-side rate limiter); an error that outlives
+//! those retries reaches the core with its kind (`RateLimited`, `Transient`), and the core's
+//! one retry loop decides. The adapter adds no loop of its own.
+
+mod config;
+mod error;
+mod firewall;
+pub mod image;
+mod server;
+mod ssh_key;
+mod tags;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::Client;
+use bootstrap_core::{
+    Created, Error, ErrorKind, Firewall, FirewallSpec, Labels, Limits, Operation, OperationStatus,
+    Provider, PublicKeyInfo, Result, Server, ServerSpec, SshKey, SshKeySpec,
+};
+
+pub use config::{AwsOptions, check_instance_type, check_region, check_zone};
+
+/// EC2 takes at most 16 KiB of user-data, counted before base64 encoding.
+pub const USER_DATA_MAX_BYTES: usize = 16 * 1024;
+
+/// Defaults that fit a small self-hosted server.
+pub mod defaults {
+    /// The cheapest current burstable x86 type with 2 vCPUs (1 GiB; free-tier eligible in most
+    /// regions). x86 rather than Graviton's cheaper `t4g.micro` so that any image the user
+    /// names by AMI id works; `--server-type t4g.small` picks arm64 images by itself.
+    pub const SERVER_TYPE: &str = "t3.micro";
+    /// Ubuntu 24.04 LTS, Canonical's newest AMI in the region.
+    pub const IMAGE: &str = "ubuntu-24.04";
+    /// No availability zone: EC2 picks one in the region (or the subnet's).
+    pub const LOCATION: &str = "auto";
+}
+
+/// The AWS EC2 adapter.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    ec2: Client,
+    opts: AwsOptions,
+}
+
+impl Aws {
+    /// Loads region and credentials through the standard chain, narrowed by `opts`. A missing
+    /// region or credentials is an error here, before any EC2 call.
+    pub async fn connect(opts: AwsOptions) -> Result<Self> {
+        opts.validate()?;
+        let sdk = config::load(&opts).await?;
+        Ok(Self {
+            ec2: Client::new(&sdk),
+            opts,
+        })
+    }
+
+    /// The region the SDK resolved.
+    pub fn region(&self) -> Option<String> {
+        self.ec2.config().region().map(ToString::to_string)
+    }
+}
+
+#[async_trait]
+impl Provider for Aws {
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            user_data_max_bytes: USER_DATA_MAX_BYTES,
+        }
+    }
+
+    async fn find_ssh_key(&self, key: &PublicKeyInfo) -> Result<Option<SshKey>> {
+        ssh_key::find(&self.ec2, key).await
+    }
+
+    async fn list_ssh_keys(&self, selector: &Labels) -> Result<Vec<SshKey>> {
+        ssh_key::list(&self.ec2, selector).await
+    }
+
+    async fn create_ssh_key(&self, spec: &SshKeySpec) -> Result<SshKey> {
+        ssh_key::create(&self.ec2, spec).await
+    }
+
+    async fn delete_ssh_key(&self, id: &str) -> Result<()> {
+        ssh_key::delete(&self.ec2, id).await
+    }
+
+    async fn list_firewalls(&self, selector: &Labels) -> Result<Vec<Firewall>> {
+        firewall::list(&self.ec2, selector).await
+    }
+
+    async fn create_firewall(&self, spec: &FirewallSpec) -> Result<Created<Firewall>> {
+        Ok(Created::ready(
+            firewall::create(&self.ec2, &self.opts, spec).await?,
+        ))
+    }
+
+    async fn delete_firewall(&self, id: &str) -> Result<()> {
+        firewall::delete(&self.ec2, id).await
+    }
+
+    async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>> {
+        server::list(&self.ec2, selector).await
+    }
+
+    async fn get_server(&self, id: &str) -> Result<Option<Server>> {
+        server::get(&self.ec2, id).await
+    }
+
+    async fn create_server(&self, spec: &ServerSpec) -> Result<Created<Server>> {
+        Ok(Created::ready(
+            server::create(&self.ec2, &self.opts, spec).await?,
+        ))
+    }
+
+    async fn delete_server(&self, id: &str) -> Result<Vec<Operation>> {
+        server::delete(&self.ec2, id).await?;
+        Ok(Vec::new())
+    }
+
+    async fn operation_status(&self, op: &Operation) -> Result<OperationStatus> {
+        // Never called: no method here returns an operation to wait for.
+        Err(Error::new(
+            ErrorKind::Other,
+            format!("EC2 has no operations to poll ({} {})", op.what, op.id),
+        ))
+    }
+}
