@@ -4,5 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod flow;
 mod hetzner_fake;
+mod prism;
 mod support;
+#[cfg(feature = "aws")]
+mod aws;
+#[cfg(feature = "aws")]
+mod aws_proxy;
+#[cfg(feature = "aws")]
+mod moto;

@@ -174,7 +174,7 @@ impl HttpClient {
         let remaining = header_u64(headers, "ratelimit-remaining");
         let next = match remaining {
             Some(0) => {
-                reset_wait(headers).map(|d| Instant::now() + d.min(Duration::from_secs(120)))
+                token_wait(headers).map(|d| Instant::now() + d.min(Duration::from_secs(120)))
             }
             _ => None,
         };
@@ -210,22 +210,39 @@ pub fn kind_for_status(status: StatusCode, headers: &HeaderMap) -> ErrorKind {
     }
 }
 
-/// The wait a 429 asks for: `Retry-After` seconds, else `RateLimit-Reset`.
+/// The wait a 429 asks for: `Retry-After` seconds, else the time one request takes to come back
+/// by `RateLimit-*` (see [`token_wait`]).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     header_u64(headers, "retry-after")
         .map(Duration::from_secs)
-        .or_else(|| reset_wait(headers))
+        .or_else(|| token_wait(headers))
 }
 
-/// `RateLimit-Reset` as a wait: a unix timestamp (Hetzner, DigitalOcean) or, when small, seconds.
-fn reset_wait(headers: &HeaderMap) -> Option<Duration> {
+/// How long until one more request is allowed. `RateLimit-Reset` is when the budget is *full*
+/// again (Hetzner refills it one request at a time, 3600/h), so the wait for one request is
+/// `(reset - now) / (limit - remaining)`, not the whole time to reset. Without `RateLimit-Limit`
+/// the whole wait to reset is the only safe answer.
+pub fn token_wait(headers: &HeaderMap) -> Option<Duration> {
     let reset = header_u64(headers, "ratelimit-reset")?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
-    if reset > 1_000_000_000 {
-        Some(Duration::from_secs(reset.saturating_sub(now)))
+    // A unix timestamp (Hetzner, DigitalOcean) or, when small, seconds from now.
+    let to_reset = if reset > 1_000_000_000 {
+        reset.saturating_sub(now)
     } else {
-        Some(Duration::from_secs(reset))
-    }
+        reset
+    };
+    let to_reset = Duration::from_secs(to_reset);
+    let missing = match (
+        header_u64(headers, "ratelimit-limit"),
+        header_u64(headers, "ratelimit-remaining"),
+    ) {
+        (Some(limit), Some(remaining)) if limit > remaining => limit - remaining,
+        (Some(_), Some(_)) => return Some(Duration::ZERO),
+        _ => 1,
+    };
+    let per_request = to_reset / u32::try_from(missing).unwrap_or(u32::MAX);
+    // Reset has whole-second resolution: never wait less than a short beat.
+    Some(per_request.max(Duration::from_millis(100)))
 }
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {

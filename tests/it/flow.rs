@@ -1,0 +1,303 @@
+//! The binary against the stateful Hetzner fake: create -> list -> destroy leaves nothing,
+//! re-runs make nothing new, pagination and rate limits are handled, existing keys are reused.
+
+use serde_json::Value;
+
+use crate::hetzner_fake::{FakeConfig, FakeHetzner};
+use crate::support::Bin;
+
+fn create_args<'a>(url: &'a str, name: &'a str) -> Vec<&'a str> {
+    vec![
+        "create",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        url,
+        "--name",
+        name,
+        "--ssh-from",
+        "203.0.113.7/32",
+        "--ssh-from",
+        "2001:db8:1::/48",
+        "--output",
+        "json",
+    ]
+}
+
+fn posts(fake: &FakeHetzner) -> Vec<String> {
+    fake.request_log()
+        .into_iter()
+        .filter(|(m, _, _)| m == "POST")
+        .map(|(_, p, s)| format!("{p} {s}"))
+        .collect()
+}
+
+#[test]
+fn create_list_destroy_leaves_the_fake_empty() {
+    let fake = FakeHetzner::start_default();
+    // Sixty foreign keys and servers push every list past one page (50).
+    for i in 0..60 {
+        let kp = ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519)
+            .unwrap();
+        fake.insert_ssh_key(
+            &format!("other-{i}"),
+            &kp.public_key().to_openssh().unwrap(),
+            &[],
+        );
+    }
+    for i in 0..60 {
+        fake.insert_server(
+            &format!("other-{i}"),
+            &[
+                ("managed-by", "bootstrap"),
+                ("bootstrap-deployment", &format!("other-{i}")),
+            ],
+        );
+    }
+    let before = fake.resource_count();
+    let b = Bin::new();
+    let url = fake.url();
+
+    let r = b.run(&create_args(&url, "web1"));
+    r.expect_code(0);
+    let out: Value = serde_json::from_str(&r.stdout()).expect("one JSON document");
+    assert_eq!(out["server"]["status"], "running");
+    assert!(
+        out["server"]["ipv4"]
+            .as_str()
+            .is_some_and(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok()),
+        "{out}"
+    );
+    assert!(
+        out["server"]["ipv6"]
+            .as_str()
+            .is_some_and(|ip| ip.ends_with("::1")),
+        "{out}"
+    );
+    assert_eq!(out["created"].as_array().unwrap().len(), 3);
+    let key = b.key_path("hetzner", "web1");
+    assert!(out["ssh"].as_str().unwrap().contains(key.to_str().unwrap()));
+
+    // What the fake holds: one of each, labelled, wired together.
+    let server = fake.server_by_name("web1").expect("server");
+    assert_eq!(server["labels"]["managed-by"], "bootstrap");
+    assert_eq!(server["labels"]["bootstrap-deployment"], "web1");
+    let fw = fake
+        .firewalls()
+        .into_iter()
+        .find(|f| f["name"] == "bootstrap-web1")
+        .expect("firewall");
+    assert_eq!(server["public_net"]["firewalls"][0]["id"], fw["id"]);
+    let rules = fw["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["port"], "22");
+    assert_eq!(
+        rules[0]["source_ips"],
+        serde_json::json!(["203.0.113.7/32", "2001:db8:1::/48"])
+    );
+    let ud = fake
+        .server_user_data(server["id"].as_u64().unwrap())
+        .unwrap();
+    assert!(ud.starts_with("#cloud-config"));
+    assert_eq!(fake.resources_labelled("bootstrap-deployment", "web1"), 3);
+
+    // Private key: 0600 in a 0700 dir.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(key.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+
+    let r = b.run(&[
+        "list",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        &url,
+        "--output",
+        "json",
+    ]);
+    r.expect_code(0);
+    let l: Value = serde_json::from_str(&r.stdout()).unwrap();
+    let names: Vec<_> = l["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 61, "all 61 managed deployments across pages");
+    let web1 = l["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "web1")
+        .unwrap();
+    assert_eq!(web1["servers"][0]["status"], "running");
+    assert_eq!(web1["servers"][0]["ipv4"], out["server"]["ipv4"]);
+    let r = b.run(&["list", "--provider", "hetzner", "--endpoint", &url]);
+    r.expect_code(0);
+    assert!(
+        r.stdout()
+            .lines()
+            .any(|l| l.starts_with("web1") && l.contains("running")),
+        "{}",
+        r.stdout()
+    );
+
+    let r = b.run(&[
+        "destroy",
+        "web1",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        &url,
+        "--yes",
+    ]);
+    r.expect_code(0);
+    assert!(r.stdout().contains("removed server web1"), "{}", r.stdout());
+    assert_eq!(fake.resources_labelled("bootstrap-deployment", "web1"), 0);
+    assert_eq!(fake.resource_count(), before, "only the others remain");
+    assert!(!key.exists(), "local state removed too");
+    // Twice is fine.
+    let r = b.run(&[
+        "destroy",
+        "web1",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        &url,
+        "--yes",
+    ]);
+    r.expect_code(0);
+    assert!(r.stdout().contains("nothing of web1"), "{}", r.stdout());
+}
+
+#[test]
+fn a_second_create_makes_nothing_new() {
+    let fake = FakeHetzner::start_default();
+    let b = Bin::new();
+    let url = fake.url();
+    b.run(&create_args(&url, "web1")).expect_code(0);
+    let first = posts(&fake);
+    assert_eq!(first.len(), 3, "{first:?}");
+    let r = b.run(&create_args(&url, "web1"));
+    r.expect_code(0);
+    let out: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(out["created"], serde_json::json!([]));
+    assert_eq!(posts(&fake), first, "no POST on the second run");
+    assert_eq!(fake.resources_labelled("bootstrap-deployment", "web1"), 3);
+
+    // The server alone was deleted by hand: the re-run recreates only it.
+    let id = fake.server_by_name("web1").unwrap()["id"].as_u64().unwrap();
+    crate::hetzner_fake::http_request(&url, "DELETE", &format!("/servers/{id}"), Some("t"), None)
+        .unwrap();
+    fake.finish_all_actions();
+    assert!(fake.server_by_name("web1").is_none());
+    let r = b.run(&create_args(&url, "web1"));
+    r.expect_code(0);
+    let out: Value = serde_json::from_str(&r.stdout()).unwrap();
+    let made: Vec<_> = out["created"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(made, ["server"]);
+    assert_eq!(fake.servers().len(), 1);
+}
+
+#[test]
+fn an_uploaded_key_with_the_same_fingerprint_is_reused() {
+    let fake = FakeHetzner::start_default();
+    let b = Bin::new();
+    let kp =
+        ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
+    let pubkey = kp.public_key().to_openssh().unwrap();
+    let existing = fake.insert_ssh_key("laptop", &pubkey, &[]);
+    let path = b.dir.path().join("me.pub");
+    std::fs::write(&path, format!("{pubkey}\n")).unwrap();
+    let url = fake.url();
+    let mut args = create_args(&url, "web1");
+    args.extend(["--ssh-key", path.to_str().unwrap()]);
+    let r = b.run(&args);
+    r.expect_code(0);
+    let out: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(out["ssh_key"]["id"], existing.to_string());
+    assert!(
+        !posts(&fake).iter().any(|p| p.starts_with("/ssh_keys")),
+        "{:?}",
+        posts(&fake)
+    );
+    assert!(
+        out["ssh"].as_str().unwrap().starts_with("ssh admin@"),
+        "{out}"
+    );
+    b.run(&[
+        "destroy",
+        "web1",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        &url,
+        "--yes",
+    ])
+    .expect_code(0);
+    assert_eq!(
+        fake.ssh_keys().len(),
+        1,
+        "the user's own key is never deleted"
+    );
+}
+
+#[test]
+fn rate_limits_are_waited_out_using_the_headers() {
+    let fake = FakeHetzner::start(FakeConfig {
+        action_polls: 1,
+        ..FakeConfig::default()
+    });
+    // A nearly empty bucket refilling 5 requests a second: create needs more than that.
+    fake.set_rate_limit(3600, 5.0, 3);
+    let mut b = Bin::new();
+    b.env("BOOTSTRAP_RETRY_MAX", "8");
+    let url = fake.url();
+    let started = std::time::Instant::now();
+    b.run(&create_args(&url, "web1")).expect_code(0);
+    let log = fake.request_log();
+    let limited = log.iter().filter(|(_, _, s)| *s == 429).count();
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert_eq!(fake.resources_labelled("bootstrap-deployment", "web1"), 3);
+    // The gate reads RateLimit-Remaining/Reset and waits before sending, so few 429s happen.
+    assert!(
+        log.len() >= 10,
+        "the bucket (3 + 5/s) was really exercised: {log:?}"
+    );
+    assert!(limited <= 3, "{limited} requests drew 429: {log:?}");
+}
+
+#[test]
+fn user_data_over_the_limit_is_refused_before_any_call() {
+    let fake = FakeHetzner::start_default();
+    let b = Bin::new();
+    let t = b.dir.path().join("big.j2");
+    let filler = "#".repeat(33 * 1024);
+    std::fs::write(
+        &t,
+        format!("#cloud-config\n{filler}\nhostname: {{{{ hostname }}}}\n"),
+    )
+    .unwrap();
+    let url = fake.url();
+    let mut args = create_args(&url, "web1");
+    args.extend(["--template", t.to_str().unwrap()]);
+    let r = b.run(&args);
+    r.expect_code(2);
+    assert!(r.stderr().contains("32768"), "{}", r.stderr());
+    assert_eq!(fake.request_count(), 0);
+}
