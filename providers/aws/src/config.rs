@@ -149,7 +149,7 @@ pub(crate) async fn load(opts: &AwsOptions) -> Result<aws_config::SdkConfig> {
         return Err(Error::new(ErrorKind::Unauthorized, msg));
     };
     if let Err(e) = creds.provide_credentials().await {
-        let detail = aws_sdk_ec2::error::DisplayErrorContext(&e).to_string();
+        let detail = crate::error::chain(&e);
         return Err(
             Error::new(ErrorKind::Unauthorized, format!("{msg} ({detail})")).with_source(e),
         );

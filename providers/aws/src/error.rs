@@ -71,7 +71,7 @@ impl AwsError {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let detail = aws_sdk_ec2::error::DisplayErrorContext(&e).to_string();
+        let detail = chain(&e);
         match &e {
             SdkError::ServiceError(se) => {
                 let status = se.raw().status().as_u16();
@@ -167,6 +167,21 @@ impl AwsError {
             _ => return None,
         })
     }
+}
+
+/// An error and its causes, `outer: inner: innermost`, each said once.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 /// The kind for an EC2 error code.

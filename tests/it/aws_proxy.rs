@@ -1,0 +1,387 @@
+//! A recording, fault-injecting HTTP proxy in front of moto, for what moto cannot show.
+//!
+//! - It logs every EC2 call (the `Action` and all form parameters of the query request, and the
+//!   answer's status and error code), so tests count calls and read `ClientToken`.
+//! - Rules make an action fail with an EC2 error document (`<Response><Errors><Error><Code>`),
+//!   a number of times or for good, before moto sees it, or after moto did it (the answer lost).
+//! - It plays the parts of EC2 that moto leaves out: instances `pending` for the first describes
+//!   after launch and `shutting-down` before `terminated`; `DependencyViolation` for a security
+//!   group still attached; and `ClientToken` idempotency of `RunInstances` (a repeated token gets
+//!   the first answer again, no second instance).
+//!
+//! It runs on its own thread and runtime and stops on Drop.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State as AxState;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+/// One EC2 call as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `RunInstances`, ...
+    pub action: String,
+    /// The form parameters (`ClientToken`, `Filter.1.Name`, ...), percent-decoded.
+    pub params: BTreeMap<String, String>,
+    /// The status the client got.
+    pub status: u16,
+    /// The error code the client got, if any.
+    pub code: Option<String>,
+}
+
+/// How a rule answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Answer `status` with EC2 error `code`; moto never sees the request.
+    Before(u16, &'static str),
+    /// Let moto do it, then answer `status` with `code` (a lost answer).
+    After(u16, &'static str),
+}
+
+#[derive(Debug)]
+struct Rule {
+    action: String,
+    fault: Fault,
+    /// `None`: every time.
+    times: Option<u32>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    upstream: String,
+    calls: Vec<Call>,
+    rules: Vec<Rule>,
+    pending_describes: u32,
+    shutting_down_describes: u32,
+    sg_in_use: u32,
+    launches: HashMap<String, (u16, Bytes)>,
+}
+
+/// The running proxy.
+pub struct Ec2Proxy {
+    addr: std::net::SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ec2Proxy {
+    /// A proxy on a free port of 127.0.0.1 forwarding to `upstream` (moto's URL).
+    pub fn start(upstream: &str) -> Ec2Proxy {
+        // reqwest is built without a crypto provider; the binary installs this one too.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            ..State::default()
+        }));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let for_thread = state.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("ec2-proxy-{}", addr.port()))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    let http = reqwest::Client::builder()
+                        .timeout(Duration::from_secs(30))
+                        .build()
+                        .unwrap();
+                    let app = axum::Router::new()
+                        .fallback(handle)
+                        .with_state((for_thread, http));
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = rx.await;
+                        })
+                        .await;
+                });
+                rt.shutdown_timeout(Duration::from_millis(200));
+            })
+            .unwrap();
+        Ec2Proxy {
+            addr,
+            state,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The proxy's URL, to give the binary as its EC2 endpoint.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Makes `action` fail with `fault`, `times` times (`None`: for good).
+    pub fn fail(&self, action: &str, fault: Fault, times: Option<u32>) {
+        self.state().rules.push(Rule {
+            action: action.to_owned(),
+            fault,
+            times,
+        });
+    }
+
+    /// Removes every rule.
+    pub fn clear_faults(&self) {
+        self.state().rules.clear();
+    }
+
+    /// The next `n` DescribeInstances answers show running instances as `pending`.
+    pub fn pending_for(&self, n: u32) {
+        self.state().pending_describes = n;
+    }
+
+    /// The next `n` DescribeInstances answers show terminated instances as `shutting-down`.
+    pub fn shutting_down_for(&self, n: u32) {
+        self.state().shutting_down_describes = n;
+    }
+
+    /// The next `n` DeleteSecurityGroup calls answer `DependencyViolation`, as EC2 does while
+    /// an instance that is not yet `terminated` still has the group.
+    pub fn security_group_in_use_for(&self, n: u32) {
+        self.state().sg_in_use = n;
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state().calls.clone()
+    }
+
+    /// Forgets the calls so far.
+    pub fn clear_calls(&self) {
+        self.state().calls.clear();
+    }
+
+    /// The actions called so far, in order.
+    pub fn actions(&self) -> Vec<String> {
+        self.state()
+            .calls
+            .iter()
+            .map(|c| c.action.clone())
+            .collect()
+    }
+
+    /// Calls of `action` so far.
+    pub fn calls_of(&self, action: &str) -> Vec<Call> {
+        self.state()
+            .calls
+            .iter()
+            .filter(|c| c.action == action)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Ec2Proxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` into pairs.
+fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
+    fn decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                    match u8::from_str_radix(hex, 16) {
+                        Ok(v) => {
+                            out.push(v);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// An EC2 error document.
+fn error_response(status: u16, code: &str, n: usize) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>proxy-{n}</RequestID></Response>"
+    );
+    (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "text/xml;charset=UTF-8")],
+        body,
+    )
+        .into_response()
+}
+
+type Shared = (Arc<Mutex<State>>, reqwest::Client);
+
+async fn handle(
+    AxState((state, http)): AxState<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = parse_form(&body);
+    let action = params.get("Action").cloned().unwrap_or_default();
+    let lock = || {
+        state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+
+    // Decide before forwarding.
+    let (fault, in_use, upstream, replay, n) = {
+        let mut s = lock();
+        let n = s.calls.len();
+        let mut fault = None;
+        if let Some(r) = s
+            .rules
+            .iter_mut()
+            .find(|r| r.action == action && r.times != Some(0))
+        {
+            if let Some(t) = r.times.as_mut() {
+                *t -= 1;
+            }
+            fault = Some(r.fault);
+        }
+        let in_use = action == "DeleteSecurityGroup" && s.sg_in_use > 0;
+        if in_use {
+            s.sg_in_use -= 1;
+        }
+        let replay = if action == "RunInstances" {
+            params
+                .get("ClientToken")
+                .and_then(|t| s.launches.get(t).cloned())
+        } else {
+            None
+        };
+        (fault, in_use, s.upstream.clone(), replay, n)
+    };
+    let record = |status: u16, code: Option<&str>| {
+        lock().calls.push(Call {
+            action: action.clone(),
+            params: params.clone(),
+            status,
+            code: code.map(str::to_owned),
+        });
+    };
+    if let Some(Fault::Before(status, code)) = fault {
+        record(status, Some(code));
+        return error_response(status, code, n);
+    }
+    if in_use {
+        record(400, Some("DependencyViolation"));
+        return error_response(400, "DependencyViolation", n);
+    }
+    let (status, mut text) = if let Some((status, body)) = replay {
+        (status, String::from_utf8_lossy(&body).into_owned())
+    } else {
+        let mut req = http.request(method, format!("{upstream}{uri}"));
+        for (k, v) in &headers {
+            if k != "host" && k != "content-length" {
+                req = req.header(k, v);
+            }
+        }
+        match req.body(body.clone()).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.text().await.unwrap_or_default())
+            }
+            Err(e) => {
+                record(502, Some("ProxyUpstreamError"));
+                return (StatusCode::BAD_GATEWAY, e.to_string()).into_response();
+            }
+        }
+    };
+    if status == 200 && action == "RunInstances" {
+        if let Some(t) = params.get("ClientToken") {
+            lock()
+                .launches
+                .entry(t.clone())
+                .or_insert_with(|| (status, Bytes::from(text.clone())));
+        }
+    }
+    if status == 200 && action == "DescribeInstances" {
+        let mut s = lock();
+        let running = "<instanceState><code>16</code><name>running</name></instanceState>";
+        if s.pending_describes > 0 && text.contains(running) {
+            s.pending_describes -= 1;
+            text = text.replace(
+                running,
+                "<instanceState><code>0</code><name>pending</name></instanceState>",
+            );
+        }
+        let terminated = "<instanceState><code>48</code><name>terminated</name></instanceState>";
+        if s.shutting_down_describes > 0 && text.contains(terminated) {
+            s.shutting_down_describes -= 1;
+            text = text.replace(
+                terminated,
+                "<instanceState><code>32</code><name>shutting-down</name></instanceState>",
+            );
+        }
+    }
+    if let Some(Fault::After(status, code)) = fault {
+        record(status, Some(code));
+        return error_response(status, code, n);
+    }
+    let code = (status >= 400).then(|| {
+        text.split("<Code>")
+            .nth(1)
+            .and_then(|r| r.split("</Code>").next())
+            .unwrap_or("?")
+            .to_owned()
+    });
+    record(status, code.as_deref());
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        [("content-type", "text/xml;charset=UTF-8")],
+        text,
+    )
+        .into_response()
+}
+
+#[test]
+fn form_bodies_decode() {
+    let p = parse_form(
+        b"Action=RunInstances&ClientToken=bootstrap-ab&UserData=IyFjb25m%2Bg%3D%3D&X=a+b",
+    );
+    assert_eq!(p["Action"], "RunInstances");
+    assert_eq!(p["UserData"], "IyFjb25m+g==");
+    assert_eq!(p["X"], "a b");
+}
