@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod contract;
+mod faults;
 mod flow;
 mod hetzner_fake;
 mod prism;

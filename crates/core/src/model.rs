@@ -131,6 +131,22 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Labels {
     }
 }
 
+/// Resources that carry labels. The flows re-check every label selector on the client side, so
+/// that an API (or a mock) that ignores `label_selector` can never make them touch or delete a
+/// resource that is not theirs.
+pub trait Labelled {
+    /// The resource's labels.
+    fn labels(&self) -> &Labels;
+}
+
+/// Keeps only the items whose labels carry all of `selector`.
+pub fn only_matching<T: Labelled>(items: Vec<T>, selector: &Labels) -> Vec<T> {
+    items
+        .into_iter()
+        .filter(|i| i.labels().matches(selector))
+        .collect()
+}
+
 /// A public key with the fingerprints each cloud reports, computed once by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKeyInfo {
@@ -164,6 +180,12 @@ pub struct SshKey {
     pub fingerprint: String,
     /// Its labels (empty for keys this tool did not make).
     pub labels: Labels,
+}
+
+impl Labelled for SshKey {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
 }
 
 /// Transport protocol of a firewall rule.
@@ -210,6 +232,12 @@ pub struct Firewall {
     pub name: String,
     /// Its labels.
     pub labels: Labels,
+}
+
+impl Labelled for Firewall {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
 }
 
 /// The server to create.
@@ -277,6 +305,12 @@ pub struct Server {
     pub ipv6: Option<IpAddr>,
     /// Its labels.
     pub labels: Labels,
+}
+
+impl Labelled for Server {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
 }
 
 /// Something asynchronous the provider is doing, to be polled with

@@ -13,7 +13,7 @@ use super::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     DeploymentName, Firewall, FirewallSpec, LABEL_SSH_KEY, Labels, Server, ServerSpec,
-    ServerStatus, SshKey, SshKeySpec,
+    ServerStatus, SshKey, SshKeySpec, only_matching,
 };
 use crate::poll::wait_until;
 use crate::progress::Progress;
@@ -99,9 +99,21 @@ async fn existing(p: &dyn Provider, selector: &Labels, cfg: &FlowConfig) -> Resu
         retry(r, "list ssh keys", || p.list_ssh_keys(selector)),
     );
     let mut set = Existing::new();
-    set.extend(servers?.into_iter().map(|s| ("server", s.id)));
-    set.extend(firewalls?.into_iter().map(|f| ("firewall", f.id)));
-    set.extend(keys?.into_iter().map(|k| ("ssh_key", k.id)));
+    set.extend(
+        only_matching(servers?, selector)
+            .into_iter()
+            .map(|s| ("server", s.id)),
+    );
+    set.extend(
+        only_matching(firewalls?, selector)
+            .into_iter()
+            .map(|f| ("firewall", f.id)),
+    );
+    set.extend(
+        only_matching(keys?, selector)
+            .into_iter()
+            .map(|k| ("ssh_key", k.id)),
+    );
     Ok(set)
 }
 
@@ -159,8 +171,7 @@ async fn run(
         &cfg.retry,
         "server",
         || async move {
-            Ok(p.list_servers(selector)
-                .await?
+            Ok(only_matching(p.list_servers(selector).await?, selector)
                 .into_iter()
                 .next()
                 .map(Created::ready))
@@ -224,8 +235,7 @@ async fn ensure_firewall(
         &cfg.retry,
         "firewall",
         || async move {
-            Ok(p.list_firewalls(selector)
-                .await?
+            Ok(only_matching(p.list_firewalls(selector).await?, selector)
                 .into_iter()
                 .next()
                 .map(Created::ready))

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::{Existing, FlowConfig, ResourceRef, wait_operations};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{DeploymentName, LABEL_SSH_KEY, Labels};
+use crate::model::{DeploymentName, LABEL_SSH_KEY, Labels, only_matching};
 use crate::poll::wait_until;
 use crate::progress::Progress;
 use crate::provider::Provider;
@@ -49,7 +49,10 @@ pub async fn teardown(
     let kept_id = |kind: &'static str, id: &str| keep.contains(&(kind, id.to_owned()));
     let mut out = Teardown::default();
 
-    let servers = retry(r, "list servers", || p.list_servers(&selector)).await?;
+    let servers = only_matching(
+        retry(r, "list servers", || p.list_servers(&selector)).await?,
+        &selector,
+    );
     for s in servers.into_iter().filter(|s| !kept_id("server", &s.id)) {
         progress.step(&format!("deleting server {} ({})", s.name, s.id));
         let ops = retry(r, "delete server", || p.delete_server(&s.id)).await?;
@@ -69,7 +72,10 @@ pub async fn teardown(
         });
     }
 
-    let firewalls = retry(r, "list firewalls", || p.list_firewalls(&selector)).await?;
+    let firewalls = only_matching(
+        retry(r, "list firewalls", || p.list_firewalls(&selector)).await?,
+        &selector,
+    );
     for f in firewalls
         .into_iter()
         .filter(|f| !kept_id("firewall", &f.id))
@@ -92,7 +98,10 @@ pub async fn teardown(
         });
     }
 
-    let keys = retry(r, "list ssh keys", || p.list_ssh_keys(&selector)).await?;
+    let keys = only_matching(
+        retry(r, "list ssh keys", || p.list_ssh_keys(&selector)).await?,
+        &selector,
+    );
     let keys: Vec<_> = keys
         .into_iter()
         .filter(|k| !kept_id("ssh_key", &k.id))

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::FlowConfig;
 use crate::error::Result;
-use crate::model::{Labels, Server};
+use crate::model::{Labels, Server, only_matching};
 use crate::provider::Provider;
 use crate::retry::retry;
 
@@ -33,17 +33,17 @@ pub async fn list(p: &dyn Provider, cfg: &FlowConfig) -> Result<Vec<DeploymentSu
         retry(r, "list ssh keys", || p.list_ssh_keys(&sel)),
     );
     let mut map: BTreeMap<String, DeploymentSummary> = BTreeMap::new();
-    for s in servers? {
+    for s in only_matching(servers?, &sel) {
         if let Some(d) = entry(&mut map, s.labels.deployment_name()) {
             d.servers.push(s);
         }
     }
-    for f in firewalls? {
+    for f in only_matching(firewalls?, &sel) {
         if let Some(d) = entry(&mut map, f.labels.deployment_name()) {
             d.firewalls.push(f.id);
         }
     }
-    for k in keys? {
+    for k in only_matching(keys?, &sel) {
         if let Some(d) = entry(&mut map, k.labels.deployment_name()) {
             d.ssh_keys.push(k.id);
         }

@@ -1,0 +1,162 @@
+//! Fault injection against the Hetzner fake: for every API call that `create` makes, a run where
+//! that call fails — with a 500 or a dropped connection, before or after the fake did the work.
+//! Whatever happens, afterwards nothing labelled with the deployment remains (or, where the tool
+//! rode out the fault, the whole deployment exists).
+
+use crate::hetzner_fake::{FakeConfig, FakeHetzner, Fault};
+use crate::support::Bin;
+
+fn create(b: &Bin, url: &str) -> crate::support::Run {
+    b.run(&[
+        "create",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        url,
+        "--name",
+        "web1",
+        "--ssh-from",
+        "203.0.113.7/32",
+    ])
+}
+
+fn bin() -> Bin {
+    let mut b = Bin::new();
+    // Fail on the first error, so that each injected fault really stops the flow.
+    b.env("BOOTSTRAP_RETRY_MAX", "0");
+    b
+}
+
+#[test]
+fn every_failing_call_of_create_leaves_nothing_behind() {
+    let clean = FakeHetzner::start(FakeConfig::default());
+    let b = bin();
+    create(&b, &clean.url()).expect_code(0);
+    let calls = clean.request_count();
+    assert!(
+        calls >= 10,
+        "create made {calls} calls: {:?}",
+        clean.request_log()
+    );
+
+    let mut failed_runs = 0;
+    let mut report = Vec::new();
+    for fault in [
+        Fault::Status500,
+        Fault::Drop,
+        Fault::Status500After,
+        Fault::DropAfter,
+    ] {
+        for i in 1..=calls {
+            let fake = FakeHetzner::start(FakeConfig::default());
+            fake.fail_request(i, fault.clone());
+            let b = bin();
+            let r = create(&b, &fake.url());
+            let left = fake.resources_labelled("bootstrap-deployment", "web1");
+            let hit = fake
+                .requests()
+                .iter()
+                .find(|q| q.n == i)
+                .map(|q| format!("{} {}", q.method, q.path))
+                .unwrap_or_default();
+            match r.code() {
+                0 => {
+                    assert_eq!(
+                        left, 3,
+                        "{fault:?} on call {i} ({hit}): exit 0 but incomplete"
+                    );
+                    let s = fake.server_by_name("web1").unwrap();
+                    assert_eq!(s["status"], "running");
+                }
+                1 => {
+                    failed_runs += 1;
+                    assert_eq!(
+                        left,
+                        0,
+                        "{fault:?} on call {i} ({hit}) left {left} resources\n{}\n{:?}",
+                        r.stderr(),
+                        fake.request_log()
+                    );
+                    let err = r.stderr();
+                    assert!(
+                        err.contains("rolled back") || err.contains("nothing had been created"),
+                        "{fault:?} on call {i}: {err}"
+                    );
+                    assert!(
+                        !b.key_path("hetzner", "web1").exists(),
+                        "generated key removed too"
+                    );
+                    assert!(!err.contains("test-token"), "token leaked: {err}");
+                }
+                c => panic!("{fault:?} on call {i} ({hit}): exit {c}\n{}", r.stderr()),
+            }
+            report.push(format!("{fault:?} #{i} {hit} -> {}", r.code()));
+        }
+    }
+    // Every POST and every lookup that is not a poll must have stopped the run.
+    assert!(
+        failed_runs as u64 >= calls,
+        "only {failed_runs} runs failed:\n{}",
+        report.join("\n")
+    );
+}
+
+#[test]
+fn a_failing_rollback_prints_the_destroy_command() {
+    let fake = FakeHetzner::start(FakeConfig::default());
+    // The server's creation fails, and so does every DELETE after it.
+    fake.fail_next_action("create_server", "action_failed", "no capacity");
+    fake.fail_matching(
+        "DELETE",
+        "/servers",
+        Fault::Status(500, "server_error"),
+        usize::MAX,
+    );
+    let b = bin();
+    let r = create(&b, &fake.url());
+    r.expect_code(1);
+    let err = r.stderr();
+    assert!(err.contains("no capacity"), "{err}");
+    assert!(
+        err.contains("bootstrap destroy web1 --provider hetzner --yes"),
+        "{err}"
+    );
+    // And that command does finish the job once the API works again.
+    fake.clear_faults();
+    let r = b.run(&[
+        "destroy",
+        "web1",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        &fake.url(),
+        "--yes",
+    ]);
+    r.expect_code(0);
+    assert_eq!(fake.resources_labelled("bootstrap-deployment", "web1"), 0);
+}
+
+#[test]
+fn transient_failures_are_retried_and_the_run_succeeds() {
+    let fake = FakeHetzner::start(FakeConfig::default());
+    fake.fail_matching("POST", "/servers", Fault::Status(503, "unavailable"), 2);
+    fake.fail_matching("POST", "/firewalls", Fault::DropAfter, 1);
+    let mut b = Bin::new();
+    b.env("BOOTSTRAP_RETRY_MAX", "3");
+    create(&b, &fake.url()).expect_code(0);
+    assert_eq!(fake.servers().len(), 1);
+    assert_eq!(
+        fake.firewalls().len(),
+        1,
+        "the dropped-but-done create was found, not repeated"
+    );
+    let posts = fake
+        .request_log()
+        .into_iter()
+        .filter(|(m, p, _)| {
+            m == "POST" && p.starts_with("/v1/firewalls")
+                || m == "POST" && p.starts_with("/firewalls")
+        })
+        .count();
+    assert_eq!(posts, 1, "{:?}", fake.request_log());
+}
