@@ -329,13 +329,14 @@ async fn handle(
             }
         }
     };
-    if status == 200 && action == "RunInstances" {
-        if let Some(t) = params.get("ClientToken") {
-            lock()
-                .launches
-                .entry(t.clone())
-                .or_insert_with(|| (status, Bytes::from(text.clone())));
-        }
+    if status == 200
+        && action == "RunInstances"
+        && let Some(t) = params.get("ClientToken")
+    {
+        lock()
+            .launches
+            .entry(t.clone())
+            .or_insert_with(|| (status, Bytes::from(text.clone())));
     }
     if status == 200 && action == "DescribeInstances" {
         let mut s = lock();

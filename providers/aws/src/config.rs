@@ -27,12 +27,12 @@ impl AwsOptions {
         if let Some(r) = &self.region {
             check_region(r)?;
         }
-        if let Some(p) = &self.profile {
-            if p.is_empty() || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(invalid(format!(
-                    "invalid --profile {p:?}: give a profile name from ~/.aws/config"
-                )));
-            }
+        if let Some(p) = &self.profile
+            && (p.is_empty() || p.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(invalid(format!(
+                "invalid --profile {p:?}: give a profile name from ~/.aws/config"
+            )));
         }
         if let Some(v) = &self.vpc {
             check_id("--vpc", "vpc-", v)?;

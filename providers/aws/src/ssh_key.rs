@@ -18,7 +18,7 @@ use crate::tags;
 pub(crate) fn aws_fingerprint(key: &PublicKeyInfo) -> String {
     let b64 = key.sha256.strip_prefix("SHA256:").unwrap_or(&key.sha256);
     let mut s = b64.to_owned();
-    while s.len() % 4 != 0 {
+    while !s.len().is_multiple_of(4) {
         s.push('=');
     }
     s
