@@ -569,3 +569,44 @@ fn aws_bad_flags_and_missing_setup_are_refused_before_any_call() {
         r.stderr()
     );
 }
+
+#[test]
+fn aws_subnet_and_vpc_flags_place_group_and_instance() {
+    let moto = Moto::start();
+    let view = Ec2View::new(&moto.url());
+    let b = bin(&moto.url());
+    let subnets = view
+        .block(view.client.describe_subnets().send())
+        .unwrap()
+        .subnets()
+        .to_vec();
+    let s = subnets
+        .iter()
+        .find(|s| s.map_public_ip_on_launch() == Some(true))
+        .expect("moto's default VPC has public subnets");
+    let (subnet, vpc) = (s.subnet_id().unwrap(), s.vpc_id().unwrap());
+
+    create(
+        &b,
+        "insubnet",
+        &["--image", NOBLE_NEWEST, "--subnet", subnet],
+    )
+    .expect_code(0);
+    let i = &view.live_instances("insubnet")[0];
+    assert_eq!(i.subnet_id(), Some(subnet));
+    assert_eq!(view.security_groups("insubnet")[0].vpc_id(), Some(vpc));
+
+    create(&b, "invpc", &["--image", NOBLE_NEWEST, "--vpc", vpc]).expect_code(0);
+    let i = &view.live_instances("invpc")[0];
+    assert_eq!(i.vpc_id(), Some(vpc));
+    assert_eq!(view.security_groups("invpc")[0].vpc_id(), Some(vpc));
+
+    for name in ["insubnet", "invpc"] {
+        destroy(&b, name).expect_code(0);
+        assert!(
+            view.leftovers(name).is_empty(),
+            "{:?}",
+            view.leftovers(name)
+        );
+    }
+}
