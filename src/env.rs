@@ -1,4 +1,10 @@
 //! Every environment variable the tool reads, in one place.
+//!
+//! AWS's variables are read by `aws-config`'s standard chain, not here: `AWS_REGION`,
+//! `AWS_PROFILE`, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`,
+//! `AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`, `AWS_ENDPOINT_URL`, `AWS_MAX_ATTEMPTS`,
+//! `AWS_RETRY_MODE`, `AWS_EC2_METADATA_DISABLED` and the rest of the SDK's documented set.
+//! `BOOTSTRAP_AWS_ENDPOINT` is [`endpoint_var`]`("aws")`.
 
 /// Hetzner API token (the same variable the `hcloud` CLI reads).
 pub const HCLOUD_TOKEN: &str = "HCLOUD_TOKEN";
