@@ -27,7 +27,7 @@ pub(crate) enum AwsError {
         /// HTTP status of the answer.
         status: Option<u16>,
     },
-    /// The request never got an answer: connection refused or reset, DNS, TLS, credentials.
+    /// The request never got an answer: connection refused or reset, DNS, TLS.
     #[error("{action}: cannot reach EC2: {detail}")]
     Dispatch {
         /// The EC2 action.
@@ -36,8 +36,6 @@ pub(crate) enum AwsError {
         detail: String,
         /// True when the SDK says the failure was a timeout.
         timeout: bool,
-        /// True when no request was sent because credentials could not be loaded.
-        credentials: bool,
     },
     /// The request or the answer timed out.
     #[error("{action}: EC2 did not answer in time")]
@@ -55,7 +53,8 @@ pub(crate) enum AwsError {
         /// The SDK's description.
         detail: String,
     },
-    /// The request could not be built (a bug, or an invalid endpoint).
+    /// The request could not be built or signed (an invalid endpoint, credentials that could
+    /// not be refreshed mid-run; missing credentials are refused before any call).
     #[error("{action}: cannot build the request: {detail}")]
     Construction {
         /// The EC2 action.
@@ -99,14 +98,6 @@ impl AwsError {
             SdkError::DispatchFailure(df) => Self::Dispatch {
                 action,
                 timeout: df.is_timeout(),
-                credentials: false,
-                detail,
-            },
-            // Identity (credentials) resolution fails before dispatch and lands here.
-            SdkError::ConstructionFailure(_) if detail.contains("credentials") => Self::Dispatch {
-                action,
-                timeout: false,
-                credentials: true,
                 detail,
             },
             _ => Self::Construction { action, detail },
@@ -126,9 +117,6 @@ impl AwsError {
             Self::Api { code, status, .. } => {
                 kind_for_code(code).unwrap_or_else(|| kind_for_status(*status))
             }
-            Self::Dispatch {
-                credentials: true, ..
-            } => ErrorKind::Unauthorized,
             Self::Dispatch { timeout: true, .. } | Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Dispatch { .. } => ErrorKind::Transient,
             Self::Response { status, .. } => kind_for_status(Some(*status)),
@@ -266,14 +254,6 @@ impl From<AwsError> for Error {
         let mut message = e.to_string();
         if let Some(h) = e.hint() {
             message = format!("{message}; {h}");
-        }
-        if let AwsError::Dispatch {
-            credentials: true, ..
-        } = &e
-        {
-            message = format!(
-                "{message}; no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, run `aws configure` or `aws sso login`, or pass --profile"
-            );
         }
         Error::new(kind, message).with_source(e)
     }
