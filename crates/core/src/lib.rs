@@ -21,6 +21,7 @@ pub mod poll;
 pub mod progress;
 pub mod provider;
 pub mod retry;
+pub mod schedule;
 pub mod secret;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
