@@ -31,6 +31,9 @@ pub enum Command {
     Destroy(DestroyArgs),
     /// List deployments found through their labels.
     List(ListArgs),
+    /// Snapshots: the scheduled job, listing, changing a schedule, installing the job.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
 }
 
 /// Cloud providers.
@@ -137,6 +140,9 @@ pub struct CreateArgs {
     /// Print the plan and the user-data; create nothing (needs no token).
     #[arg(long)]
     pub dry_run: bool,
+    /// Snapshot schedule and restore.
+    #[command(flatten)]
+    pub snapshots: ScheduleArgs,
     /// AWS VPC and subnet.
     #[cfg(feature = "aws")]
     #[command(flatten)]
@@ -154,6 +160,9 @@ pub struct DestroyArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Delete the deployment's snapshots too (by default they are kept and listed).
+    #[arg(long)]
+    pub delete_snapshots: bool,
 }
 
 /// `list`.
@@ -172,4 +181,143 @@ pub struct ListArgs {
     #[cfg(feature = "aws")]
     #[command(flatten)]
     pub aws: AwsArgs,
+}
+
+/// Who keeps a server's snapshot schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SnapshotEngine {
+    /// `bootstrap snapshot run`, scheduled by you (any provider).
+    Job,
+    /// AWS Data Lifecycle Manager.
+    Dlm,
+}
+
+/// Snapshot flags of `create`.
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleArgs {
+    /// Snapshot schedule EVERY:KEEP: hourly:24, 12h:14, daily:7, weekly:4, or off.
+    #[arg(
+        long = "snapshots",
+        default_value = "daily:7",
+        value_name = "EVERY:KEEP"
+    )]
+    pub spec: String,
+    /// Time of day (UTC, HH:MM) for daily, weekly and Nh snapshots; for hourly, the minute.
+    #[arg(long = "snapshot-time", default_value = "03:00", value_name = "HH:MM")]
+    pub time: String,
+    /// Day of weekly snapshots.
+    #[arg(long = "snapshot-day", default_value = "sun", value_name = "DAY")]
+    pub day: String,
+    /// Who keeps the schedule (default: the job; on AWS, Data Lifecycle Manager).
+    #[arg(long = "snapshot-engine", value_enum)]
+    pub engine: Option<SnapshotEngine>,
+    /// Also turn on the provider's own backups (Hetzner: daily, 7 slots, +20% of the price).
+    #[arg(long)]
+    pub provider_backups: bool,
+    /// Restore: create the server from this snapshot (one of ours) instead of --image.
+    #[arg(long, value_name = "ID", conflicts_with = "image")]
+    pub from_snapshot: Option<String>,
+}
+
+/// `snapshot` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Take due snapshots and prune old ones, for every server with a schedule (run it hourly).
+    Run(SnapshotRunArgs),
+    /// List a deployment's snapshots.
+    List(SnapshotListArgs),
+    /// Change a deployment's schedule.
+    Set(SnapshotSetArgs),
+    /// Print (or write) a systemd timer, a crontab line or a Kubernetes CronJob for the job.
+    Install(SnapshotInstallArgs),
+}
+
+/// `snapshot run`.
+#[derive(Debug, Args)]
+pub struct SnapshotRunArgs {
+    /// Provider, endpoint, timeout, output.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Evaluate the schedule at this instant (RFC 3339), for planning and tests.
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<String>,
+    /// Only print what would be created and deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Servers handled at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+/// `snapshot list`.
+#[derive(Debug, Args)]
+pub struct SnapshotListArgs {
+    /// Deployment.
+    pub name: String,
+    /// Provider, endpoint, timeout, output.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `snapshot set`.
+#[derive(Debug, Args)]
+pub struct SnapshotSetArgs {
+    /// Deployment.
+    pub name: String,
+    /// New schedule EVERY:KEEP (hourly:24, 12h:14, daily:7, weekly:4) or off.
+    pub spec: String,
+    /// Time of day (UTC, HH:MM).
+    #[arg(long = "snapshot-time", default_value = "03:00", value_name = "HH:MM")]
+    pub time: String,
+    /// Day of weekly snapshots.
+    #[arg(long = "snapshot-day", default_value = "sun", value_name = "DAY")]
+    pub day: String,
+    /// Provider, endpoint, timeout, output.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// Where the job gets scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InstallTarget {
+    /// A systemd service and hourly timer.
+    Systemd,
+    /// A crontab line.
+    Cron,
+    /// A Kubernetes CronJob.
+    Kubernetes,
+}
+
+/// `snapshot install`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["systemd", "cron", "kubernetes"])))]
+pub struct SnapshotInstallArgs {
+    /// A systemd service + timer (hourly, Persistent=true).
+    #[arg(long)]
+    pub systemd: bool,
+    /// A crontab line.
+    #[arg(long)]
+    pub cron: bool,
+    /// A Kubernetes CronJob with credentials from a Secret.
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// Write the files instead of printing them (into --dir).
+    #[arg(long)]
+    pub write: bool,
+    /// Directory to write into (default: /etc/systemd/system, /etc/cron.d, or the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Provider the job runs for.
+    #[arg(long, value_enum, default_value = "hetzner")]
+    pub provider: ProviderKind,
+    /// Path of the bootstrap binary in the unit (default: this binary).
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Container image for the Kubernetes CronJob.
+    #[arg(
+        long,
+        default_value = "ghcr.io/example/bootstrap:latest",
+        value_name = "IMAGE"
+    )]
+    pub image: String,
 }

@@ -29,7 +29,18 @@ impl Output {
         }
     }
 
-    fn json(&self, v: &Value) -> anyhow::Result<()> {
+    /// Whether results are JSON.
+    pub fn is_json(&self) -> bool {
+        self.format == OutputFormat::Json
+    }
+
+    /// Plain text as it is (unit files, crontab lines).
+    pub fn text(&self, text: &str) -> anyhow::Result<()> {
+        self.write(text)
+    }
+
+    /// One JSON document.
+    pub fn json(&self, v: &Value) -> anyhow::Result<()> {
         self.write(&format!("{}\n", serde_json::to_string_pretty(v)?))
     }
 

@@ -45,6 +45,21 @@ pub fn defaults(kind: ProviderKind) -> Defaults {
     }
 }
 
+/// Snapshot engines a provider offers, its default first.
+pub fn snapshot_engines(kind: ProviderKind) -> &'static [crate::cli::SnapshotEngine] {
+    use crate::cli::SnapshotEngine;
+    match kind {
+        ProviderKind::Hetzner => &[SnapshotEngine::Job],
+        #[cfg(feature = "aws")]
+        ProviderKind::Aws => &[SnapshotEngine::Job],
+    }
+}
+
+/// Whether the provider has its own backups that `--provider-backups` turns on.
+pub fn has_provider_backups(kind: ProviderKind) -> bool {
+    matches!(kind, ProviderKind::Hetzner)
+}
+
 /// Largest user-data the provider accepts (checked before any call, also in `--dry-run`).
 pub fn user_data_limit(kind: ProviderKind) -> usize {
     match kind {

@@ -306,6 +306,14 @@ pub struct CreateSettings {
     pub template: bootstrap_cloudinit::Template,
     /// Plan only.
     pub dry_run: bool,
+    /// Snapshot schedule (`None`: off).
+    pub schedule: Option<bootstrap_core::schedule::Schedule>,
+    /// Who keeps the schedule.
+    pub engine: crate::cli::SnapshotEngine,
+    /// Turn on the provider's own backups too.
+    pub provider_backups: bool,
+    /// Restore from this snapshot id.
+    pub from_snapshot: Option<String>,
 }
 
 impl CreateSettings {
@@ -315,6 +323,24 @@ impl CreateSettings {
         #[cfg(feature = "aws")]
         let conn = conn.with_aws(&a.connect.aws, Some(&a.aws_network))?;
         let name = DeploymentName::parse(&a.name).map_err(|e| bad(e.to_string()))?;
+        let schedule = schedule(&a.snapshots.spec, &a.snapshots.time, &a.snapshots.day)?;
+        let engine = snapshot_engine(conn.kind, a.snapshots.engine)?;
+        if a.snapshots.provider_backups && !crate::providers::has_provider_backups(conn.kind) {
+            return Err(bad(format!(
+                "--provider-backups is not available on {}; drop it (the snapshot schedule still applies)",
+                crate::providers::name(conn.kind)
+            )));
+        }
+        let from_snapshot = match &a.snapshots.from_snapshot {
+            Some(id)
+                if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+            {
+                return Err(bad(format!(
+                    "invalid --from-snapshot {id:?}: give the id that `bootstrap snapshot list` shows"
+                )));
+            }
+            other => other.clone(),
+        };
         let ssh_from = SshFrom::parse(&a.ssh_from)?;
         let admin_user = admin_user(&a.admin_user)?;
         bootstrap_cloudinit::validate_reboot_time(&a.reboot_time)
@@ -366,6 +392,10 @@ impl CreateSettings {
             reboot_time: a.reboot_time.clone(),
             template,
             dry_run: a.dry_run,
+            schedule,
+            engine,
+            provider_backups: a.snapshots.provider_backups,
+            from_snapshot,
         })
     }
 }
@@ -384,6 +414,48 @@ fn load_user_key(p: &Path) -> anyhow::Result<bootstrap_keys::PublicKey> {
             "--ssh-key: {e}; give the path of an OpenSSH public key (PATH.pub)"
         ))
     })
+}
+
+/// Parses `--snapshots`, `--snapshot-time` and `--snapshot-day` into a schedule (`None`: off).
+pub fn schedule(
+    spec: &str,
+    time: &str,
+    day: &str,
+) -> anyhow::Result<Option<bootstrap_core::schedule::Schedule>> {
+    use bootstrap_core::schedule::{Schedule, parse_time, parse_weekday};
+    let t = parse_time(time).map_err(|e| bad(format!("--snapshot-time: {e}")))?;
+    let d = parse_weekday(day).map_err(|e| bad(format!("--snapshot-day: {e}")))?;
+    Schedule::parse(spec, t, d).map_err(|e| bad(e.to_string()))
+}
+
+/// The snapshot engine: the user's choice if the provider has it, else the provider's default.
+pub fn snapshot_engine(
+    kind: ProviderKind,
+    chosen: Option<crate::cli::SnapshotEngine>,
+) -> anyhow::Result<crate::cli::SnapshotEngine> {
+    let available = crate::providers::snapshot_engines(kind);
+    match chosen {
+        Some(e) if available.contains(&e) => Ok(e),
+        Some(e) => Err(bad(format!(
+            "--snapshot-engine {e:?} is not available on {}; use --snapshot-engine job",
+            crate::providers::name(kind)
+        ))),
+        // The first is the provider's default (a native engine where one exists).
+        None => Ok(available[0]),
+    }
+}
+
+/// Parses `--at` (RFC 3339), default now.
+pub fn instant(at: Option<&str>) -> anyhow::Result<time::OffsetDateTime> {
+    match at {
+        None => Ok(time::OffsetDateTime::now_utc()),
+        Some(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| {
+                bad(format!(
+                    "invalid --at {s:?}: use RFC 3339, e.g. 2026-11-25T03:00:00Z"
+                ))
+            }),
+    }
 }
 
 #[cfg(test)]

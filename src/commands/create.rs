@@ -113,7 +113,20 @@ fn render_user_data(s: &CreateSettings, key: &PublicKey) -> anyhow::Result<Strin
 fn plan(s: &CreateSettings, key: &PublicKey, user_data: String) -> CreatePlan {
     let labels = Labels::deployment(&s.name);
     let resource_name = format!("bootstrap-{}", s.name);
+    // The schedule lives on the server, so the job can run from anywhere.
+    let mut server_labels = labels.clone();
+    if let Some(sched) = &s.schedule {
+        for (k, v) in sched.to_labels().iter() {
+            server_labels.insert(k, v);
+        }
+        let engine = match s.engine {
+            crate::cli::SnapshotEngine::Job => "job",
+            crate::cli::SnapshotEngine::Dlm => "dlm",
+        };
+        server_labels.insert(bootstrap_core::schedule::LABEL_ENGINE, engine);
+    }
     CreatePlan {
+        provider_backups: s.provider_backups,
         deployment: s.name.clone(),
         ssh_key: SshKeySpec {
             name: resource_name.clone(),
@@ -133,12 +146,12 @@ fn plan(s: &CreateSettings, key: &PublicKey, user_data: String) -> CreatePlan {
         server: ServerSpec {
             name: s.name.to_string(),
             server_type: s.server_type.clone(),
-            image: s.image.clone(),
+            image: s.from_snapshot.clone().unwrap_or_else(|| s.image.clone()),
             location: s.location.clone(),
             user_data,
             ssh_key_ids: Vec::new(),
             firewall_ids: Vec::new(),
-            labels,
+            labels: server_labels,
         },
     }
 }
@@ -196,6 +209,9 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
     let (placeholder, _) = preview_key(&s)?;
     render_user_data(&s, &placeholder)?;
     let provider = providers::build(&s.conn).await?;
+    if let Some(id) = &s.from_snapshot {
+        check_our_snapshot(provider.as_ref(), &s.conn.flow, id).await?;
+    }
     let (key, source) = real_key(&s)?;
     let ud = render_user_data(&s, &key)?;
     let p = plan(&s, &key, ud);
@@ -257,5 +273,31 @@ fn remove_generated_key(private: &Path) {
     if let Some(dir) = private.parent() {
         // Fails harmlessly when something else lives there.
         let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// `--from-snapshot` must name one of our snapshots: restoring someone else's image, or a
+/// provider backup, is not what the flag is for.
+async fn check_our_snapshot(
+    p: &dyn bootstrap_core::Provider,
+    cfg: &flow::FlowConfig,
+    id: &str,
+) -> anyhow::Result<()> {
+    let managed = Labels::managed();
+    let ours =
+        bootstrap_core::retry::retry(&cfg.retry, "list snapshots", || p.list_snapshots(&managed))
+            .await?;
+    match ours
+        .iter()
+        .find(|x| x.id == id && x.labels.matches(&managed))
+    {
+        Some(x) if x.status == bootstrap_core::SnapshotStatus::Available => Ok(()),
+        Some(x) => Err(bad(format!(
+            "snapshot {id} is {:?}, not available yet; wait for it",
+            x.status
+        ))),
+        None => Err(bad(format!(
+            "--from-snapshot {id}: no snapshot made by bootstrap has that id; `bootstrap snapshot list NAME` shows them"
+        ))),
     }
 }

@@ -18,7 +18,12 @@ pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()>
     if !a.yes {
         confirm(&name)?;
     }
-    let t = flow::destroy(p.as_ref(), &name, &conn.flow, progress).await?;
+    let snapshots = if a.delete_snapshots {
+        flow::Snapshots::Delete
+    } else {
+        flow::Snapshots::Keep
+    };
+    let t = flow::destroy(p.as_ref(), &name, &conn.flow, progress, snapshots).await?;
     let local = state_dir()?
         .join(providers::name(conn.kind))
         .join(name.as_str());
@@ -37,7 +42,9 @@ fn confirm(name: &DeploymentName) -> anyhow::Result<()> {
             "refusing to destroy {name} without confirmation: add --yes when not running interactively"
         )));
     }
-    eprint!("This deletes the server, firewall and SSH key of {name}. Type the name to confirm: ");
+    eprint!(
+        "This deletes the server, firewall and SSH key of {name} (snapshots only with --delete-snapshots). Type the name to confirm: "
+    );
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;

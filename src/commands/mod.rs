@@ -3,6 +3,7 @@
 mod create;
 mod destroy;
 mod list;
+mod snapshot;
 
 use crate::cli::{Cli, Command};
 use crate::progress::StderrProgress;
@@ -15,5 +16,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Render(a) => create::render(&a, &progress).await,
         Command::Destroy(a) => destroy::run(&a, &progress).await,
         Command::List(a) => list::run(&a).await,
+        Command::Snapshot(c) => snapshot::run(c, &progress).await,
     }
 }

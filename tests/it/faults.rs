@@ -49,7 +49,7 @@ fn every_failing_call_of_create_leaves_nothing_behind() {
     ] {
         for i in 1..=calls {
             let fake = FakeHetzner::start(FakeConfig::default());
-            fake.fail_request(i, fault.clone());
+            fake.fail_request(i, fault);
             let b = bin();
             let r = create(&b, &fake.url());
             let left = fake.resources_labelled("bootstrap-deployment", "web1");
@@ -154,8 +154,7 @@ fn transient_failures_are_retried_and_the_run_succeeds() {
         .request_log()
         .into_iter()
         .filter(|(m, p, _)| {
-            m == "POST" && p.starts_with("/v1/firewalls")
-                || m == "POST" && p.starts_with("/firewalls")
+            m == "POST" && (p.starts_with("/v1/firewalls") || p.starts_with("/firewalls"))
         })
         .count();
     assert_eq!(posts, 1, "{:?}", fake.request_log());

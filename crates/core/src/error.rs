@@ -35,6 +35,8 @@ pub enum ErrorKind {
     ActionFailed,
     /// The run was interrupted (Ctrl-C).
     Cancelled,
+    /// The provider has no such capability (e.g. native backups).
+    Unsupported,
     /// Anything else.
     Other,
 }

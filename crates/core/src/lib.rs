@@ -29,7 +29,7 @@ pub mod testing;
 pub use error::{Error, ErrorKind, Result};
 pub use model::{
     DeploymentName, Firewall, FirewallRule, FirewallSpec, Labels, Operation, OperationStatus,
-    PublicKeyInfo, Server, ServerSpec, ServerStatus, SshKey, SshKeySpec,
+    PublicKeyInfo, Server, ServerSpec, ServerStatus, Snapshot, SnapshotStatus, SshKey, SshKeySpec,
 };
 pub use progress::{Progress, Silent};
 pub use provider::{Created, Limits, Provider};

@@ -313,6 +313,40 @@ impl Labelled for Server {
     }
 }
 
+/// Where a snapshot is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotStatus {
+    /// Being taken.
+    Creating,
+    /// Usable.
+    Available,
+    /// Anything else (failed, being deleted, ...).
+    Other(String),
+}
+
+/// A snapshot (image) of a server that this tool took; provider-made backups are never listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    /// Provider id.
+    pub id: String,
+    /// Name / description.
+    pub name: String,
+    /// When the provider created it; retention sorts by this, never by id.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: time::OffsetDateTime,
+    /// Status.
+    pub status: SnapshotStatus,
+    /// Its labels.
+    pub labels: Labels,
+}
+
+impl Labelled for Snapshot {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+}
+
 /// Something asynchronous the provider is doing, to be polled with
 /// [`crate::Provider::operation_status`] (a Hetzner action, a DigitalOcean action, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -15,10 +15,10 @@
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     Firewall, FirewallSpec, Labels, Operation, OperationStatus, PublicKeyInfo, Server, ServerSpec,
-    SshKey, SshKeySpec,
+    Snapshot, SshKey, SshKeySpec,
 };
 
 /// Fixed facts about a provider that the core checks before any API call.
@@ -83,4 +83,53 @@ pub trait Provider: Send + Sync {
 
     /// One check of an operation's status.
     async fn operation_status(&self, op: &Operation) -> Result<OperationStatus>;
+
+    /// Replaces a server's labels (used to change its snapshot schedule).
+    async fn set_server_labels(&self, server: &Server, labels: &Labels) -> Result<()> {
+        let _ = (server, labels);
+        Err(unsupported(self.name(), "changing server labels"))
+    }
+
+    /// Snapshots carrying all of `selector`'s labels. Never provider-made backups.
+    async fn list_snapshots(&self, selector: &Labels) -> Result<Vec<Snapshot>> {
+        let _ = selector;
+        Err(unsupported(self.name(), "snapshots"))
+    }
+
+    /// One snapshot; `None` once it is gone.
+    async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>> {
+        let _ = id;
+        Err(unsupported(self.name(), "snapshots"))
+    }
+
+    /// Starts a snapshot of `server` named `name` with `labels`.
+    async fn create_snapshot(
+        &self,
+        server: &Server,
+        name: &str,
+        labels: &Labels,
+    ) -> Result<Created<Snapshot>> {
+        let _ = (server, name, labels);
+        Err(unsupported(self.name(), "snapshots"))
+    }
+
+    /// Deletes a snapshot.
+    async fn delete_snapshot(&self, id: &str) -> Result<()> {
+        let _ = id;
+        Err(unsupported(self.name(), "snapshots"))
+    }
+
+    /// Turns on the provider's own backups for a server (Hetzner `enable_backup`).
+    async fn enable_provider_backups(&self, server: &Server) -> Result<Vec<Operation>> {
+        let _ = server;
+        Err(unsupported(self.name(), "provider backups"))
+    }
+}
+
+/// The error for a capability a provider does not have.
+pub fn unsupported(provider: &str, what: &str) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!("{provider} does not support {what} (yet)"),
+    )
 }

@@ -271,10 +271,14 @@ pub fn slot_name(slot: OffsetDateTime) -> String {
 }
 
 /// Which snapshots retention removes: all but the `keep` newest by creation time (ties broken
-/// by id so the choice is stable). Input order does not matter.
+/// by id, numerically where ids are numbers, so the choice is stable). Input order does not
+/// matter.
 pub fn to_prune<T: Clone>(items: &[T], keep: u32, created: impl Fn(&T) -> (i64, String)) -> Vec<T> {
     let mut sorted: Vec<&T> = items.iter().collect();
-    sorted.sort_by_key(|i| std::cmp::Reverse(created(i)));
+    sorted.sort_by_key(|i| {
+        let (t, id) = created(i);
+        std::cmp::Reverse((t, id.len(), id))
+    });
     sorted
         .into_iter()
         .skip(usize::try_from(keep).unwrap_or(usize::MAX))
@@ -472,5 +476,11 @@ mod tests {
         gone_ids.sort_unstable();
         assert_eq!(gone_ids, [3, 5, 9], "keeps 7 (500) and 1 (400)");
         assert!(to_prune(&snaps, 10, |s| (s.1, s.0.to_string())).is_empty());
+        // Same second: the higher id is the newer, also across digit counts.
+        let same = vec![(99, 100), (100, 100)];
+        assert_eq!(
+            to_prune(&same, 1, |s| (s.1, s.0.to_string())),
+            vec![(99, 100)]
+        );
     }
 }

@@ -14,14 +14,15 @@ use bootstrap_core::http::{Auth, HttpClient};
 use bootstrap_core::model::Protocol;
 use bootstrap_core::{
     Created, Error, ErrorKind, Firewall, FirewallSpec, Labels, Limits, Operation, OperationStatus,
-    Provider, PublicKeyInfo, Result, Secret, Server, ServerSpec, SshKey, SshKeySpec,
+    Provider, PublicKeyInfo, Result, Secret, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
 };
 use hcloud::models;
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 
 use crate::schema::{
-    ActionEnvelope, FirewallCreated, FirewallList, ListPage, ServerCreated, ServerEnvelope,
-    ServerList, SshKeyEnvelope, SshKeyList,
+    ActionEnvelope, FirewallCreated, FirewallList, ImageCreated, ImageEnvelope, ImageList,
+    ListPage, ServerCreated, ServerEnvelope, ServerList, SshKeyEnvelope, SshKeyList,
 };
 
 /// Hetzner's public API base URL.
@@ -260,5 +261,65 @@ impl Provider for Hetzner {
         let path = format!("/actions/{}", id_of(&op.id)?);
         let r: ActionEnvelope = self.http.get(&path, &[]).await?;
         Ok(r.action.status())
+    }
+
+    async fn set_server_labels(&self, server: &Server, labels: &Labels) -> Result<()> {
+        let path = format!("/servers/{}", id_of(&server.id)?);
+        let body = models::ReplaceServerRequest {
+            labels: Some(labels_map(labels)),
+            name: None,
+        };
+        let _: ServerEnvelope = self.http.send(Method::PUT, &path, &[], Some(&body)).await?;
+        Ok(())
+    }
+
+    async fn list_snapshots(&self, selector: &Labels) -> Result<Vec<Snapshot>> {
+        // `type=snapshot` keeps Hetzner's own backups (type `backup`) out of reach.
+        let images = self
+            .list_all::<ImageList>(
+                "/images",
+                vec![
+                    ("type", "snapshot".to_owned()),
+                    ("label_selector", selector.to_selector()),
+                ],
+            )
+            .await?;
+        images.into_iter().map(Snapshot::try_from).collect()
+    }
+
+    async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>> {
+        let path = format!("/images/{}", id_of(id)?);
+        let r = ok_if_missing(self.http.get::<ImageEnvelope>(&path, &[]).await)?;
+        r.map(|e| Snapshot::try_from(e.image)).transpose()
+    }
+
+    async fn create_snapshot(
+        &self,
+        server: &Server,
+        name: &str,
+        labels: &Labels,
+    ) -> Result<Created<Snapshot>> {
+        let path = format!("/servers/{}/actions/create_image", id_of(&server.id)?);
+        let body = models::CreateImageFromServerRequest {
+            description: Some(name.to_owned()),
+            labels: Some(labels_map(labels)),
+            r#type: Some(models::create_image_from_server_request::Type::Snapshot),
+        };
+        let r: ImageCreated = self.http.post(&path, &body).await?;
+        Ok(Created {
+            resource: r.image.try_into()?,
+            pending: vec![r.action.into()],
+        })
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> Result<()> {
+        let path = format!("/images/{}", id_of(id)?);
+        ok_if_missing(self.http.delete::<serde_json::Value>(&path).await).map(|_| ())
+    }
+
+    async fn enable_provider_backups(&self, server: &Server) -> Result<Vec<Operation>> {
+        let path = format!("/servers/{}/actions/enable_backup", id_of(&server.id)?);
+        let r: ActionEnvelope = self.http.post(&path, &serde_json::json!({})).await?;
+        Ok(vec![r.action.into()])
     }
 }

@@ -5,8 +5,13 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 
-use bootstrap_core::{Firewall, Labels, Operation, OperationStatus, Server, ServerStatus, SshKey};
+use bootstrap_core::{
+    Firewall, Labels, Operation, OperationStatus, Server, ServerStatus, Snapshot, SnapshotStatus,
+    SshKey,
+};
 use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// A list response: its items and the next page number, if any.
 pub(crate) trait ListPage {
@@ -50,6 +55,55 @@ macro_rules! list_page {
 list_page!(SshKeyList, ssh_keys, SshKeyW);
 list_page!(FirewallList, firewalls, FirewallW);
 list_page!(ServerList, servers, ServerW);
+list_page!(ImageList, images, ImageW);
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ImageW {
+    id: i64,
+    #[serde(default)]
+    description: Option<String>,
+    created: String,
+    status: String,
+    #[serde(default)]
+    labels: HashMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ImageEnvelope {
+    pub image: ImageW,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ImageCreated {
+    pub image: ImageW,
+    pub action: ActionW,
+}
+
+impl TryFrom<ImageW> for Snapshot {
+    type Error = bootstrap_core::Error;
+    fn try_from(i: ImageW) -> Result<Self, Self::Error> {
+        let created = OffsetDateTime::parse(&i.created, &Rfc3339).map_err(|e| {
+            bootstrap_core::Error::new(
+                bootstrap_core::ErrorKind::Other,
+                format!(
+                    "image {}: unreadable created time {:?}: {e}",
+                    i.id, i.created
+                ),
+            )
+        })?;
+        Ok(Snapshot {
+            id: i.id.to_string(),
+            name: i.description.unwrap_or_default(),
+            created,
+            status: match i.status.as_str() {
+                "available" => SnapshotStatus::Available,
+                "creating" => SnapshotStatus::Creating,
+                other => SnapshotStatus::Other(other.to_owned()),
+            },
+            labels: labels(i.labels),
+        })
+    }
+}
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct SshKeyW {

@@ -31,6 +31,8 @@ pub struct CreatePlan {
     pub firewall: FirewallSpec,
     /// The server; `ssh_key_ids` and `firewall_ids` are filled in by the flow.
     pub server: ServerSpec,
+    /// Turn on the provider's own backups once the new server runs.
+    pub provider_backups: bool,
 }
 
 /// What a successful `create` returns.
@@ -201,6 +203,14 @@ async fn run(
     })
     .await?;
     progress.done(&format!("server {} running", server.id));
+    if plan.provider_backups && server_made {
+        progress.step("turning on the provider's backups");
+        let ops = retry(&cfg.retry, "enable backups", || {
+            p.enable_provider_backups(&server)
+        })
+        .await?;
+        wait_operations(p, &ops, cfg, deadline).await?;
+    }
     Ok(CreateOutcome {
         server,
         ssh_key: key,

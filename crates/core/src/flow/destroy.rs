@@ -24,14 +24,56 @@ pub struct Teardown {
     pub kept: Vec<(ResourceRef, String)>,
 }
 
-/// Removes everything labelled with `deployment`; running it twice is fine.
+/// What a teardown does with the deployment's snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshots {
+    /// Do not look (rollback of a create: it made none).
+    Ignore,
+    /// Keep them and report them as kept (the default of `destroy`).
+    Keep,
+    /// Delete them too (`destroy --delete-snapshots`).
+    Delete,
+}
+
+/// Removes everything labelled with `deployment`; running it twice is fine. Snapshots are kept
+/// unless `snapshots` says otherwise.
 pub async fn destroy(
     p: &dyn Provider,
     deployment: &DeploymentName,
     cfg: &FlowConfig,
     progress: &dyn Progress,
+    snapshots: Snapshots,
 ) -> Result<Teardown> {
-    teardown(p, deployment, &Existing::new(), cfg, progress).await
+    let mut t = teardown(p, deployment, &Existing::new(), cfg, progress).await?;
+    if snapshots == Snapshots::Ignore {
+        return Ok(t);
+    }
+    let selector = Labels::deployment(deployment);
+    let r = &cfg.retry;
+    let snaps = match retry(r, "list snapshots", || p.list_snapshots(&selector)).await {
+        Ok(s) => only_matching(s, &selector),
+        // A provider without snapshot support has none to keep or delete.
+        Err(e) if e.kind() == &ErrorKind::Unsupported => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    for s in snaps {
+        let rref = ResourceRef {
+            kind: "snapshot",
+            id: s.id.clone(),
+            name: s.name.clone(),
+        };
+        if snapshots == Snapshots::Delete {
+            progress.step(&format!("deleting snapshot {} ({})", s.name, s.id));
+            retry(r, "delete snapshot", || p.delete_snapshot(&s.id)).await?;
+            t.removed.push(rref);
+        } else {
+            t.kept.push((
+                rref,
+                "snapshot kept; `--delete-snapshots` removes it".to_owned(),
+            ));
+        }
+    }
+    Ok(t)
 }
 
 /// Removes everything labelled with `deployment` except `keep` (what existed before a failed

@@ -6,10 +6,12 @@
 mod create;
 mod destroy;
 mod list;
+mod snapshot;
 
 pub use create::{CreateFailure, CreateOutcome, CreatePlan, create};
-pub use destroy::{Removed, Teardown, destroy, rollback_hint, teardown};
+pub use destroy::{Removed, Snapshots, Teardown, destroy, rollback_hint, teardown};
 pub use list::{DeploymentSummary, list};
+pub use snapshot::{JobOptions, Outcome, ServerReport, snapshot_name, snapshot_run};
 
 use std::collections::BTreeSet;
 use std::future::Future;

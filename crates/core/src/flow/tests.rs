@@ -65,6 +65,7 @@ fn plan(name: &str, k: PublicKeyInfo) -> CreatePlan {
             labels,
         },
         deployment: d,
+        provider_backups: false,
     }
 }
 
@@ -97,7 +98,9 @@ async fn create_then_rerun_makes_nothing_new_then_destroy_twice() {
             .any(|c| c.starts_with("create_"))
     );
 
-    let t = destroy(&p, &pl.deployment, &cfg(), &Silent).await.unwrap();
+    let t = destroy(&p, &pl.deployment, &cfg(), &Silent, Snapshots::Keep)
+        .await
+        .unwrap();
     let kinds: Vec<_> = t.removed.iter().map(|r| r.kind).collect();
     assert_eq!(
         kinds,
@@ -105,7 +108,9 @@ async fn create_then_rerun_makes_nothing_new_then_destroy_twice() {
         "server first, key last"
     );
     assert_eq!(p.count(&sel), 0);
-    let t = destroy(&p, &pl.deployment, &cfg(), &Silent).await.unwrap();
+    let t = destroy(&p, &pl.deployment, &cfg(), &Silent, Snapshots::Keep)
+        .await
+        .unwrap();
     assert!(t.removed.is_empty());
 }
 
@@ -242,9 +247,15 @@ async fn a_key_used_by_another_deployment_is_kept() {
         "same fingerprint: reused, not uploaded twice"
     );
     assert!(b.created.iter().all(|r| r.kind != "ssh_key"));
-    let t = destroy(&p, &DeploymentName::parse("a").unwrap(), &cfg(), &Silent)
-        .await
-        .unwrap();
+    let t = destroy(
+        &p,
+        &DeploymentName::parse("a").unwrap(),
+        &cfg(),
+        &Silent,
+        Snapshots::Keep,
+    )
+    .await
+    .unwrap();
     assert_eq!(t.kept.len(), 1, "{t:?}");
     assert!(t.kept[0].1.contains('b'));
     assert!(t.removed.iter().all(|r| r.kind != "ssh_key"));
@@ -258,7 +269,9 @@ async fn foreign_key_is_reused_and_never_deleted() {
     let pl = plan("web1", k);
     let o = run_create(&p, &pl).await.unwrap();
     assert_eq!(o.ssh_key.id, id);
-    destroy(&p, &pl.deployment, &cfg(), &Silent).await.unwrap();
+    destroy(&p, &pl.deployment, &cfg(), &Silent, Snapshots::Keep)
+        .await
+        .unwrap();
     assert_eq!(p.count(&Labels::new()), 1, "the user's own key stays");
 }
 
