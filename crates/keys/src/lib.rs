@@ -1,9 +1,21 @@
-//! SSH keys for the deployments: generate ed25519 key pairs, write and load
-//! OpenSSH key files safely (0600 from creation, optional passphrase) and
-//! compute the fingerprints each cloud shows (MD5, SHA256, AWS's padded SHA256).
+//! The secrets of a deployment, made locally:
+//! - SSH keys: generate ed25519 key pairs (the admin's login key and the server's host key),
+//!   write and load OpenSSH key files safely (0600 from creation, optional passphrase) and compute
+//!   the fingerprints each cloud shows (MD5, SHA256, AWS's padded SHA256);
+//! - [`known_hosts`]: the pinned host key entries `ssh` checks, written before the first connection;
+//! - [`wireguard`]: X25519 key pairs for `--vpn wireguard`;
+//! - [`password`]: the generated sudo password and its SHA-512 crypt hash.
 //!
-//! Secrets rule: a private key or a passphrase never ends up in an error
+//! Secrets rule: a private key, a passphrase or a password never ends up in an error
 //! message or in `Debug` output.
+
+pub mod known_hosts;
+pub mod password;
+pub mod wireguard;
+
+pub use known_hosts::{KnownHosts, KnownHostsEntry, host_pattern};
+pub use password::SudoPassword;
+pub use wireguard::{WgKeyPair, WgPublicKey};
 
 use std::ffi::OsString;
 use std::fmt;
@@ -19,6 +31,7 @@ use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use ssh_key::private::Ed25519Keypair;
 use ssh_key::{LineEnding, PrivateKey};
+use zeroize::Zeroizing;
 
 /// Errors from parsing, loading and writing keys.
 ///
@@ -126,6 +139,70 @@ pub enum Error {
         /// The underlying I/O error.
         source: io::Error,
     },
+
+    /// A known_hosts line is neither an entry nor a comment.
+    #[error("known_hosts line {line}: {reason}")]
+    KnownHostsLine {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it (never the line itself).
+        reason: String,
+    },
+
+    /// A known_hosts file has a line that is neither an entry nor a comment.
+    #[error("{}: line {line}: {reason}", path.display())]
+    KnownHostsFile {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A WireGuard key is not 32 bytes of standard base64.
+    #[error("not a WireGuard key (32 bytes in base64, as `wg genkey` prints)")]
+    InvalidWireGuardKey,
+
+    /// A WireGuard key file does not hold a key.
+    #[error("{}: not a WireGuard private key (32 bytes in base64)", path.display())]
+    InvalidWireGuardKeyFile {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A password is empty or has characters other than printable ASCII.
+    #[error("a password must be one line of printable ASCII without spaces")]
+    InvalidPassword,
+
+    /// A password file does not hold one line of printable ASCII.
+    #[error("{}: not a password file (one line of printable ASCII)", path.display())]
+    InvalidPasswordFile {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A crypt salt is empty, too long or outside `[./0-9A-Za-z]`.
+    #[error("a SHA-512 crypt salt is 1-16 characters of [./0-9A-Za-z]")]
+    InvalidSalt,
+
+    /// The SHA-512 crypt computation failed (it does not for valid input).
+    #[error("SHA-512 crypt failed")]
+    Crypt,
+}
+
+impl Error {
+    /// Adds the file to a line-level known_hosts error.
+    fn in_file(self, path: &Path) -> Error {
+        match self {
+            Error::KnownHostsLine { line, reason } => Error::KnownHostsFile {
+                path: path.to_path_buf(),
+                line,
+                reason,
+            },
+            other => other,
+        }
+    }
 }
 
 /// An OpenSSH public key plus the fingerprints each cloud wants.
@@ -216,6 +293,16 @@ impl PublicKey {
         self.inner.comment()
     }
 
+    /// `algorithm base64` without the comment, as known_hosts and `ssh_keys` want it.
+    pub fn to_openssh_bare(&self) -> String {
+        format!("{} {}", self.algorithm(), STANDARD.encode(&self.blob))
+    }
+
+    /// True when both are the same key, whatever their comments.
+    pub fn same_key(&self, other: &PublicKey) -> bool {
+        self.blob == other.blob
+    }
+
     fn sha256(&self) -> [u8; 32] {
         Sha256::digest(&self.blob).into()
     }
@@ -272,6 +359,17 @@ impl KeyPair {
     /// The public half, to upload to the cloud or put in `authorized_keys`.
     pub fn public(&self) -> PublicKey {
         self.public.clone()
+    }
+
+    /// The unencrypted OpenSSH private key text (`-----BEGIN OPENSSH PRIVATE KEY-----`), for
+    /// cloud-init's `ssh_keys.ed25519_private`. A secret: wiped when dropped, never log it.
+    pub fn private_openssh(&self) -> Result<Zeroizing<String>, Error> {
+        self.private
+            .to_openssh(LineEnding::LF)
+            .map_err(|source| Error::Encode {
+                path: PathBuf::from("<memory>"),
+                source,
+            })
     }
 
     /// Writes the OpenSSH private key to `private_path` (mode 0600 from creation, encrypted when a
@@ -416,7 +514,7 @@ fn public_path(private_path: &Path) -> PathBuf {
 }
 
 /// Whether something (even a dangling symlink) is at `path`; errors other than "not found" are reported.
-fn exists(path: &Path) -> Result<bool, Error> {
+pub(crate) fn exists(path: &Path) -> Result<bool, Error> {
     match fs::symlink_metadata(path) {
         Ok(_) => Ok(true),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -425,6 +523,52 @@ fn exists(path: &Path) -> Result<bool, Error> {
             source,
         }),
     }
+}
+
+/// Creates the parent directory of `path` with mode 0700 when it is missing.
+pub(crate) fn ensure_private_dir(path: &Path) -> Result<(), Error> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !exists(parent)?
+    {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|source| Error::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Writes a secret to a new file: parent 0700 when created, the file 0600 from creation,
+/// refusing to replace an existing one.
+pub(crate) fn write_secret(path: &Path, contents: &[u8]) -> Result<(), Error> {
+    ensure_private_dir(path)?;
+    write_new_file(path, contents, 0o600).map_err(|source| {
+        if source.kind() == io::ErrorKind::AlreadyExists {
+            Error::AlreadyExists {
+                path: path.to_path_buf(),
+            }
+        } else {
+            Error::Write {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
+}
+
+/// Reads a small secret file as text; the buffer is wiped when dropped.
+pub(crate) fn read_secret(path: &Path) -> Result<Zeroizing<String>, Error> {
+    fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Creates `path` exclusively with `mode` (never widened later) and writes `contents`;
