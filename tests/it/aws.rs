@@ -610,3 +610,44 @@ fn aws_subnet_and_vpc_flags_place_group_and_instance() {
         );
     }
 }
+
+#[test]
+fn aws_shared_key_pair_is_kept_while_another_instance_uses_it() {
+    let moto = Moto::start();
+    let view = Ec2View::new(&moto.url());
+    let b = bin(&moto.url());
+    let kp =
+        ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
+    let path = b.dir.path().join("me.pub");
+    std::fs::write(
+        &path,
+        format!("{}\n", kp.public_key().to_openssh().unwrap()),
+    )
+    .unwrap();
+    let key = path.to_str().unwrap();
+
+    create(&b, "first", &["--image", NOBLE_NEWEST, "--ssh-key", key]).expect_code(0);
+    create(&b, "second", &["--image", NOBLE_NEWEST, "--ssh-key", key]).expect_code(0);
+    // The second deployment found the key pair by its key material and reused it.
+    let second = &view.live_instances("second")[0];
+    assert_eq!(second.key_name(), Some("bootstrap-first"));
+    assert_eq!(
+        tag(second.tags(), "bootstrap-ssh-key"),
+        Some("bootstrap-first")
+    );
+
+    let d = destroy(&b, "first");
+    d.expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(&d.stdout()).unwrap();
+    assert_eq!(v["kept"][0]["resource"]["id"], "bootstrap-first", "{v}");
+    assert!(
+        v["kept"][0]["reason"].as_str().unwrap().contains("second"),
+        "{v}"
+    );
+    assert_eq!(view.key_pairs("first").len(), 1);
+
+    destroy(&b, "second").expect_code(0);
+    // Once nothing uses it, destroying the first deployment again removes the key pair.
+    destroy(&b, "first").expect_code(0);
+    assert!(view.leftovers("first").is_empty() && view.leftovers("second").is_empty());
+}
