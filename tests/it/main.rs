@@ -15,4 +15,5 @@ mod hetzner_fake;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;
+mod snapshots;
 mod support;
