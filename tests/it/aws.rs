@@ -651,3 +651,63 @@ fn aws_shared_key_pair_is_kept_while_another_instance_uses_it() {
     destroy(&b, "first").expect_code(0);
     assert!(view.leftovers("first").is_empty() && view.leftovers("second").is_empty());
 }
+
+#[test]
+fn aws_profile_gives_region_and_credentials() {
+    let moto = Moto::start();
+    let mut b = bin(&moto.url());
+    b.unset("AWS_REGION");
+    b.unset("AWS_ACCESS_KEY_ID");
+    b.unset("AWS_SECRET_ACCESS_KEY");
+    let config = b.dir.path().join("aws-config");
+    std::fs::write(
+        &config,
+        "[default]\nregion = eu-west-3\n\n[profile ops]\nregion = us-east-1\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    b.env("AWS_CONFIG_FILE", config.to_str().unwrap());
+    // The default profile has a region but no credentials: refused before any call.
+    let r = b.run(&["list", "--provider", "aws"]);
+    r.expect_code(2);
+    assert!(
+        r.stderr().contains("no usable AWS credentials"),
+        "{}",
+        r.stderr()
+    );
+    // --profile picks the one with credentials and its region.
+    let r = b.run(&[
+        "list",
+        "--provider",
+        "aws",
+        "--profile",
+        "ops",
+        "--output",
+        "json",
+    ]);
+    r.expect_code(0);
+    assert!(r.stdout().contains("\"deployments\""), "{}", r.stdout());
+    // --region overrides the profile's: the instance lands in eu-central-1.
+    let r = b.run(&[
+        "create",
+        "--provider",
+        "aws",
+        "--profile",
+        "ops",
+        "--region",
+        "eu-central-1",
+        "--name",
+        "p",
+        "--ssh-from",
+        V4,
+        "--image",
+        NOBLE_NEWEST,
+    ]);
+    r.expect_code(0);
+    assert_eq!(
+        Ec2View::in_region(&moto.url(), "eu-central-1")
+            .live_instances("p")
+            .len(),
+        1
+    );
+    assert!(Ec2View::new(&moto.url()).live_instances("p").is_empty());
+}

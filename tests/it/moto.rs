@@ -211,9 +211,14 @@ pub struct Ec2View {
 impl Ec2View {
     /// A client for `endpoint` with the test credentials.
     pub fn new(endpoint: &str) -> Ec2View {
+        Self::in_region(endpoint, REGION)
+    }
+
+    /// A client for `endpoint` in `region`.
+    pub fn in_region(endpoint: &str, region: &str) -> Ec2View {
         let conf = aws_sdk_ec2::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
+            .region(Region::new(region.to_owned()))
             .endpoint_url(endpoint)
             .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
             .build();
