@@ -34,6 +34,15 @@ pub enum Command {
     /// Snapshots: the scheduled job, listing, changing a schedule, installing the job.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Check a server over SSH (pinned host key) and print a checklist; exit 1 if a check fails.
+    ///
+    /// Waits for cloud-init, then checks sshd's effective settings, that root and passwords are
+    /// refused, fail2ban, the nftables ruleset, unattended-upgrades, pending security updates,
+    /// sysctl, sudo, and the Docker and WireGuard setup when used. The first run replaces the
+    /// host key from the user-data with one generated on the server.
+    Verify(VerifyArgs),
+    /// Open an SSH session to a deployment: its key, admin user and pinned host key.
+    Ssh(SshArgs),
 }
 
 /// Cloud providers.
@@ -134,6 +143,9 @@ pub struct CreateArgs {
     /// Time (HH:MM, server local time) for automatic reboots after security updates.
     #[arg(long, default_value = "02:00")]
     pub reboot_time: String,
+    /// sudo, Docker, VPN and forwarding.
+    #[command(flatten)]
+    pub hardening: HardeningArgs,
     /// Use this cloud-init template instead of the built-in one.
     #[arg(long, value_name = "FILE")]
     pub template: Option<PathBuf>,
@@ -320,4 +332,82 @@ pub struct SnapshotInstallArgs {
         value_name = "IMAGE"
     )]
     pub image: String,
+}
+
+/// Hardening choices of `create` and `render`.
+#[derive(Debug, Clone, Args)]
+pub struct HardeningArgs {
+    /// sudo for the admin: `password` (generated, kept in the state dir; only its SHA-512 crypt
+    /// hash is sent) or `nopasswd`.
+    #[arg(long, value_name = "MODE", default_value = "password")]
+    pub sudo: String,
+    /// Install Docker from the distribution; the host firewall still filters published ports.
+    #[arg(long)]
+    pub docker: bool,
+    /// Reach SSH only through a VPN: `wireguard` (keys made locally; the cloud firewall opens
+    /// UDP 51820 from --ssh-from instead of TCP 22; client config next to the state).
+    #[arg(long, value_name = "KIND")]
+    pub vpn: Option<String>,
+    /// Allow local TCP forwarding (ssh -L, ssh -D) for people who tunnel; off by default.
+    #[arg(long)]
+    pub allow_tcp_forwarding: bool,
+}
+
+/// Where `verify` and `ssh` find the server.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Cloud provider (finds the server by its labels; also where the local state lives).
+    #[arg(long, value_enum, default_value = "hetzner")]
+    pub provider: ProviderKind,
+    /// API base URL (default: the provider's; also BOOTSTRAP_<PROVIDER>_ENDPOINT).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Advanced: connect to this address instead of asking the provider (a tunnel, a test
+    /// target). The host key is still checked against the deployment's pinned key.
+    #[arg(long, value_name = "ADDRESS", help_heading = "Advanced")]
+    pub host: Option<String>,
+    /// Advanced: the SSH port at --host.
+    #[arg(
+        long,
+        value_name = "PORT",
+        requires = "host",
+        help_heading = "Advanced"
+    )]
+    pub port: Option<u16>,
+    /// AWS region and profile.
+    #[cfg(feature = "aws")]
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Deployment to check.
+    pub name: String,
+    /// Provider and address.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// How long to wait for cloud-init to finish, e.g. 600, 90s, 10m.
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub timeout: String,
+    /// Keep the host key from the user-data instead of replacing it with one made on the server.
+    #[arg(long)]
+    pub keep_host_key: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// `ssh`.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// Deployment to log in to.
+    pub name: String,
+    /// Provider and address.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// A command to run instead of a login shell (after `--`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }

@@ -11,6 +11,7 @@ mod output;
 mod progress;
 mod providers;
 mod settings;
+mod state;
 
 use std::process::ExitCode;
 

@@ -129,14 +129,47 @@ impl Output {
             return self.json(&v);
         }
         let ip = |a: Option<std::net::IpAddr>| a.map_or("-".to_owned(), |a| a.to_string());
+        // Where create left the host key pin, the sudo password, the WireGuard config.
+        let notes: String = extra["notes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|n| format!("{n}\n"))
+            .collect();
         self.write(&format!(
-            "{}  {}  {}  {}  (server {})\n{ssh}\n",
+            "{}  {}  {}  {}  (server {})\n{ssh}\n{notes}",
             o.server.name,
             o.server.status,
             ip(o.server.ipv4),
             ip(o.server.ipv6),
             o.server.id
         ))
+    }
+
+    /// `verify`: the checklist as text lines or one JSON document.
+    pub fn checklist(&self, doc: &Value) -> anyhow::Result<()> {
+        if self.format == OutputFormat::Json {
+            return self.json(doc);
+        }
+        let mut t = format!(
+            "verify {} ({})\n",
+            doc["deployment"].as_str().unwrap_or_default(),
+            doc["target"].as_str().unwrap_or_default()
+        );
+        for c in doc["checks"].as_array().into_iter().flatten() {
+            t.push_str(&format!(
+                "  [{}] {}: {}\n",
+                c["status"].as_str().unwrap_or_default(),
+                c["title"].as_str().unwrap_or_default(),
+                c["detail"].as_str().unwrap_or_default()
+            ));
+        }
+        t.push_str(&format!(
+            "{} passed, {} failed, {} skipped\n",
+            doc["passed"], doc["failed"], doc["skipped"]
+        ));
+        self.write(&t)
     }
 
     /// A finished `destroy`.

@@ -314,6 +314,8 @@ pub struct CreateSettings {
     pub provider_backups: bool,
     /// Restore from this snapshot id.
     pub from_snapshot: Option<String>,
+    /// sudo, Docker, VPN, forwarding and the image's OpenSSH.
+    pub hardening: HardeningSettings,
 }
 
 impl CreateSettings {
@@ -378,7 +380,9 @@ impl CreateSettings {
         let image = non_empty("image", &a.image, d.image)?;
         let location = non_empty("location", &a.location, d.location)?;
         crate::providers::check_server(&conn, &server_type, &image, &location)?;
+        let hardening = HardeningSettings::from_args(a, &image, from_snapshot.as_deref())?;
         Ok(Self {
+            hardening,
             key_path: deployment_key_path(provider, &name)?,
             server_type,
             image,
@@ -455,6 +459,127 @@ pub fn instant(at: Option<&str>) -> anyhow::Result<time::OffsetDateTime> {
                     "invalid --at {s:?}: use RFC 3339, e.g. 2026-11-25T03:00:00Z"
                 ))
             }),
+    }
+}
+
+/// The hardening choices of `create`/`render`, checked offline.
+#[derive(Debug, Clone)]
+pub struct HardeningSettings {
+    /// `--sudo`.
+    pub sudo: crate::state::SudoMode,
+    /// `--docker`.
+    pub docker: bool,
+    /// `--vpn wireguard`.
+    pub vpn: bool,
+    /// `--allow-tcp-forwarding`.
+    pub allow_tcp_forwarding: bool,
+    /// The image's OpenSSH (from `--image`; a snapshot's is unknown).
+    pub profile: bootstrap_cloudinit::ImageProfile,
+    /// The private key of `--ssh-key`, which `verify` and `ssh` log in with.
+    pub user_identity: Option<PathBuf>,
+}
+
+impl HardeningSettings {
+    /// Checks `--sudo`, `--vpn` and that the embedded template fits the image.
+    pub fn from_args(
+        a: &CreateArgs,
+        image: &str,
+        from_snapshot: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let h = &a.hardening;
+        let sudo = match h.sudo.as_str() {
+            "password" => crate::state::SudoMode::Password,
+            "nopasswd" => crate::state::SudoMode::Nopasswd,
+            other => {
+                return Err(bad(format!(
+                    "invalid --sudo {other:?}: use password (a generated one, kept in the state dir) or nopasswd"
+                )));
+            }
+        };
+        let vpn = match h.vpn.as_deref() {
+            None => false,
+            Some("wireguard") => true,
+            Some(other) => {
+                return Err(bad(format!(
+                    "invalid --vpn {other:?}: the one VPN bootstrap sets up is wireguard"
+                )));
+            }
+        };
+        let profile = bootstrap_cloudinit::ImageProfile::for_image(from_snapshot.unwrap_or(image));
+        if a.template.is_none()
+            && from_snapshot.is_none()
+            && profile.family() == bootstrap_cloudinit::Family::Other
+        {
+            return Err(bad(format!(
+                "--image {image}: the built-in hardening is written for Debian and Ubuntu (apt, unattended-upgrades); use a debian-* or ubuntu-* image, or your own --template"
+            )));
+        }
+        let user_identity = a.ssh_key.as_ref().map(|p| {
+            if p.extension().is_some_and(|e| e == "pub") {
+                p.with_extension("")
+            } else {
+                p.clone()
+            }
+        });
+        let user_identity = user_identity.map(|p| std::path::absolute(&p).unwrap_or(p));
+        Ok(Self {
+            sudo,
+            docker: h.docker,
+            vpn,
+            allow_tcp_forwarding: h.allow_tcp_forwarding,
+            profile,
+            user_identity,
+        })
+    }
+}
+
+/// Where `verify` and `ssh` reach a deployment, checked offline.
+#[derive(Debug)]
+pub struct TargetSettings {
+    /// Provider connection (for the label lookup, and where the state lives).
+    pub conn: Connection,
+    /// Deployment name.
+    pub name: DeploymentName,
+    /// `--host`/`--port`: skip the lookup.
+    pub address: Option<(String, u16)>,
+}
+
+impl TargetSettings {
+    /// Checks the name, `--host`, `--port` and the provider flags.
+    pub fn from_args(
+        name: &str,
+        t: &crate::cli::TargetArgs,
+        output: OutputFormat,
+    ) -> anyhow::Result<Self> {
+        let conn = Connection::resolve(t.provider, t.endpoint.as_deref(), None, output)?;
+        #[cfg(feature = "aws")]
+        let conn = conn.with_aws(&t.aws, None)?;
+        let name = DeploymentName::parse(name).map_err(|e| bad(e.to_string()))?;
+        let address = match &t.host {
+            None => None,
+            Some(h) => {
+                let ok = h.parse::<std::net::IpAddr>().is_ok()
+                    || (!h.is_empty()
+                        && h.len() <= 253
+                        && !h.starts_with(['-', '.'])
+                        && h.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+                if !ok {
+                    return Err(bad(format!(
+                        "invalid --host {h:?}: give an IP address or a DNS name"
+                    )));
+                }
+                if t.port == Some(0) {
+                    return Err(bad("invalid --port 0: give the SSH port, e.g. 22"));
+                }
+                Some((h.clone(), t.port.unwrap_or(22)))
+            }
+        };
+        Ok(Self {
+            conn,
+            name,
+            address,
+        })
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use bootstrap_cloudinit::HardeningParams;
 use bootstrap_core::flow::{self, CreateFailure, CreatePlan, rollback_hint};
 use bootstrap_core::model::Protocol;
 use bootstrap_core::{
@@ -13,9 +12,11 @@ use bootstrap_keys::{KeyPair, PublicKey};
 use serde_json::json;
 
 use crate::cli::CreateArgs;
+use crate::commands::secrets::{self, Secrets};
 use crate::output::Output;
 use crate::providers;
 use crate::settings::{CreateSettings, SshFrom, bad};
+use crate::state::DeploymentDir;
 
 /// Where the deployment's key comes from, for messages.
 enum KeySource {
@@ -90,14 +91,12 @@ fn real_key(s: &CreateSettings) -> anyhow::Result<(PublicKey, KeySource)> {
     ))
 }
 
-fn render_user_data(s: &CreateSettings, key: &PublicKey) -> anyhow::Result<String> {
-    let params = HardeningParams {
-        hostname: s.name.to_string(),
-        admin_user: s.admin_user.clone(),
-        ssh_authorized_keys: vec![key.to_openssh()],
-        ssh_from: s.ssh_from.host_sources(),
-        reboot_time: s.reboot_time.clone(),
-    };
+fn render_user_data(
+    s: &CreateSettings,
+    key: &PublicKey,
+    secrets: &Secrets,
+) -> anyhow::Result<String> {
+    let params = secrets.params(s, key)?;
     let ud = bootstrap_cloudinit::render(&s.template, &params).map_err(|e| {
         bad(format!(
             "the cloud-init template {}: {e}",
@@ -135,11 +134,21 @@ fn plan(s: &CreateSettings, key: &PublicKey, user_data: String) -> CreatePlan {
         },
         firewall: FirewallSpec {
             name: resource_name,
-            inbound: vec![FirewallRule {
-                protocol: Protocol::Tcp,
-                port: 22,
-                sources: s.ssh_from.firewall_sources(),
-                description: "SSH".to_owned(),
+            // With --vpn wireguard only the tunnel is open; SSH goes through it.
+            inbound: vec![if s.hardening.vpn {
+                FirewallRule {
+                    protocol: Protocol::Udp,
+                    port: bootstrap_cloudinit::WireGuard::PORT,
+                    sources: s.ssh_from.firewall_sources(),
+                    description: "WireGuard".to_owned(),
+                }
+            } else {
+                FirewallRule {
+                    protocol: Protocol::Tcp,
+                    port: 22,
+                    sources: s.ssh_from.firewall_sources(),
+                    description: "SSH".to_owned(),
+                }
             }],
             labels: labels.clone(),
         },
@@ -157,8 +166,14 @@ fn plan(s: &CreateSettings, key: &PublicKey, user_data: String) -> CreatePlan {
 }
 
 fn warn_open_ssh(s: &CreateSettings, progress: &dyn Progress) {
-    if s.ssh_from == SshFrom::Any {
+    if s.ssh_from == SshFrom::Any && !s.hardening.vpn {
         progress.warn("--ssh-from any: port 22 will be open to the whole internet at the cloud firewall; fail2ban and key-only login are the only guards");
+    }
+    if !s.hardening.profile.is_known() {
+        progress.warn(&format!(
+            "--image {}: bootstrap does not know its OpenSSH version, so sshd gets the algorithms every OpenSSH since 7.4 knows (no post-quantum key exchange)",
+            s.hardening.profile.image()
+        ));
     }
 }
 
@@ -172,7 +187,9 @@ pub async fn render(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
             s.name
         ));
     }
-    let ud = render_user_data(&s, &key)?;
+    let dir = DeploymentDir::new(providers::name(s.conn.kind), &s.name)?;
+    let secrets = Secrets::for_preview(&s, &dir)?;
+    let ud = render_user_data(&s, &key, &secrets)?;
     Output::new(crate::cli::OutputFormat::Text).user_data(&ud)
 }
 
@@ -183,9 +200,11 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
     let out = Output::new(s.conn.output);
     let provider_name = providers::name(s.conn.kind);
 
+    let dir = DeploymentDir::new(provider_name, &s.name)?;
     if s.dry_run {
         let (key, source) = preview_key(&s)?;
-        let ud = render_user_data(&s, &key)?;
+        let secrets = Secrets::for_preview(&s, &dir)?;
+        let ud = render_user_data(&s, &key, &secrets)?;
         let p = plan(&s, &key, ud.clone());
         let doc = json!({
             "dry_run": true,
@@ -207,14 +226,16 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
 
     // Everything that can be checked offline is checked before the key is made or a call sent.
     let (placeholder, _) = preview_key(&s)?;
-    render_user_data(&s, &placeholder)?;
+    render_user_data(&s, &placeholder, &Secrets::for_preview(&s, &dir)?)?;
     let provider = providers::build(&s.conn).await?;
     if let Some(id) = &s.from_snapshot {
         check_our_snapshot(provider.as_ref(), &s.conn.flow, id).await?;
     }
     let (key, source) = real_key(&s)?;
-    let ud = render_user_data(&s, &key)?;
+    let secrets = Secrets::for_create(&s, &dir)?;
+    let ud = render_user_data(&s, &key, &secrets)?;
     let p = plan(&s, &key, ud);
+    secrets::pin_before_create(&dir, &secrets)?;
 
     let cancel = async {
         if tokio::signal::ctrl_c().await.is_err() {
@@ -223,23 +244,36 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
     };
     match flow::create(provider.as_ref(), &p, &s.conn.flow, progress, cancel).await {
         Ok(o) => {
-            let target = o
-                .server
-                .ipv4
-                .or(o.server.ipv6)
-                .map_or("<ip>".to_owned(), |ip| ip.to_string());
+            let identity = match (&source, &s.hardening.user_identity) {
+                (KeySource::State { path, .. }, _) => std::path::PathBuf::from(path),
+                (_, Some(p)) => p.clone(),
+                (_, None) => s.key_path.clone(),
+            };
+            let written = secrets::after_create(&s, &dir, &secrets, &o, &identity, progress)?;
+            let target = written
+                .ssh_address
+                .clone()
+                .unwrap_or_else(|| "<ip>".to_owned());
             let ssh = match &source {
                 KeySource::State { path, .. } => format!("ssh -i {path} {}@{target}", s.admin_user),
                 _ => format!("ssh {}@{target}", s.admin_user),
             };
-            let extra = json!({"deployment": s.name, "provider": provider_name, "admin_user": s.admin_user,
-                "private_key": match &source { KeySource::State { path, .. } => Some(path.clone()), _ => None }});
+            let mut extra = json!({"deployment": s.name, "provider": provider_name, "admin_user": s.admin_user,
+                "private_key": match &source { KeySource::State { path, .. } => Some(path.clone()), _ => None },
+                "notes": written.notes});
+            if let Some(m) = extra.as_object_mut() {
+                m.extend(written.fields);
+            }
             out.created(&o, &extra, &ssh)
         }
         Err(CreateFailure { error, rollback }) => {
             // A key generated by this run goes with the rest; one that served before stays.
             if let (Ok(_), KeySource::State { new: true, .. }) = (&rollback, &source) {
                 remove_generated_key(&s.key_path);
+            }
+            if rollback.is_ok() {
+                secrets::after_rollback(&dir, &secrets);
+                dir.remove_if_empty();
             }
             let detail = match rollback {
                 Ok(t) if t.removed.is_empty() => "nothing had been created".to_owned(),

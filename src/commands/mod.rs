@@ -3,7 +3,10 @@
 mod create;
 mod destroy;
 mod list;
+mod secrets;
 mod snapshot;
+mod ssh;
+mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::progress::StderrProgress;
@@ -17,5 +20,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Destroy(a) => destroy::run(&a, &progress).await,
         Command::List(a) => list::run(&a).await,
         Command::Snapshot(c) => snapshot::run(c, &progress).await,
+        Command::Verify(a) => verify::run(&a, &progress).await,
+        Command::Ssh(a) => ssh::run(&a).await,
     }
 }

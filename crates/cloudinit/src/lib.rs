@@ -1,9 +1,24 @@
 //! Renders the hardening `#cloud-config` user-data and checks it against a provider's size limit.
 //!
+//! # Brief overview
+//! [`HardeningParams`] says what one server needs (admin, keys, networks, the image's
+//! [`ImageProfile`], the pinned [`HostKey`], [`Sudo`] mode, Docker, [`WireGuard`]); [`render`] turns
+//! a [`Template`] and the params into user-data; [`check_size`] holds it against a provider's limit.
+//!
 //! The template (`templates/cloud-init/hardening.yaml.j2`, embedded in the binary) is rendered with
 //! minijinja: undefined variables are errors, and every value is auto-escaped to one JSON string, so
 //! no value (a host name, a user name, a key) can add a line, a key or a list entry to the document,
 //! nor a line to a file that the document writes. The result is parsed back before it is returned.
+//!
+//! Per image: the sshd algorithm lists and keywords follow the OpenSSH version the image ships
+//! ([`ImageProfile::algorithms`]), so `mlkem768x25519-sha256` is offered only where sshd knows it;
+//! an image this crate does not know gets the subset every OpenSSH since 7.4 accepts.
+
+mod image;
+mod params;
+
+pub use image::{Family, ImageProfile, KNOWN_IMAGES, OpensshVersion, SshAlgorithms};
+pub use params::{HostKey, Sudo, WireGuard};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -32,6 +47,18 @@ pub struct HardeningParams {
     pub ssh_from: Vec<ipnet::IpNet>,
     /// When unattended-upgrades may reboot the server, `HH:MM` on a 24-hour clock.
     pub reboot_time: String,
+    /// The image and the OpenSSH it ships: chooses the sshd algorithms.
+    pub image: ImageProfile,
+    /// The server's ed25519 host key, generated locally so that it is pinned before first use.
+    pub host_key: HostKey,
+    /// How the admin uses sudo.
+    pub sudo: Sudo,
+    /// Install Docker from the distribution and let the host firewall filter its published ports.
+    pub docker: bool,
+    /// Reach SSH only through a WireGuard tunnel.
+    pub vpn: Option<WireGuard>,
+    /// Allow local TCP forwarding (`ssh -L`, `ssh -D`) for people who tunnel.
+    pub allow_tcp_forwarding: bool,
 }
 
 /// A cloud-config template: its source and a name for error messages.
@@ -185,6 +212,11 @@ pub fn validate_reboot_time(s: &str) -> Result<(), Error> {
 /// document, so only what would break the server itself is checked here.
 fn validate_params(params: &HardeningParams) -> Result<(), Error> {
     validate_reboot_time(&params.reboot_time)?;
+    params.host_key.validate()?;
+    params.sudo.validate()?;
+    if let Some(vpn) = &params.vpn {
+        vpn.validate()?;
+    }
     if params.admin_user.is_empty() || params.admin_user == "root" {
         return Err(Error::InvalidParam {
             param: "admin user",
@@ -244,6 +276,10 @@ fn context(params: &HardeningParams) -> Value {
         all.push(text);
     }
     let all: Vec<Value> = all.into_iter().map(Value::from_safe_string).collect();
+    let (sudo_mode, sudo_password_hash) = match &params.sudo {
+        Sudo::Password { hash } => ("password", hash.as_str()),
+        Sudo::NoPasswd => ("nopasswd", ""),
+    };
     minijinja::context! {
         hostname => params.hostname,
         admin_user => params.admin_user,
@@ -252,6 +288,15 @@ fn context(params: &HardeningParams) -> Value {
         ssh_from => all,
         ssh_from_v4 => v4,
         ssh_from_v6 => v6,
+        image => params.image.image(),
+        ssh => params.image.algorithms().template_value(),
+        host_key_private => params.host_key.private_openssh,
+        host_key_public => params.host_key.public_openssh,
+        sudo_mode => sudo_mode,
+        sudo_password_hash => sudo_password_hash,
+        docker => params.docker,
+        allow_tcp_forwarding => params.allow_tcp_forwarding,
+        vpn => params.vpn.as_ref().map(WireGuard::template_value),
     }
 }
 
@@ -307,8 +352,7 @@ fn to_ascii_json(value: &Value) -> Result<String, minijinja::Error> {
 }
 
 /// Variables the template may use, listed when it uses another one.
-const VARIABLES: &str =
-    "hostname, admin_user, ssh_authorized_keys, reboot_time, ssh_from, ssh_from_v4, ssh_from_v6";
+const VARIABLES: &str = "hostname, admin_user, ssh_authorized_keys, reboot_time, ssh_from, ssh_from_v4, ssh_from_v6, image, ssh, host_key_private, host_key_public, sudo_mode, sudo_password_hash, docker, allow_tcp_forwarding, vpn";
 
 /// Turns a minijinja error into [`Error::Template`], keeping its line, the offending template line
 /// and the chain of causes.

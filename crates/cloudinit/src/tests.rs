@@ -54,7 +54,49 @@ fn params() -> HardeningParams {
             "2001:db8::/32".parse().unwrap(),
         ],
         reboot_time: "03:30".to_owned(),
+        image: ImageProfile::for_image("ubuntu-24.04"),
+        host_key: host_key(),
+        sudo: Sudo::Password {
+            hash: sudo_hash().to_owned(),
+        },
+        docker: false,
+        vpn: None,
+        allow_tcp_forwarding: false,
     }
+}
+
+/// One host key per test process, so that renderings compare equal.
+fn host_key() -> HostKey {
+    static KEY: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    let (private, public) = KEY.get_or_init(|| {
+        let pair = bootstrap_keys::KeyPair::generate("host@web1");
+        (
+            pair.private_openssh().unwrap().to_string(),
+            pair.public().to_openssh(),
+        )
+    });
+    HostKey {
+        private_openssh: private.clone(),
+        public_openssh: public.clone(),
+    }
+}
+
+fn sudo_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        bootstrap_keys::SudoPassword::generate()
+            .sha512_crypt()
+            .unwrap()
+    })
+}
+
+fn vpn() -> WireGuard {
+    let server = bootstrap_keys::WgKeyPair::generate();
+    let client = bootstrap_keys::WgKeyPair::generate();
+    WireGuard::new(
+        server.private_base64().to_string(),
+        client.public().to_base64(),
+    )
 }
 
 fn render_embedded(p: &HardeningParams) -> String {
@@ -127,6 +169,8 @@ const FAIL2BAN: &str = "/etc/fail2ban/jail.d/bootstrap-sshd.local";
 const NFT: &str = "/etc/nftables.conf";
 const UNATTENDED: &str = "/etc/apt/apt.conf.d/52bootstrap-unattended-upgrades";
 const AUTO: &str = "/etc/apt/apt.conf.d/20auto-upgrades";
+const SYSCTL: &str = "/etc/sysctl.d/90-bootstrap-hardening.conf";
+const WG: &str = "/etc/wireguard/wg0.conf";
 
 #[test]
 fn embedded_template_renders_the_hardening_steps() {
@@ -138,9 +182,14 @@ fn embedded_template_renders_the_hardening_steps() {
     assert_eq!(doc["disable_root"], true);
     assert_eq!(doc["ssh_pwauth"], false);
     assert_eq!(doc["ssh_deletekeys"], true);
+    assert_eq!(doc["ssh_genkeytypes"], serde_json::json!(["ed25519"]));
     assert_eq!(
-        doc["ssh_genkeytypes"],
-        serde_json::json!(["ed25519", "rsa"])
+        doc["ssh_keys"]["ed25519_private"],
+        params().host_key.private_openssh
+    );
+    assert_eq!(
+        doc["ssh_keys"]["ed25519_public"],
+        params().host_key.public_openssh
     );
     assert_eq!(doc["package_update"], true);
     assert_eq!(doc["package_upgrade"], true);
@@ -165,8 +214,9 @@ fn embedded_template_renders_the_hardening_steps() {
     assert_eq!(admin["name"], "bsadm");
     assert_eq!(admin["groups"], serde_json::json!(["sudo"]));
     assert_eq!(admin["shell"], "/bin/bash");
-    assert_eq!(admin["sudo"], "ALL=(ALL) NOPASSWD:ALL");
-    assert_eq!(admin["lock_passwd"], true);
+    assert_eq!(admin["sudo"], "ALL=(ALL:ALL) ALL");
+    assert_eq!(admin["lock_passwd"], false);
+    assert_eq!(admin["hashed_passwd"], sudo_hash());
     assert_eq!(
         admin["ssh_authorized_keys"],
         serde_json::json!(params().ssh_authorized_keys)
@@ -178,7 +228,7 @@ fn embedded_template_renders_the_hardening_steps() {
         .iter()
         .map(|f| f["path"].as_str().unwrap())
         .collect();
-    assert_eq!(paths, [SSHD, FAIL2BAN, AUTO, UNATTENDED, NFT]);
+    assert_eq!(paths, [SSHD, FAIL2BAN, SYSCTL, AUTO, UNATTENDED, NFT]);
 
     let sshd = content(&doc, SSHD);
     for line in [
@@ -228,7 +278,11 @@ fn embedded_template_renders_the_hardening_steps() {
     assert!(auto.contains("APT::Periodic::Unattended-Upgrade \"1\";"));
 
     let nft = content(&doc, NFT);
-    assert!(nft.lines().any(|l| l == "flush ruleset"));
+    assert!(
+        !nft.contains("flush ruleset"),
+        "only our own table is replaced, Docker's and fail2ban's stay"
+    );
+    assert!(nft.lines().any(|l| l == "delete table inet bootstrap"));
     assert!(nft.contains("type filter hook input priority filter; policy drop;"));
     assert!(nft.contains("type filter hook forward priority filter; policy drop;"));
     assert!(nft.contains("type filter hook output priority filter; policy accept;"));
@@ -594,13 +648,18 @@ fn ssh_from_is_truncated_to_networks_and_deduplicated() {
 
 #[test]
 fn output_stays_well_under_the_aws_limit() {
+    // AWS takes 16 KiB of raw user-data, the smallest limit of the four clouds.
     const AWS_RAW_LIMIT: usize = 16 * 1024;
     let out = render_embedded(&params());
-    assert!(out.len() < AWS_RAW_LIMIT / 2, "{} bytes", out.len());
+    assert!(out.len() < AWS_RAW_LIMIT * 5 / 8, "{} bytes", out.len());
     check_size(&out, AWS_RAW_LIMIT, "aws").unwrap();
 
-    // Generous inputs still fit: five keys and twenty networks.
+    // Every option at once with generous inputs still fits: five keys and twenty networks.
     let mut p = params();
+    p.docker = true;
+    p.vpn = Some(vpn());
+    p.allow_tcp_forwarding = true;
+    p.image = ImageProfile::for_image("debian-13");
     p.ssh_authorized_keys = (0..5)
         .map(|i| format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHgYWwmS7oOC9Ed6/0hUw0dRpGVnyGtAbdsZ4R0zJ0Cg key{i}"))
         .collect();
@@ -608,7 +667,7 @@ fn output_stays_well_under_the_aws_limit() {
         .map(|i| format!("203.0.{i}.0/24").parse().unwrap())
         .collect();
     let out = render_embedded(&p);
-    assert!(out.len() < AWS_RAW_LIMIT * 3 / 4, "{} bytes", out.len());
+    assert!(out.len() < AWS_RAW_LIMIT * 7 / 8, "{} bytes", out.len());
 }
 
 #[test]
@@ -743,5 +802,340 @@ fn every_listed_variable_is_defined() {
     for name in VARIABLES.split(", ") {
         let t = template(&format!("#cloud-config\nx: {{{{ {name} }}}}\n"));
         render(&t, &params()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+fn runcmd(doc: &Json) -> Vec<String> {
+    doc["runcmd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| match c {
+            Json::Array(argv) => argv
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(" "),
+            other => other.as_str().unwrap().to_owned(),
+        })
+        .collect()
+}
+
+fn packages(doc: &Json) -> Vec<&str> {
+    doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn sudo_nopasswd_has_no_password_at_all() {
+    let mut p = params();
+    p.sudo = Sudo::NoPasswd;
+    let out = render_embedded(&p);
+    let doc = parse(&out);
+    let admin = &doc["users"][0];
+    assert_eq!(admin["sudo"], "ALL=(ALL) NOPASSWD:ALL");
+    assert_eq!(admin["lock_passwd"], true);
+    assert!(admin.get("hashed_passwd").is_none(), "{admin}");
+    assert!(!out.contains("$6$"));
+}
+
+#[test]
+fn sudo_password_puts_only_the_hash_in_the_user_data() {
+    let password = bootstrap_keys::SudoPassword::generate();
+    let mut p = params();
+    p.sudo = Sudo::Password {
+        hash: password.sha512_crypt().unwrap(),
+    };
+    let out = render_embedded(&p);
+    assert!(!out.contains(password.expose()));
+    let doc = parse(&out);
+    assert_eq!(
+        doc["users"][0]["hashed_passwd"],
+        password.sha512_crypt().unwrap()
+    );
+    for bad in ["", "plaintext", "$1$md5$abc", "$6$salt$hash\nroot::0:0"] {
+        let mut p = params();
+        p.sudo = Sudo::Password {
+            hash: bad.to_owned(),
+        };
+        assert!(
+            matches!(
+                render(&Template::embedded(), &p),
+                Err(Error::InvalidParam { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn host_key_goes_to_ssh_keys_only_and_is_validated() {
+    let out = render_embedded(&params());
+    let doc = parse(&out);
+    let key = params().host_key;
+    // The private key is in ssh_keys and nowhere else.
+    let mut keys = Vec::new();
+    let mut strings = Vec::new();
+    walk(&doc, String::new(), &mut keys, &mut strings);
+    let holders: Vec<&String> = strings
+        .iter()
+        .filter(|(_, s)| s.contains("PRIVATE KEY"))
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(holders, ["/ssh_keys/ed25519_private"]);
+    assert!(!format!("{:?}", params()).contains(key.private_openssh.lines().nth(1).unwrap()));
+    let sshd = content(&doc, SSHD);
+    assert!(
+        sshd.lines()
+            .any(|l| l == "HostKey /etc/ssh/ssh_host_ed25519_key")
+    );
+    assert!(
+        sshd.lines()
+            .any(|l| l == "HostKeyAlgorithms ssh-ed25519,ssh-ed25519-cert-v01@openssh.com")
+    );
+
+    for (private, public) in [
+        ("", key.public_openssh.as_str()),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nx\n-----END RSA PRIVATE KEY-----",
+            key.public_openssh.as_str(),
+        ),
+        (key.private_openssh.as_str(), "ecdsa-sha2-nistp256 AAAA"),
+        (
+            key.private_openssh.as_str(),
+            "ssh-ed25519 AAAA\nssh-ed25519 BBBB",
+        ),
+    ] {
+        let mut p = params();
+        p.host_key = HostKey {
+            private_openssh: private.to_owned(),
+            public_openssh: public.to_owned(),
+        };
+        assert!(matches!(
+            render(&Template::embedded(), &p),
+            Err(Error::InvalidParam { .. })
+        ));
+    }
+}
+
+#[test]
+fn algorithms_follow_the_image() {
+    for image in [
+        "ubuntu-24.04",
+        "debian-12",
+        "debian-13",
+        "debian-11",
+        "ami-0abc",
+    ] {
+        let mut p = params();
+        p.image = ImageProfile::for_image(image);
+        let a = p.image.algorithms();
+        let doc = parse(&render_embedded(&p));
+        let sshd = content(&doc, SSHD);
+        let expect = [
+            format!("KexAlgorithms {}", a.kex.join(",")),
+            format!("Ciphers {}", a.ciphers.join(",")),
+            format!("MACs {}", a.macs.join(",")),
+            format!("{} {}", a.pubkey_keyword, a.pubkey.join(",")),
+        ];
+        for line in &expect {
+            assert!(
+                sshd.lines().any(|l| l == line),
+                "{image}: no {line:?}:\n{sshd}"
+            );
+        }
+        assert_eq!(
+            sshd.contains("RequiredRSASize 3072"),
+            a.required_rsa_size.is_some(),
+            "{image}"
+        );
+        assert_eq!(
+            sshd.contains("mlkem768x25519-sha256"),
+            image == "debian-13",
+            "{image}"
+        );
+        assert!(sshd.lines().next().unwrap().contains(image), "{sshd}");
+    }
+}
+
+#[test]
+fn tcp_forwarding_is_off_unless_asked_for_and_then_local_only() {
+    let doc = parse(&render_embedded(&params()));
+    assert!(
+        content(&doc, SSHD)
+            .lines()
+            .any(|l| l == "AllowTcpForwarding no")
+    );
+    let mut p = params();
+    p.allow_tcp_forwarding = true;
+    let doc = parse(&render_embedded(&p));
+    let sshd = content(&doc, SSHD);
+    assert!(
+        sshd.lines().any(|l| l == "AllowTcpForwarding local"),
+        "{sshd}"
+    );
+    assert!(!sshd.lines().any(|l| l == "AllowTcpForwarding no"));
+    for line in [
+        "AllowAgentForwarding no",
+        "X11Forwarding no",
+        "PermitTunnel no",
+        "GatewayPorts no",
+        "AllowStreamLocalForwarding no",
+    ] {
+        assert!(sshd.lines().any(|l| l == line), "{line}");
+    }
+}
+
+#[test]
+fn without_docker_the_host_does_not_forward() {
+    let doc = parse(&render_embedded(&params()));
+    assert!(!packages(&doc).contains(&"docker.io"));
+    let sysctl = content(&doc, SYSCTL);
+    for line in [
+        "net.ipv4.ip_forward = 0",
+        "net.ipv6.conf.all.forwarding = 0",
+        "net.ipv4.conf.all.rp_filter = 1",
+        "net.ipv4.conf.all.accept_redirects = 0",
+        "net.ipv6.conf.all.accept_redirects = 0",
+        "net.ipv4.conf.all.send_redirects = 0",
+        "net.ipv4.conf.all.accept_source_route = 0",
+        "net.ipv4.tcp_syncookies = 1",
+        "kernel.kptr_restrict = 2",
+        "kernel.dmesg_restrict = 1",
+    ] {
+        assert!(sysctl.lines().any(|l| l == line), "{line}:\n{sysctl}");
+    }
+    let nft = content(&doc, NFT);
+    let forward = &nft[nft.find("chain forward").unwrap()..nft.find("chain output").unwrap()];
+    assert!(!forward.contains("accept"), "{forward}");
+    assert!(
+        runcmd(&doc)
+            .iter()
+            .any(|c| c == "sysctl -p /etc/sysctl.d/90-bootstrap-hardening.conf")
+    );
+}
+
+#[test]
+fn docker_mode_forwards_for_containers_and_filters_published_ports() {
+    let mut p = params();
+    p.docker = true;
+    let doc = parse(&render_embedded(&p));
+    assert!(packages(&doc).contains(&"docker.io"));
+    let sysctl = content(&doc, SYSCTL);
+    assert!(sysctl.lines().any(|l| l == "net.ipv4.ip_forward = 1"));
+    assert!(!sysctl.contains("ip_forward = 0"));
+    assert!(sysctl.lines().any(|l| l == "kernel.kptr_restrict = 2"));
+    let nft = content(&doc, NFT);
+    for line in [
+        "ip daddr 169.254.169.254 drop",
+        "iifname \"docker0\" accept",
+        "meta l4proto tcp ct status dnat ct original proto-dst @docker_published_tcp accept",
+        "set docker_published_tcp {",
+    ] {
+        assert!(nft.lines().any(|l| l.trim() == line), "{line}:\n{nft}");
+    }
+    // The metadata drop comes before the containers' accept.
+    assert!(nft.find("169.254.169.254").unwrap() < nft.find("iifname \"docker0\"").unwrap());
+    // SSH rules are the same as without Docker.
+    assert!(nft.contains("ip saddr @ssh_allow_v4 tcp dport 22 accept"));
+}
+
+#[test]
+fn vpn_mode_moves_ssh_into_the_tunnel() {
+    let mut p = params();
+    let wg = vpn();
+    p.vpn = Some(wg.clone());
+    let out = render_embedded(&p);
+    let doc = parse(&out);
+    assert!(packages(&doc).contains(&"wireguard-tools"));
+    let conf = write_file(&doc, WG);
+    assert_eq!(conf["permissions"], "0600");
+    let conf = conf["content"].as_str().unwrap();
+    for line in [
+        "Address = 10.213.7.1/24".to_owned(),
+        "ListenPort = 51820".to_owned(),
+        format!("PrivateKey = {}", wg.server_private_key),
+        format!("PublicKey = {}", wg.client_public_key),
+        "AllowedIPs = 10.213.7.2/32".to_owned(),
+    ] {
+        assert!(conf.lines().any(|l| l == line), "{line}:\n{conf}");
+    }
+    let sshd = content(&doc, SSHD);
+    assert!(
+        sshd.lines().any(|l| l == "ListenAddress 10.213.7.1"),
+        "{sshd}"
+    );
+    let nft = content(&doc, NFT);
+    assert!(
+        nft.contains("ip saddr @ssh_allow_v4 udp dport 51820 accept"),
+        "{nft}"
+    );
+    assert!(
+        nft.contains("ip6 saddr @ssh_allow_v6 udp dport 51820 accept"),
+        "{nft}"
+    );
+    assert!(nft.contains("iifname \"wg0\" tcp dport 22 accept"), "{nft}");
+    assert_eq!(
+        nft.matches("tcp dport 22").count(),
+        1,
+        "SSH only on wg0:\n{nft}"
+    );
+    let cmds = runcmd(&doc);
+    let wg_at = cmds
+        .iter()
+        .position(|c| c == "systemctl enable --now wg-quick@wg0")
+        .unwrap();
+    let ssh_at = cmds
+        .iter()
+        .position(|c| c.contains("systemctl restart ssh"))
+        .unwrap();
+    assert!(wg_at < ssh_at, "{cmds:?}");
+    assert!(cmds.iter().any(|c| c.contains("disable --now ssh.socket")));
+    let unit = content(
+        &doc,
+        "/etc/systemd/system/ssh.service.d/10-bootstrap-wireguard.conf",
+    );
+    assert!(unit.contains("After=wg-quick@wg0.service"));
+
+    // Without --ssh-from the tunnel port is open, SSH still is not.
+    p.ssh_from.clear();
+    let nft = content(&parse(&render_embedded(&p)), NFT).to_owned();
+    assert!(
+        nft.lines().any(|l| l.trim() == "udp dport 51820 accept"),
+        "{nft}"
+    );
+    assert_eq!(nft.matches("tcp dport 22").count(), 1, "{nft}");
+    // The private key never shows in Debug.
+    assert!(!format!("{p:?}").contains(&wg.server_private_key));
+}
+
+#[test]
+fn vpn_keys_and_names_are_validated() {
+    let good = vpn();
+    let bad_cases: [fn(&mut WireGuard); 7] = [
+        |w| w.server_private_key = "x".into(),
+        |w| w.client_public_key = format!("{}\n", w.client_public_key),
+        |w| w.server_private_key = w.server_private_key.replace('=', "\""),
+        |w| w.interface = "wg0\"; drop".into(),
+        |w| w.interface = String::new(),
+        |w| w.port = 0,
+        |w| w.client_address = w.server_address,
+    ];
+    for (i, adjust) in bad_cases.iter().enumerate() {
+        let mut w = good.clone();
+        adjust(&mut w);
+        let mut p = params();
+        p.vpn = Some(w);
+        assert!(
+            matches!(
+                render(&Template::embedded(), &p),
+                Err(Error::InvalidParam { .. })
+            ),
+            "case {i}"
+        );
     }
 }

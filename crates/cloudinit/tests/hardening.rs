@@ -1,9 +1,15 @@
 //! The rendered hardening user-data checked by the real tools that will read it on a server:
-//! cloud-init, sshd (config test and a live daemon on 127.0.0.1), ssh-audit, fail2ban, nft and apt.
+//! cloud-init, sshd (config test and a live daemon on 127.0.0.1), ssh-audit, fail2ban, nft, apt,
+//! visudo (on the sudoers file cloud-init's own code writes), sysctl and WireGuard.
 //!
-//! Runs as root (it creates a user); needs the Debian packages cloud-init, openssh-server,
-//! openssh-client, fail2ban, python3-systemd, nftables, apt and passwd, plus ssh-audit 3.9.0 from
-//! PyPI. Every process and user it creates is removed by a Drop guard, even when a test fails.
+//! Every combination the CLI can ask for is rendered and checked: see [`variants`] (default,
+//! Debian 12 and Ubuntu 24.04, `--docker`, `--vpn wireguard`, `--sudo nopasswd`,
+//! `--allow-tcp-forwarding`, an unknown image, and all options at once).
+//!
+//! Runs as root (it creates a user and network namespaces); needs the Debian packages cloud-init,
+//! openssh-server, openssh-client, fail2ban, python3-systemd, nftables, apt, passwd, sudo,
+//! wireguard-tools and wireguard-go, plus ssh-audit 3.9.0 from PyPI. Every process and user it
+//! creates is removed by a Drop guard, even when a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -13,7 +19,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 use std::time::Duration;
 
-use bootstrap_cloudinit::{Template, render};
+use bootstrap_cloudinit::{ImageProfile, Sudo, Template, WireGuard, render};
 use serde_json::Value as Json;
 use support::*;
 
@@ -23,11 +29,8 @@ const NFTABLES: &str = "/etc/nftables.conf";
 const UNATTENDED: &str = "/etc/apt/apt.conf.d/52bootstrap-unattended-upgrades";
 const AUTO_UPGRADES: &str = "/etc/apt/apt.conf.d/20auto-upgrades";
 
-const KEX: &str =
-    "sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org";
-const CIPHERS: &str = "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr";
-const MACS: &str =
-    "hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,umac-128-etm@openssh.com";
+const SYSCTL: &str = "/etc/sysctl.d/90-bootstrap-hardening.conf";
+const WG_CONF: &str = "/etc/wireguard/wg0.conf";
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -49,6 +52,107 @@ const HOSTILE: &[&str] = &[
     "ünïcødé",
 ];
 
+/// A WireGuard tunnel with freshly generated keys.
+fn test_vpn() -> WireGuard {
+    let server = bootstrap_keys::WgKeyPair::generate();
+    let client = bootstrap_keys::WgKeyPair::generate();
+    WireGuard::new(
+        server.private_base64().to_string(),
+        client.public().to_base64(),
+    )
+}
+
+/// Every combination the CLI can render, each for a fresh admin, key and host key.
+fn variants() -> Vec<(&'static str, Rendered)> {
+    vec![
+        ("ubuntu-24.04 (default)", Rendered::new()),
+        (
+            "debian-12",
+            Rendered::with(|p| p.image = ImageProfile::for_image("debian-12")),
+        ),
+        ("--docker", Rendered::with(|p| p.docker = true)),
+        (
+            "--vpn wireguard",
+            Rendered::with(|p| p.vpn = Some(test_vpn())),
+        ),
+        (
+            "--sudo nopasswd",
+            Rendered::with(|p| p.sudo = Sudo::NoPasswd),
+        ),
+        (
+            "--allow-tcp-forwarding",
+            Rendered::with(|p| p.allow_tcp_forwarding = true),
+        ),
+        (
+            "unknown image (common subset)",
+            Rendered::with(|p| p.image = ImageProfile::for_image("ami-0123456789abcdef0")),
+        ),
+        (
+            "debian-12 --docker --vpn wireguard --sudo nopasswd --allow-tcp-forwarding",
+            Rendered::with(|p| {
+                p.image = ImageProfile::for_image("debian-12");
+                p.docker = true;
+                p.vpn = Some(test_vpn());
+                p.sudo = Sudo::NoPasswd;
+                p.allow_tcp_forwarding = true;
+            }),
+        ),
+    ]
+}
+
+/// The `sshd -T` lines a rendering must produce.
+fn expected_sshd(rendered: &Rendered) -> Vec<String> {
+    let a = rendered.params.image.algorithms();
+    let mut lines: Vec<String> = [
+        "permitrootlogin no",
+        "passwordauthentication no",
+        "kbdinteractiveauthentication no",
+        "pubkeyauthentication yes",
+        "authenticationmethods publickey",
+        "permitemptypasswords no",
+        "hostbasedauthentication no",
+        "ignorerhosts yes",
+        "maxauthtries 3",
+        "maxsessions 10",
+        "logingracetime 30",
+        "x11forwarding no",
+        "allowagentforwarding no",
+        "allowstreamlocalforwarding no",
+        "gatewayports no",
+        "permittunnel no",
+        "permituserenvironment no",
+        "clientaliveinterval 300",
+        "clientalivecountmax 2",
+        "maxstartups 10:30:60",
+        "compression no",
+        "loglevel VERBOSE",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    lines.push(format!("allowusers {}", rendered.admin));
+    lines.push(format!("kexalgorithms {}", a.kex.join(",")));
+    lines.push(format!("ciphers {}", a.ciphers.join(",")));
+    lines.push(format!("macs {}", a.macs.join(",")));
+    lines.push(format!("hostkeyalgorithms {}", a.host_key.join(",")));
+    lines.push(format!("pubkeyacceptedalgorithms {}", a.pubkey.join(",")));
+    lines.push(format!("hostkey {}", rendered.host_key().display()));
+    if let Some(size) = a.required_rsa_size {
+        lines.push(format!("requiredrsasize {size}"));
+    }
+    lines.push(
+        if rendered.params.allow_tcp_forwarding {
+            "allowtcpforwarding local"
+        } else {
+            "allowtcpforwarding no"
+        }
+        .to_owned(),
+    );
+    if let Some(vpn) = &rendered.params.vpn {
+        lines.push(format!("listenaddress {}:22", vpn.server_address));
+    }
+    lines
+}
+
 /// `sshd -T` for a connection by `user`, as a list of "keyword value" lines.
 fn sshd_effective_config(rendered: &Rendered, user: &str) -> support::Ran {
     let config = rendered.sshd_config();
@@ -57,8 +161,6 @@ fn sshd_effective_config(rendered: &Rendered, user: &str) -> support::Ran {
             .arg("-T")
             .arg("-f")
             .arg(&config)
-            .arg("-o")
-            .arg(format!("HostKey={}", rendered.host_key().display()))
             .arg("-C")
             .arg(format!("user={user},host=x,addr=127.0.0.1")),
         MINUTE,
@@ -66,18 +168,23 @@ fn sshd_effective_config(rendered: &Rendered, user: &str) -> support::Ran {
 }
 
 #[test]
-fn cloud_init_schema_accepts_the_rendered_user_data() {
+fn cloud_init_schema_accepts_every_variant() {
     require_tool("cloud-init", "cloud-init");
-    let rendered = Rendered::new();
-    let ran = run(
-        Command::new("cloud-init")
-            .args(["schema", "-c"])
-            .arg(&rendered.user_data_path),
-        MINUTE,
-    );
-    ran.assert_success();
-    assert!(!ran.all().contains("Invalid"), "{}", ran.all());
-    assert!(ran.stdout.contains("Valid cloud-config"), "{}", ran.all());
+    for (name, rendered) in variants() {
+        let ran = run(
+            Command::new("cloud-init")
+                .args(["schema", "-c"])
+                .arg(&rendered.user_data_path),
+            MINUTE,
+        );
+        assert!(ran.status.success(), "{name}: {}", ran.all());
+        assert!(!ran.all().contains("Invalid"), "{name}: {}", ran.all());
+        assert!(
+            ran.stdout.contains("Valid cloud-config"),
+            "{name}: {}",
+            ran.all()
+        );
+    }
 }
 
 #[test]
@@ -101,73 +208,111 @@ fn cloud_init_schema_rejects_a_broken_document() {
 }
 
 #[test]
-fn sshd_accepts_the_drop_in_and_applies_it() {
-    let rendered = Rendered::new();
-    let drop_in = fs::read_to_string(rendered.file(DROP_IN)).unwrap();
-    assert!(
-        !drop_in.contains("Match"),
-        "a Match block would capture sshd_config's own lines"
-    );
-    let config = rendered.sshd_config();
+fn sshd_accepts_every_variant_and_applies_it() {
     fs::create_dir_all("/run/sshd").unwrap();
-    run(
-        Command::new(SSHD)
-            .arg("-t")
-            .arg("-f")
-            .arg(&config)
-            .arg("-o")
-            .arg(format!("HostKey={}", rendered.host_key().display())),
-        MINUTE,
-    )
-    .assert_success();
-
-    let ran = sshd_effective_config(&rendered, &rendered.admin);
-    ran.assert_success();
-    let lines: Vec<&str> = ran.stdout.lines().collect();
-    let allow = format!("allowusers {}", rendered.admin);
-    let kex = format!("kexalgorithms {KEX}");
-    let ciphers = format!("ciphers {CIPHERS}");
-    let macs = format!("macs {MACS}");
-    for expected in [
-        "permitrootlogin no",
-        "passwordauthentication no",
-        "kbdinteractiveauthentication no",
-        "pubkeyauthentication yes",
-        "authenticationmethods publickey",
-        "permitemptypasswords no",
-        "maxauthtries 3",
-        "logingracetime 30",
-        "x11forwarding no",
-        "allowagentforwarding no",
-        "allowtcpforwarding no",
-        "permittunnel no",
-        "permituserenvironment no",
-        "clientaliveinterval 300",
-        "clientalivecountmax 2",
-        "maxstartups 10:30:60",
-        "loglevel VERBOSE",
-        allow.as_str(),
-        kex.as_str(),
-        ciphers.as_str(),
-        macs.as_str(),
-        "hostkeyalgorithms ssh-ed25519,ssh-ed25519-cert-v01@openssh.com,rsa-sha2-512,rsa-sha2-512-cert-v01@openssh.com,rsa-sha2-256,rsa-sha2-256-cert-v01@openssh.com",
-        "pubkeyacceptedalgorithms ssh-ed25519,ssh-ed25519-cert-v01@openssh.com,rsa-sha2-512,rsa-sha2-512-cert-v01@openssh.com,rsa-sha2-256,rsa-sha2-256-cert-v01@openssh.com",
-    ] {
+    for (name, rendered) in variants() {
+        let drop_in = fs::read_to_string(rendered.file(DROP_IN)).unwrap();
         assert!(
-            lines.contains(&expected),
-            "sshd -T lacks {expected:?}:\n{}",
+            !drop_in.contains("Match"),
+            "a Match block would capture sshd_config's own lines"
+        );
+        let config = rendered.sshd_config();
+        let ran = run(Command::new(SSHD).arg("-t").arg("-f").arg(&config), MINUTE);
+        assert!(
+            ran.status.success(),
+            "{name}: sshd -t: {}\n{drop_in}",
+            ran.all()
+        );
+
+        let ran = sshd_effective_config(&rendered, &rendered.admin);
+        ran.assert_success();
+        let lines: Vec<&str> = ran.stdout.lines().collect();
+        for expected in expected_sshd(&rendered) {
+            assert!(
+                lines.contains(&expected.as_str()),
+                "{name}: sshd -T lacks {expected:?}:\n{}",
+                ran.stdout
+            );
+        }
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("allowusers "))
+                .count(),
+            1,
+            "{name}: only the admin may log in:\n{}",
+            ran.stdout
+        );
+        // The only host key is the pinned one from the user-data.
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("hostkey ")).count(),
+            1,
+            "{name}:\n{}",
             ran.stdout
         );
     }
-    assert_eq!(
-        lines
-            .iter()
-            .filter(|l| l.starts_with("allowusers "))
-            .count(),
-        1,
-        "only the admin may log in:\n{}",
-        ran.stdout
-    );
+}
+
+/// The OpenSSH version of the local sshd, from `ssh -V` (same package version as sshd).
+fn local_openssh() -> (u8, u8) {
+    let ran = run(Command::new("ssh").arg("-V"), MINUTE);
+    let text = ran.all();
+    let v = text
+        .split("OpenSSH_")
+        .nth(1)
+        .and_then(|r| r.split(['p', ',', ' ']).next())
+        .unwrap_or_else(|| panic!("cannot read the OpenSSH version from {text:?}"));
+    let (major, minor) = v.split_once('.').unwrap();
+    (major.parse().unwrap(), minor.parse().unwrap())
+}
+
+#[test]
+fn sshd_accepts_a_rendering_only_when_it_knows_the_algorithms() {
+    // Why the algorithms are rendered per image: a rendering for an image with a newer OpenSSH
+    // names algorithms an older sshd does not know, and sshd then refuses to start (a lockout
+    // at first boot). The local sshd is one version; each image's rendering is accepted exactly
+    // when that version knows every name in it.
+    let local = local_openssh();
+    for image in [
+        "debian-11",
+        "debian-12",
+        "ubuntu-22.04",
+        "ubuntu-24.04",
+        "debian-13",
+        "ubuntu-25.04",
+    ] {
+        let rendered = Rendered::with(|p| p.image = ImageProfile::for_image(image));
+        let version = rendered.params.image.openssh().unwrap();
+        let config = rendered.sshd_config();
+        let ran = run(Command::new(SSHD).arg("-t").arg("-f").arg(&config), MINUTE);
+        let knows = (version.major, version.minor) <= local;
+        eprintln!(
+            "{image} (OpenSSH {version}) on local sshd {}.{}: {}",
+            local.0,
+            local.1,
+            if ran.status.success() {
+                "accepted"
+            } else {
+                "refused"
+            }
+        );
+        if knows {
+            assert!(ran.status.success(), "{image}: {}", ran.all());
+        } else if rendered
+            .params
+            .image
+            .algorithms()
+            .kex
+            .contains(&"mlkem768x25519-sha256")
+        {
+            assert!(!ran.status.success(), "{image} accepted by an older sshd?");
+            assert!(
+                ran.all().contains("KexAlgorithms"),
+                "{image}: {}",
+                ran.all()
+            );
+        }
+    }
 }
 
 #[test]
@@ -199,14 +344,21 @@ fn drop_in_wins_over_cloud_inits_own_sshd_settings() {
 
 #[test]
 fn live_sshd_admits_the_admin_by_key_and_nobody_else() {
-    let rendered = Rendered::new();
+    for (name, rendered) in variants() {
+        eprintln!("live sshd: {name}");
+        live_sshd_checks(&rendered);
+    }
+}
+
+/// Key login works, root is refused, only publickey is offered: against a live sshd.
+fn live_sshd_checks(rendered: &Rendered) {
     let _user = UserGuard::create(&rendered.admin);
     for user in [rendered.admin.as_str(), "root"] {
         let keys = rendered.dir.path().join(format!("{user}.keys"));
         fs::write(&keys, &rendered.public_key).unwrap();
         fs::set_permissions(&keys, fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let sshd = LiveSshd::start(&rendered);
+    let sshd = LiveSshd::start(rendered);
 
     // The admin logs in with the key and runs a command.
     let admin_at = format!("{}@127.0.0.1", rendered.admin);
@@ -289,7 +441,7 @@ fn live_sshd_admits_the_admin_by_key_and_nobody_else() {
 }
 
 #[test]
-fn ssh_audit_finds_no_failures() {
+fn ssh_audit_finds_no_failures_and_only_post_quantum_warnings_per_image() {
     let audit = ssh_audit();
     let help = run(Command::new(&audit).arg("-h"), MINUTE);
     if let Some(version) = help.all().lines().find(|l| l.contains("ssh-audit v")) {
@@ -299,31 +451,52 @@ fn ssh_audit_finds_no_failures() {
             version.trim_start_matches("# ")
         );
     }
-    let rendered = Rendered::new();
-    let sshd = LiveSshd::start(&rendered);
-    let ran = run(
-        Command::new(&audit)
-            .args(["--no-colors", "--timeout=10", "-p"])
-            .arg(sshd.port.to_string())
-            .arg("127.0.0.1"),
-        Duration::from_secs(180),
-    );
-    let out = ran.all();
-    assert!(
-        out.contains("(gen) banner: SSH-2.0-OpenSSH"),
-        "ssh-audit did not reach sshd (pid {}):\n{out}",
-        sshd.pid()
-    );
-    assert!(out.contains("sntrup761x25519-sha512@openssh.com"), "{out}");
-    let fails: Vec<&str> = out.lines().filter(|l| l.contains("[fail]")).collect();
-    assert!(
-        fails.is_empty(),
-        "ssh-audit failures:\n{}\n\nfull report:\n{out}",
-        fails.join("\n")
-    );
-    // Warnings are accepted but shown (cargo test -- --nocapture).
-    for warn in out.lines().filter(|l| l.contains("[warn]")) {
-        eprintln!("ssh-audit: {warn}");
+    let (major, minor) = local_openssh();
+    for image in ["ubuntu-24.04", "debian-12", "ami-0123456789abcdef0"] {
+        let rendered = Rendered::with(|p| p.image = ImageProfile::for_image(image));
+        let sshd = LiveSshd::start(&rendered);
+        let ran = run(
+            Command::new(&audit)
+                .args(["--no-colors", "--timeout=10", "-p"])
+                .arg(sshd.port.to_string())
+                .arg("127.0.0.1"),
+            Duration::from_secs(180),
+        );
+        let out = ran.all();
+        assert!(
+            out.contains("(gen) banner: SSH-2.0-OpenSSH"),
+            "ssh-audit did not reach sshd (pid {}):\n{out}",
+            sshd.pid()
+        );
+        let pq = rendered
+            .params
+            .image
+            .algorithms()
+            .kex
+            .contains(&"sntrup761x25519-sha512@openssh.com");
+        let offered = out
+            .lines()
+            .any(|l| l.starts_with("(kex) sntrup761x25519-sha512@openssh.com"));
+        assert_eq!(offered, pq, "{image}:\n{out}");
+        let fails: Vec<&str> = out.lines().filter(|l| l.contains("[fail]")).collect();
+        assert!(
+            fails.is_empty(),
+            "{image}: ssh-audit failures:\n{}\n\nfull report:\n{out}",
+            fails.join("\n")
+        );
+        let warns: Vec<&str> = out.lines().filter(|l| l.contains("[warn]")).collect();
+        eprintln!(
+            "ssh-audit 3.9.0, rendering for {image}, local sshd {major}.{minor}: 0 fail, {} warn",
+            warns.len()
+        );
+        for warn in &warns {
+            eprintln!("  {}", warn.trim());
+        }
+        assert!(
+            warns.iter().all(|w| w.contains("post-quantum")),
+            "{image}: warnings other than post-quantum ones:\n{}",
+            warns.join("\n")
+        );
     }
 }
 
@@ -382,8 +555,15 @@ fn fail2ban_accepts_the_sshd_jail() {
 #[test]
 fn nft_accepts_the_host_firewall() {
     require_tool("nft", "nftables");
-    let variants = [
-        ("ssh_from v4 + v6", Rendered::new()),
+    let mut variants = variants();
+    variants.extend([
+        (
+            "--vpn wireguard, ssh_from empty",
+            Rendered::with(|p| {
+                p.vpn = Some(test_vpn());
+                p.ssh_from.clear();
+            }),
+        ),
         ("ssh_from empty", Rendered::with(|p| p.ssh_from.clear())),
         (
             "ssh_from overlapping, v6 only",
@@ -395,7 +575,7 @@ fn nft_accepts_the_host_firewall() {
                 ]
             }),
         ),
-    ];
+    ]);
     for (name, rendered) in &variants {
         let ran = run(
             Command::new("nft")
@@ -421,6 +601,53 @@ fn nft_accepts_the_host_firewall() {
     .unwrap();
     let ran = run(Command::new("nft").arg("-c").arg("-f").arg(&broken), MINUTE);
     assert!(!ran.status.success(), "{}", ran.all());
+}
+
+#[test]
+fn nftables_reloads_in_a_namespace_and_leaves_other_tables_alone() {
+    // A real kernel load, twice (nftables.service reload), in a network namespace of its own:
+    // the file replaces only `inet bootstrap`; Docker's and fail2ban's tables stay.
+    require_tool("nft", "nftables");
+    require_tool("unshare", "util-linux");
+    for (name, rendered) in variants() {
+        let script = format!(
+            "set -e\n\
+             nft add table ip filter\n\
+             nft add chain ip filter DOCKER-USER\n\
+             nft add table inet f2b-table\n\
+             nft -f {file}\n\
+             nft -f {file}\n\
+             nft list tables\n\
+             nft list chain inet bootstrap input\n",
+            file = rendered.file(NFTABLES).display()
+        );
+        let ran = run(
+            Command::new("unshare").args(["--net", "sh", "-c", &script]),
+            MINUTE,
+        );
+        assert!(ran.status.success(), "{name}: {}", ran.all());
+        let tables: Vec<&str> = ran
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("table ") && !l.ends_with('{'))
+            .collect();
+        assert_eq!(
+            tables,
+            [
+                "table ip filter",
+                "table inet f2b-table",
+                "table inet bootstrap"
+            ],
+            "{name}:\n{}",
+            ran.stdout
+        );
+        assert!(
+            ran.stdout
+                .contains("type filter hook input priority filter; policy drop;"),
+            "{name}:\n{}",
+            ran.stdout
+        );
+    }
 }
 
 #[test]
@@ -588,4 +815,189 @@ fn sshd_keeps_hostile_user_names_inside_allowusers() {
             "sshd rejected {plain:?}; applied: {applied:?}"
         );
     }
+}
+
+/// The sudoers file cloud-init itself writes for the admin (its `Distro.write_sudo_rules`, with
+/// the step that would edit the machine's /etc/sudoers switched off).
+fn cloud_init_sudoers(rendered: &Rendered) -> std::path::PathBuf {
+    require_tool("/usr/bin/python3", "cloud-init");
+    let user = rendered.doc["users"][0]["name"].as_str().unwrap();
+    let rule = rendered.doc["users"][0]["sudo"].as_str().unwrap();
+    let path = rendered.dir.path().join("90-cloud-init-users");
+    let ran = run(
+        Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(
+                "import sys\n\
+                 from cloudinit.distros import debian\n\
+                 d = debian.Distro('debian', {}, None)\n\
+                 d.ensure_sudo_dir = lambda *a, **k: None\n\
+                 d.write_sudo_rules(sys.argv[1], sys.argv[2], sudo_file=sys.argv[3])\n",
+            )
+            .args([user, rule])
+            .arg(&path),
+        MINUTE,
+    );
+    ran.assert_success();
+    path
+}
+
+#[test]
+fn visudo_accepts_the_sudo_rule_cloud_init_writes() {
+    require_tool("visudo", "sudo");
+    for (name, rendered) in variants() {
+        let sudoers = cloud_init_sudoers(&rendered);
+        let text = fs::read_to_string(&sudoers).unwrap();
+        let ran = run(
+            Command::new("visudo").arg("-c").arg("-f").arg(&sudoers),
+            MINUTE,
+        );
+        assert!(ran.status.success(), "{name}: {}\n{text}", ran.all());
+        assert!(ran.stdout.contains("parsed OK"), "{name}: {}", ran.all());
+        let rule_line = text
+            .lines()
+            .find(|l| l.starts_with(&rendered.admin))
+            .unwrap_or_else(|| panic!("{name}: no rule for the admin:\n{text}"));
+        match &rendered.params.sudo {
+            Sudo::Password { hash } => {
+                assert_eq!(rule_line, format!("{} ALL=(ALL:ALL) ALL", rendered.admin));
+                assert!(!text.contains("NOPASSWD"), "{name}");
+                assert_eq!(rendered.doc["users"][0]["hashed_passwd"], hash.as_str());
+                assert_eq!(rendered.doc["users"][0]["lock_passwd"], false);
+            }
+            Sudo::NoPasswd => {
+                assert_eq!(
+                    rule_line,
+                    format!("{} ALL=(ALL) NOPASSWD:ALL", rendered.admin)
+                );
+                assert_eq!(rendered.doc["users"][0]["lock_passwd"], true);
+            }
+        }
+    }
+    // visudo really parses: a broken rule fails.
+    let rendered = Rendered::new();
+    let broken = rendered.dir.path().join("broken");
+    fs::write(&broken, "admin ALL=(ALL ALL\n").unwrap();
+    let ran = run(
+        Command::new("visudo").arg("-c").arg("-f").arg(&broken),
+        MINUTE,
+    );
+    assert!(!ran.status.success(), "{}", ran.all());
+}
+
+#[test]
+fn sysctl_settings_exist_and_the_kernel_takes_the_network_ones() {
+    // net.* settings are per network namespace: they are applied for real in a fresh one.
+    // kernel.* settings are global to the machine, so they are only checked to exist here.
+    require_tool("sysctl", "procps");
+    for (name, rendered) in variants() {
+        let text = fs::read_to_string(rendered.file(SYSCTL)).unwrap();
+        let settings: Vec<(&str, &str)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| {
+                l.split_once(" = ")
+                    .unwrap_or_else(|| panic!("{name}: {l:?}"))
+            })
+            .collect();
+        let forward = if rendered.params.docker { "1" } else { "0" };
+        assert!(
+            settings.contains(&("net.ipv4.ip_forward", forward)),
+            "{name}"
+        );
+        for (key, _) in &settings {
+            let proc = std::path::Path::new("/proc/sys").join(key.replace('.', "/"));
+            assert!(
+                proc.exists(),
+                "{name}: {key} is not a sysctl of this kernel"
+            );
+        }
+        let net = rendered.dir.path().join("net.conf");
+        fs::write(
+            &net,
+            settings
+                .iter()
+                .filter(|(k, _)| k.starts_with("net."))
+                .map(|(k, v)| format!("{k} = {v}\n"))
+                .collect::<String>(),
+        )
+        .unwrap();
+        let ran = run(
+            Command::new("unshare")
+                .args(["--net", "sh", "-c"])
+                .arg(format!(
+                    "sysctl -q -p {} && sysctl net.ipv4.ip_forward net.ipv4.conf.all.rp_filter net.ipv4.conf.all.accept_redirects",
+                    net.display()
+                )),
+            MINUTE,
+        );
+        assert!(ran.status.success(), "{name}: {}", ran.all());
+        assert!(
+            ran.stdout
+                .contains(&format!("net.ipv4.ip_forward = {forward}"))
+                && ran.stdout.contains("net.ipv4.conf.all.rp_filter = 1")
+                && ran
+                    .stdout
+                    .contains("net.ipv4.conf.all.accept_redirects = 0"),
+            "{name}: {}",
+            ran.stdout
+        );
+    }
+}
+
+#[test]
+fn wireguard_takes_the_server_config() {
+    // The rendered wg0.conf through wg-quick's own parser (`strip`), then loaded into a real
+    // WireGuard interface (wireguard-go, in a network namespace of its own).
+    require_tool("wg-quick", "wireguard-tools");
+    require_tool("wireguard-go", "wireguard-go");
+    let mut checked = 0;
+    for (name, rendered) in variants() {
+        let Some(vpn) = &rendered.params.vpn else {
+            continue;
+        };
+        let conf = rendered.file(WG_CONF);
+        assert_eq!(
+            fs::metadata(&conf).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{name}"
+        );
+        let stripped = rendered.dir.path().join("wg0.stripped");
+        let ran = run(Command::new("wg-quick").arg("strip").arg(&conf), MINUTE);
+        assert!(ran.status.success(), "{name}: {}", ran.all());
+        fs::write(&stripped, &ran.stdout).unwrap();
+        let script = format!(
+            "set -e\n\
+             WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go wg0 >/dev/null 2>&1\n\
+             wg setconf wg0 {}\n\
+             wg show wg0\n\
+             ip link del wg0\n",
+            stripped.display()
+        );
+        let ran = run(
+            Command::new("unshare").args(["--net", "sh", "-c", &script]),
+            MINUTE,
+        );
+        assert!(ran.status.success(), "{name}: {}", ran.all());
+        assert!(
+            ran.stdout
+                .contains(&format!("listening port: {}", vpn.port)),
+            "{name}: {}",
+            ran.stdout
+        );
+        assert!(
+            ran.stdout
+                .contains(&format!("peer: {}", vpn.client_public_key)),
+            "{name}: {}",
+            ran.stdout
+        );
+        assert!(
+            ran.stdout
+                .contains(&format!("allowed ips: {}/32", vpn.client_address)),
+            "{name}: {}",
+            ran.stdout
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "no --vpn variant was checked");
 }

@@ -205,8 +205,9 @@ fn bare(key: &PublicKey) -> PublicKey {
 }
 
 /// Writes `contents` to `path` through a temp file in the same directory (created with `mode`)
-/// and a rename, so a reader sees the old or the new file, never half of one.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
+/// and a rename, so a reader sees the old or the new file, never half of one. A missing parent
+/// directory is created with mode 0700.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
     crate::ensure_private_dir(path)?;
     let tmp = temp_sibling(path);
     let write_err = |source| Error::Write {

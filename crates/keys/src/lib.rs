@@ -13,9 +13,11 @@ pub mod known_hosts;
 pub mod password;
 pub mod wireguard;
 
-pub use known_hosts::{KnownHosts, KnownHostsEntry, host_pattern};
+pub use known_hosts::{KnownHosts, KnownHostsEntry, host_pattern, write_atomic};
 pub use password::SudoPassword;
 pub use wireguard::{WgKeyPair, WgPublicKey};
+/// Buffers that hold secrets and are wiped when dropped.
+pub use zeroize::Zeroizing;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -31,7 +33,6 @@ use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use ssh_key::private::Ed25519Keypair;
 use ssh_key::{LineEnding, PrivateKey};
-use zeroize::Zeroizing;
 
 /// Errors from parsing, loading and writing keys.
 ///

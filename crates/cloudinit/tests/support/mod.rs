@@ -11,7 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bootstrap_cloudinit::{HardeningParams, Template, render};
+use bootstrap_cloudinit::{HardeningParams, HostKey, ImageProfile, Sudo, Template, render};
 use serde_json::Value as Json;
 
 /// The sshd binary: it must be started with an absolute path.
@@ -286,7 +286,17 @@ pub fn ssh_keygen(path: &Path, comment: &str) -> PathBuf {
     path.to_path_buf()
 }
 
-/// The test's default parameters: the networks from the brief and a reboot time.
+/// A freshly generated host key, as `bootstrap create` makes one.
+pub fn generated_host_key(name: &str) -> HostKey {
+    let pair = bootstrap_keys::KeyPair::generate(&format!("bootstrap-host-{name}"));
+    HostKey {
+        private_openssh: pair.private_openssh().unwrap().to_string(),
+        public_openssh: pair.public().to_openssh(),
+    }
+}
+
+/// The test's default parameters: the networks from the brief, a reboot time, Ubuntu 24.04, a
+/// generated host key and a generated sudo password (its hash).
 pub fn test_params(admin: &str, public_key: &str) -> HardeningParams {
     HardeningParams {
         hostname: format!("test-{}", unique_suffix()),
@@ -297,6 +307,16 @@ pub fn test_params(admin: &str, public_key: &str) -> HardeningParams {
             "2001:db8::/32".parse().unwrap(),
         ],
         reboot_time: "04:15".to_owned(),
+        image: ImageProfile::for_image("ubuntu-24.04"),
+        host_key: generated_host_key(admin),
+        sudo: Sudo::Password {
+            hash: bootstrap_keys::SudoPassword::generate()
+                .sha512_crypt()
+                .unwrap(),
+        },
+        docker: false,
+        vpn: None,
+        allow_tcp_forwarding: false,
     }
 }
 
@@ -343,6 +363,7 @@ impl Rendered {
         let doc: Json = serde_saphyr::from_str(&user_data).unwrap();
         let root = dir.path().join("root");
         extract_write_files(&doc, &root);
+        extract_host_keys(&doc, &root);
         Self {
             dir,
             admin,
@@ -392,13 +413,35 @@ impl Rendered {
         path
     }
 
-    /// A host key for test sshd instances (never the machine's own).
+    /// The host key from the user-data's `ssh_keys`, where cloud-init writes it (below `root`);
+    /// the extracted drop-in's `HostKey` line points there (never the machine's own key).
     pub fn host_key(&self) -> PathBuf {
-        let path = self.dir.path().join("ssh_host_ed25519_key");
-        if !path.exists() {
-            ssh_keygen(&path, "test-host");
-        }
-        path
+        self.file("/etc/ssh/ssh_host_ed25519_key")
+    }
+}
+
+/// Writes `ssh_keys.ed25519_private`/`_public` below `root` as cloud-init's cc_ssh does (0600 and
+/// 0644), and points the extracted sshd drop-ins' `HostKey /etc/ssh/...` lines there.
+pub fn extract_host_keys(doc: &Json, root: &Path) {
+    let Some(keys) = doc.get("ssh_keys") else {
+        return;
+    };
+    let ssh = root.join("etc/ssh");
+    fs::create_dir_all(&ssh).unwrap();
+    for (field, name, mode) in [
+        ("ed25519_private", "ssh_host_ed25519_key", 0o600),
+        ("ed25519_public", "ssh_host_ed25519_key.pub", 0o644),
+    ] {
+        let text = keys[field].as_str().expect("ssh_keys values are strings");
+        let path = ssh.join(name);
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let dropins = ssh.join("sshd_config.d");
+    for entry in fs::read_dir(&dropins).into_iter().flatten().flatten() {
+        let text = fs::read_to_string(entry.path()).unwrap();
+        let rebased = text.replace("HostKey /etc/ssh/", &format!("HostKey {}/", ssh.display()));
+        fs::write(entry.path(), rebased).unwrap();
     }
 }
 
@@ -473,13 +516,12 @@ pub struct LiveSshd {
 }
 
 impl LiveSshd {
-    /// Starts sshd with the rendered drop-in, a test host key, and authorized keys read from
+    /// Starts sshd with the rendered drop-in, the user-data's host key, and authorized keys read from
     /// `<scratch>/%u.keys` (so no real authorized_keys is used or touched).
     pub fn start(rendered: &Rendered) -> Self {
         // sshd refuses to start without its privilege separation directory.
         fs::create_dir_all("/run/sshd").unwrap();
         let config = rendered.sshd_config();
-        let host_key = rendered.host_key();
         let dir = rendered.dir.path();
         let mut last_log = String::new();
         for attempt in 0..5 {
@@ -494,8 +536,6 @@ impl LiveSshd {
                 .arg(format!("Port={port}"))
                 .arg("-o")
                 .arg("ListenAddress=127.0.0.1")
-                .arg("-o")
-                .arg(format!("HostKey={}", host_key.display()))
                 .arg("-o")
                 .arg(format!(
                     "PidFile={}",
