@@ -3624,14 +3624,7 @@ fn parse_raw_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
     })
 }
 
-/// The directory holding the API documents: `BOOTSTRAP_SPECS_DIR`, else `../shared/specs` next
-/// to the crate.
-pub fn specs_dir() -> std::path::PathBuf {
-    match std::env::var_os("BOOTSTRAP_SPECS_DIR") {
-        Some(d) if !d.is_empty() => d.into(),
-        _ => std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/specs")),
-    }
-}
+pub use crate::support::specs_dir;
 
 // =====================================================================================
 // A small OpenAPI 3.0 schema checker (for the self-tests' shape-fidelity checks)

@@ -472,14 +472,7 @@ fn free_port() -> Result<u16, (String, bool)> {
         .map_err(|e| (format!("local_addr: {e}"), false))
 }
 
-/// The directory holding the API documents: `BOOTSTRAP_SPECS_DIR`, else `../shared/specs` next
-/// to the crate.
-pub fn specs_dir() -> PathBuf {
-    match std::env::var_os("BOOTSTRAP_SPECS_DIR") {
-        Some(d) if !d.is_empty() => d.into(),
-        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/specs")),
-    }
-}
+pub use crate::support::specs_dir;
 
 /// An answer read by [`http`].
 #[derive(Clone, Debug)]

@@ -106,7 +106,8 @@ impl Run {
 
 /// The specs directory: `$BOOTSTRAP_SPECS_DIR`, else `../shared/specs` beside the repo.
 pub fn specs_dir() -> PathBuf {
-    std::env::var_os("BOOTSTRAP_SPECS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/specs"))
+    match std::env::var_os("BOOTSTRAP_SPECS_DIR") {
+        Some(d) if !d.is_empty() => d.into(),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/specs"),
+    }
 }
