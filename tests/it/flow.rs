@@ -301,3 +301,38 @@ fn user_data_over_the_limit_is_refused_before_any_call() {
     assert!(r.stderr().contains("32768"), "{}", r.stderr());
     assert_eq!(fake.request_count(), 0);
 }
+
+#[test]
+fn debug_logs_never_show_the_token_or_the_private_key() {
+    let fake = FakeHetzner::start_default();
+    let mut b = Bin::new();
+    b.env("HCLOUD_TOKEN", "s3cr3t-token-value-0123456789abcdef");
+    b.env("SECRET_PASSPHRASE", "correct horse battery staple");
+    let url = fake.url();
+    let mut args = vec!["-vv"];
+    args.extend(create_args(&url, "web1"));
+    args.extend(["--passphrase-env", "SECRET_PASSPHRASE"]);
+    let r = b.run(&args);
+    r.expect_code(0);
+    let all = format!("{}{}", r.stdout(), r.stderr());
+    assert!(all.contains("POST /servers"), "debug logs are on: {all}");
+    assert!(!all.contains("s3cr3t-token"), "token leaked");
+    assert!(!all.contains("correct horse"), "passphrase leaked");
+    let private = std::fs::read_to_string(b.key_path("hetzner", "web1")).unwrap();
+    assert!(private.contains("BEGIN OPENSSH PRIVATE KEY"));
+    let body: String = private
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(!all.contains(&body[..40]), "private key leaked");
+    // The key on disk is encrypted with the passphrase.
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-y", "-P", "", "-f"])
+        .arg(b.key_path("hetzner", "web1"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the key must not open without the passphrase"
+    );
+}
