@@ -51,7 +51,9 @@ pub fn snapshot_engines(kind: ProviderKind) -> &'static [crate::cli::SnapshotEng
     match kind {
         ProviderKind::Hetzner => &[SnapshotEngine::Job],
         #[cfg(feature = "aws")]
-        ProviderKind::Aws => &[SnapshotEngine::Job],
+        // Data Lifecycle Manager by default; the job where DLM cannot be used (no role, or a
+        // schedule kept from any machine alongside other providers').
+        ProviderKind::Aws => &[SnapshotEngine::Dlm, SnapshotEngine::Job],
     }
 }
 

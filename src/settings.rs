@@ -89,6 +89,7 @@ impl Connection {
             #[cfg(feature = "aws")]
             aws: bootstrap_aws::AwsOptions {
                 endpoint: endpoint.clone(),
+                dlm_endpoint: env::var(env::BOOTSTRAP_AWS_DLM_ENDPOINT),
                 ..Default::default()
             },
             endpoint,

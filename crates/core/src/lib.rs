@@ -28,8 +28,9 @@ pub mod testing;
 
 pub use error::{Error, ErrorKind, Result};
 pub use model::{
-    DeploymentName, Firewall, FirewallRule, FirewallSpec, Labels, Operation, OperationStatus,
-    PublicKeyInfo, Server, ServerSpec, ServerStatus, Snapshot, SnapshotStatus, SshKey, SshKeySpec,
+    DeploymentName, Firewall, FirewallRule, FirewallSpec, Labels, NativeSchedule,
+    NativeScheduleSpec, Operation, OperationStatus, PublicKeyInfo, Server, ServerSpec,
+    ServerStatus, Snapshot, SnapshotStatus, SshKey, SshKeySpec,
 };
 pub use progress::{Progress, Silent};
 pub use provider::{Created, Limits, Provider};

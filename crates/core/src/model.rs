@@ -347,6 +347,38 @@ impl Labelled for Snapshot {
     }
 }
 
+/// A provider's own snapshot schedule for one deployment (an AWS Data Lifecycle Manager policy
+/// targeting the deployment's tag). The core creates it with the server when the server's
+/// `bootstrap-snapshot-engine` label names a native engine, and removes it in every teardown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NativeSchedule {
+    /// Provider id (`policy-0123...`).
+    pub id: String,
+    /// Name / description.
+    pub name: String,
+    /// Its labels (tags).
+    pub labels: Labels,
+}
+
+impl Labelled for NativeSchedule {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+}
+
+/// What [`crate::Provider::create_native_schedule`] makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeScheduleSpec {
+    /// Name / description.
+    pub name: String,
+    /// The deployment whose servers it snapshots (they carry its `bootstrap-deployment` label).
+    pub deployment: DeploymentName,
+    /// Interval, time and retention count.
+    pub schedule: crate::schedule::Schedule,
+    /// Labels of the schedule itself, also put on every image it takes.
+    pub labels: Labels,
+}
+
 /// Something asynchronous the provider is doing, to be polled with
 /// [`crate::Provider::operation_status`] (a Hetzner action, a DigitalOcean action, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

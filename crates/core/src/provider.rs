@@ -17,8 +17,8 @@ use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
-    Firewall, FirewallSpec, Labels, Operation, OperationStatus, PublicKeyInfo, Server, ServerSpec,
-    Snapshot, SshKey, SshKeySpec,
+    Firewall, FirewallSpec, Labels, NativeSchedule, NativeScheduleSpec, Operation, OperationStatus,
+    PublicKeyInfo, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
 };
 
 /// Fixed facts about a provider that the core checks before any API call.
@@ -85,22 +85,13 @@ pub trait Provider: Send + Sync {
     async fn operation_status(&self, op: &Operation) -> Result<OperationStatus>;
 
     /// Replaces a server's labels (used to change its snapshot schedule).
-    async fn set_server_labels(&self, server: &Server, labels: &Labels) -> Result<()> {
-        let _ = (server, labels);
-        Err(unsupported(self.name(), "changing server labels"))
-    }
+    async fn set_server_labels(&self, server: &Server, labels: &Labels) -> Result<()>;
 
     /// Snapshots carrying all of `selector`'s labels. Never provider-made backups.
-    async fn list_snapshots(&self, selector: &Labels) -> Result<Vec<Snapshot>> {
-        let _ = selector;
-        Err(unsupported(self.name(), "snapshots"))
-    }
+    async fn list_snapshots(&self, selector: &Labels) -> Result<Vec<Snapshot>>;
 
     /// One snapshot; `None` once it is gone.
-    async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>> {
-        let _ = id;
-        Err(unsupported(self.name(), "snapshots"))
-    }
+    async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>>;
 
     /// Starts a snapshot of `server` named `name` with `labels`.
     async fn create_snapshot(
@@ -108,21 +99,35 @@ pub trait Provider: Send + Sync {
         server: &Server,
         name: &str,
         labels: &Labels,
-    ) -> Result<Created<Snapshot>> {
-        let _ = (server, name, labels);
-        Err(unsupported(self.name(), "snapshots"))
-    }
+    ) -> Result<Created<Snapshot>>;
 
-    /// Deletes a snapshot.
-    async fn delete_snapshot(&self, id: &str) -> Result<()> {
-        let _ = id;
-        Err(unsupported(self.name(), "snapshots"))
-    }
+    /// Deletes a snapshot (one carrying our labels; anything else is refused).
+    async fn delete_snapshot(&self, id: &str) -> Result<()>;
 
     /// Turns on the provider's own backups for a server (Hetzner `enable_backup`).
     async fn enable_provider_backups(&self, server: &Server) -> Result<Vec<Operation>> {
         let _ = server;
         Err(unsupported(self.name(), "provider backups"))
+    }
+
+    /// Native snapshot schedules carrying all of `selector`'s labels. A provider without one
+    /// has none: the default is an empty list, so that teardown needs no special case.
+    async fn list_native_schedules(&self, selector: &Labels) -> Result<Vec<NativeSchedule>> {
+        let _ = selector;
+        Ok(Vec::new())
+    }
+
+    /// Creates the provider's own snapshot schedule for a deployment (AWS: a Data Lifecycle
+    /// Manager policy on the deployment's tag).
+    async fn create_native_schedule(&self, spec: &NativeScheduleSpec) -> Result<NativeSchedule> {
+        let _ = spec;
+        Err(unsupported(self.name(), "native snapshot schedules"))
+    }
+
+    /// Deletes a native snapshot schedule; a missing one is fine.
+    async fn delete_native_schedule(&self, id: &str) -> Result<()> {
+        let _ = id;
+        Err(unsupported(self.name(), "native snapshot schedules"))
     }
 }
 

@@ -397,4 +397,33 @@ impl Provider for FakeProvider {
             Ok(OperationStatus::Succeeded)
         })
     }
+
+    // The flow tests of create/destroy need no snapshots: the job is tested on the Hetzner fake.
+    async fn set_server_labels(&self, _server: &Server, _labels: &Labels) -> Result<()> {
+        Err(crate::provider::unsupported(
+            self.name(),
+            "changing server labels",
+        ))
+    }
+
+    async fn list_snapshots(&self, _selector: &Labels) -> Result<Vec<crate::model::Snapshot>> {
+        Err(crate::provider::unsupported(self.name(), "snapshots"))
+    }
+
+    async fn get_snapshot(&self, _id: &str) -> Result<Option<crate::model::Snapshot>> {
+        Err(crate::provider::unsupported(self.name(), "snapshots"))
+    }
+
+    async fn create_snapshot(
+        &self,
+        _server: &Server,
+        _name: &str,
+        _labels: &Labels,
+    ) -> Result<Created<crate::model::Snapshot>> {
+        Err(crate::provider::unsupported(self.name(), "snapshots"))
+    }
+
+    async fn delete_snapshot(&self, _id: &str) -> Result<()> {
+        Err(crate::provider::unsupported(self.name(), "snapshots"))
+    }
 }

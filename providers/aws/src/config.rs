@@ -15,6 +15,9 @@ pub struct AwsOptions {
     pub profile: Option<String>,
     /// `--endpoint` / `BOOTSTRAP_AWS_ENDPOINT` (else `AWS_ENDPOINT_URL`, else AWS's).
     pub endpoint: Option<String>,
+    /// `BOOTSTRAP_AWS_DLM_ENDPOINT`: Data Lifecycle Manager's endpoint only (tests point it at a
+    /// fake; moto has no DLM). Else `endpoint`, else AWS's.
+    pub dlm_endpoint: Option<String>,
     /// `--vpc`: the VPC of the security group (else the subnet's, else the default VPC).
     pub vpc: Option<String>,
     /// `--subnet`: the subnet to launch into (else a default subnet of the default VPC).

@@ -11,6 +11,8 @@
 //! | server | instance (`RunInstances`), states polled through [`Provider::get_server`] |
 //! | labels | tags, plus a `Name` tag |
 //! | operation | none: EC2 answers with states, not actions |
+//! | snapshot | AMI of the instance (`CreateImage`, no reboot), deregistered with its EBS snapshots |
+//! | native schedule | Data Lifecycle Manager policy on the deployment's tag ([`dlm`]) |
 //!
 //! The SDK signs requests (SigV4) and retries throttling and 5xx answers itself (standard retry
 //! mode, 3 attempts, with its own backoff and client-side rate limiter); an error that outlives
@@ -18,18 +20,21 @@
 //! one retry loop decides. The adapter adds no loop of its own.
 
 mod config;
+pub mod dlm;
 mod error;
 mod firewall;
 pub mod image;
 mod server;
+mod snapshot;
 mod ssh_key;
 mod tags;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
 use bootstrap_core::{
-    Created, Error, ErrorKind, Firewall, FirewallSpec, Labels, Limits, Operation, OperationStatus,
-    Provider, PublicKeyInfo, Result, Server, ServerSpec, SshKey, SshKeySpec,
+    Created, Error, ErrorKind, Firewall, FirewallSpec, Labels, Limits, NativeSchedule,
+    NativeScheduleSpec, Operation, OperationStatus, Provider, PublicKeyInfo, Result, Server,
+    ServerSpec, Snapshot, SshKey, SshKeySpec,
 };
 
 pub use config::{AwsOptions, check_instance_type, check_region, check_zone};
@@ -53,6 +58,7 @@ pub mod defaults {
 #[derive(Debug, Clone)]
 pub struct Aws {
     ec2: Client,
+    dlm: dlm::Dlm,
     opts: AwsOptions,
 }
 
@@ -62,8 +68,16 @@ impl Aws {
     pub async fn connect(opts: AwsOptions) -> Result<Self> {
         opts.validate()?;
         let sdk = config::load(&opts).await?;
+        let mut dlm_conf = aws_sdk_dlm::config::Builder::from(&sdk);
+        if let Some(e) = &opts.dlm_endpoint {
+            dlm_conf = dlm_conf.endpoint_url(e);
+        }
         Ok(Self {
             ec2: Client::new(&sdk),
+            dlm: dlm::Dlm {
+                dlm: aws_sdk_dlm::Client::from_conf(dlm_conf.build()),
+                sts: aws_sdk_sts::Client::new(&sdk),
+            },
             opts,
         })
     }
@@ -141,5 +155,42 @@ impl Provider for Aws {
             ErrorKind::Other,
             format!("EC2 has no operations to poll ({} {})", op.what, op.id),
         ))
+    }
+
+    async fn set_server_labels(&self, server: &Server, labels: &Labels) -> Result<()> {
+        snapshot::set_labels(&self.ec2, server, labels).await
+    }
+
+    async fn list_snapshots(&self, selector: &Labels) -> Result<Vec<Snapshot>> {
+        snapshot::list(&self.ec2, selector).await
+    }
+
+    async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>> {
+        snapshot::get(&self.ec2, id).await
+    }
+
+    async fn create_snapshot(
+        &self,
+        server: &Server,
+        name: &str,
+        labels: &Labels,
+    ) -> Result<Created<Snapshot>> {
+        snapshot::create(&self.ec2, server, name, labels).await
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> Result<()> {
+        snapshot::delete(&self.ec2, id).await
+    }
+
+    async fn list_native_schedules(&self, selector: &Labels) -> Result<Vec<NativeSchedule>> {
+        self.dlm.list(selector).await
+    }
+
+    async fn create_native_schedule(&self, spec: &NativeScheduleSpec) -> Result<NativeSchedule> {
+        self.dlm.create(spec).await
+    }
+
+    async fn delete_native_schedule(&self, id: &str) -> Result<()> {
+        self.dlm.delete(id).await
     }
 }

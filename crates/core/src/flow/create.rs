@@ -12,13 +12,15 @@ use super::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
-    DeploymentName, Firewall, FirewallSpec, LABEL_SSH_KEY, Labels, Server, ServerSpec,
-    ServerStatus, SshKey, SshKeySpec, only_matching,
+    DeploymentName, Firewall, FirewallSpec, LABEL_MANAGED_BY, LABEL_SSH_KEY, Labels,
+    NativeSchedule, NativeScheduleSpec, Server, ServerSpec, ServerStatus, SshKey, SshKeySpec,
+    only_matching,
 };
 use crate::poll::wait_until;
 use crate::progress::Progress;
 use crate::provider::{Created, Provider};
 use crate::retry::retry;
+use crate::schedule::{LABEL_ENGINE, LABEL_SCHEDULE, Schedule};
 
 /// Everything `create` needs, checked and rendered before any API call.
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ pub struct CreateOutcome {
     pub ssh_key: SshKey,
     /// The firewall applied to it.
     pub firewall: Firewall,
+    /// The provider's own snapshot schedule, when a native engine keeps it.
+    pub native_schedule: Option<NativeSchedule>,
     /// What this run created (the rest already existed).
     pub created: Vec<ResourceRef>,
 }
@@ -95,10 +99,12 @@ pub async fn create(
 
 async fn existing(p: &dyn Provider, selector: &Labels, cfg: &FlowConfig) -> Result<Existing> {
     let r = &cfg.retry;
-    let (servers, firewalls, keys) = futures::join!(
+    let (servers, firewalls, keys, schedules) = futures::join!(
         retry(r, "list servers", || p.list_servers(selector)),
         retry(r, "list firewalls", || p.list_firewalls(selector)),
         retry(r, "list ssh keys", || p.list_ssh_keys(selector)),
+        retry(r, "list snapshot schedules", || p
+            .list_native_schedules(selector)),
     );
     let mut set = Existing::new();
     set.extend(
@@ -115,6 +121,11 @@ async fn existing(p: &dyn Provider, selector: &Labels, cfg: &FlowConfig) -> Resu
         only_matching(keys?, selector)
             .into_iter()
             .map(|k| ("ssh_key", k.id)),
+    );
+    set.extend(
+        only_matching(schedules?, selector)
+            .into_iter()
+            .map(|n| ("snapshot_schedule", n.id)),
     );
     Ok(set)
 }
@@ -156,6 +167,37 @@ async fn run(
         "ssh key {} ({}), firewall {} ({})",
         key.name, key.id, firewall.name, firewall.id
     ));
+
+    // A native engine (AWS DLM) keeps the schedule: its policy comes before the server, so that
+    // a policy the provider refuses (e.g. a missing role) fails the create before an instance
+    // is launched.
+    let native_schedule = match native_spec(plan)? {
+        Some(ns) => {
+            progress.step("creating the provider's snapshot schedule");
+            let (ns, sel) = (&ns, &selector);
+            let (made, is_new) = find_or_create(
+                &cfg.retry,
+                "snapshot schedule",
+                || async move {
+                    Ok(only_matching(p.list_native_schedules(sel).await?, sel)
+                        .into_iter()
+                        .next())
+                },
+                || p.create_native_schedule(ns),
+            )
+            .await?;
+            if is_new {
+                created.push(ResourceRef {
+                    kind: "snapshot_schedule",
+                    id: made.id.clone(),
+                    name: made.name.clone(),
+                });
+            }
+            progress.done(&format!("snapshot schedule {} ({})", made.name, made.id));
+            Some(made)
+        }
+        None => None,
+    };
 
     progress.step("creating server");
     let mut spec: ServerSpec = plan.server.clone();
@@ -215,8 +257,36 @@ async fn run(
         server,
         ssh_key: key,
         firewall,
+        native_schedule,
         created,
     })
+}
+
+/// The native schedule a plan asks for: the server carries a schedule and names an engine
+/// other than the job (`bootstrap-snapshot-engine=dlm`).
+fn native_spec(plan: &CreatePlan) -> Result<Option<NativeScheduleSpec>> {
+    let labels = &plan.server.labels;
+    if labels.get(LABEL_ENGINE).is_none_or(|e| e == "job") {
+        return Ok(None);
+    }
+    let Some(schedule) = Schedule::from_labels(labels)? else {
+        return Ok(None);
+    };
+    let mut own = Labels::deployment(&plan.deployment);
+    if let Some(m) = labels.get(LABEL_MANAGED_BY) {
+        own.insert(LABEL_MANAGED_BY, m);
+    }
+    Ok(Some(NativeScheduleSpec {
+        name: format!(
+            "bootstrap {} {} keep {}",
+            plan.deployment,
+            labels.get(LABEL_SCHEDULE).unwrap_or_default(),
+            schedule.keep
+        ),
+        deployment: plan.deployment.clone(),
+        schedule,
+        labels: own,
+    }))
 }
 
 async fn ensure_key(

@@ -1,4 +1,5 @@
-//! `destroy` and rollback, one teardown: servers first (waiting until they are gone), then
+//! `destroy` and rollback, one teardown: the provider's snapshot schedule first (so that it
+//! takes no image of a server being deleted), then servers (waiting until they are gone), then
 //! firewalls, then keys — a key only when no other managed server still uses it.
 
 use serde::Serialize;
@@ -90,6 +91,29 @@ pub async fn teardown(
     let r = &cfg.retry;
     let kept_id = |kind: &'static str, id: &str| keep.contains(&(kind, id.to_owned()));
     let mut out = Teardown::default();
+
+    let schedules = only_matching(
+        retry(r, "list snapshot schedules", || {
+            p.list_native_schedules(&selector)
+        })
+        .await?,
+        &selector,
+    );
+    for n in schedules
+        .into_iter()
+        .filter(|n| !kept_id("snapshot_schedule", &n.id))
+    {
+        progress.step(&format!("deleting snapshot schedule {} ({})", n.name, n.id));
+        retry(r, "delete snapshot schedule", || {
+            p.delete_native_schedule(&n.id)
+        })
+        .await?;
+        out.removed.push(ResourceRef {
+            kind: "snapshot_schedule",
+            id: n.id,
+            name: n.name,
+        });
+    }
 
     let servers = only_matching(
         retry(r, "list servers", || p.list_servers(&selector)).await?,

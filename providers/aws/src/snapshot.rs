@@ -1,0 +1,332 @@
+//! Our snapshots on EC2 are AMIs: `CreateImage` of the instance (`NoReboot`, tags on the image),
+//! so that `create --from-snapshot ami-...` launches from one with `RunInstances` like any AMI.
+//! The AMI's EBS snapshots carry the same tags (best effort, right after `CreateImage`: EC2 also
+//! takes them in `CreateImage`'s `TagSpecifications`, moto does not) and go with it: deleting a
+//! snapshot deregisters the AMI, then deletes the EBS snapshots behind it.
+//!
+//! Only AMIs this account owns (`Owners=self`) and that carry `managed-by=bootstrap` are listed,
+//! and nothing else is ever deregistered. Data Lifecycle Manager's images (the `dlm` engine)
+//! carry the same labels (its `TagsToAdd`), so `snapshot list` and `destroy --delete-snapshots`
+//! see them too.
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{Image, ImageState, ResourceType, Tag};
+use bootstrap_core::model::{LABEL_MANAGED_BY, MANAGED_BY_VALUE};
+use bootstrap_core::{Created, Error, ErrorKind, Labels, Result, Server, Snapshot, SnapshotStatus};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::{AwsError, sdk};
+use crate::firewall::filter;
+use crate::tags;
+
+fn status(state: Option<&ImageState>) -> SnapshotStatus {
+    match state {
+        Some(ImageState::Pending) => SnapshotStatus::Creating,
+        Some(ImageState::Available) => SnapshotStatus::Available,
+        Some(other) => SnapshotStatus::Other(other.as_str().to_owned()),
+        None => SnapshotStatus::Other("unknown".to_owned()),
+    }
+}
+
+fn from_image(img: &Image) -> Result<Snapshot> {
+    let id = img.image_id().unwrap_or_default().to_owned();
+    let created = img
+        .creation_date()
+        .and_then(|d| OffsetDateTime::parse(d, &Rfc3339).ok())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Other,
+                format!(
+                    "AMI {id} has no readable CreationDate ({:?})",
+                    img.creation_date()
+                ),
+            )
+        })?;
+    Ok(Snapshot {
+        name: tags::name(img.tags())
+            .or(img.name())
+            .unwrap_or(&id)
+            .to_owned(),
+        created,
+        status: status(img.state()),
+        labels: tags::labels(img.tags()),
+        id,
+    })
+}
+
+/// The EBS snapshots behind an AMI.
+fn backing_snapshots(img: &Image) -> Vec<String> {
+    img.block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn ours(img: &Image) -> bool {
+    tags::labels(img.tags()).get(LABEL_MANAGED_BY) == Some(MANAGED_BY_VALUE)
+}
+
+/// Our AMIs carrying every label of `selector`, following `NextToken`.
+pub(crate) async fn list(ec2: &Client, selector: &Labels) -> Result<Vec<Snapshot>> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = sdk(
+            "DescribeImages",
+            ec2.describe_images()
+                .owners("self")
+                .set_filters(Some(tags::filters(selector)))
+                .set_next_token(token.take())
+                .send()
+                .await,
+        )?;
+        for img in page.images().iter().filter(|i| ours(i)) {
+            let s = from_image(img)?;
+            if s.labels.matches(selector) {
+                out.push(s);
+            }
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+async fn describe(ec2: &Client, id: &str) -> Result<Option<Image>> {
+    let r = ec2.describe_images().image_ids(id).send().await;
+    match r {
+        Ok(out) => Ok(out
+            .images()
+            .iter()
+            .find(|i| i.image_id() == Some(id))
+            .filter(|i| i.state() != Some(&ImageState::Deregistered))
+            .cloned()),
+        Err(e) => {
+            let e = AwsError::from_sdk("DescribeImages", e);
+            match e.code() {
+                Some("InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable") => Ok(None),
+                _ => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// One AMI; `None` once it is deregistered or unknown.
+pub(crate) async fn get(ec2: &Client, id: &str) -> Result<Option<Snapshot>> {
+    describe(ec2, id)
+        .await?
+        .as_ref()
+        .map(from_image)
+        .transpose()
+}
+
+/// The AMI named `name` in this account, if any.
+async fn by_name(ec2: &Client, name: &str) -> Result<Option<Image>> {
+    let out = sdk(
+        "DescribeImages",
+        ec2.describe_images()
+            .owners("self")
+            .filters(filter("name", name))
+            .send()
+            .await,
+    )?;
+    Ok(out.images().first().cloned())
+}
+
+/// `CreateImage` of `server` without reboot. AMI names are unique per account and region, so a
+/// second run taking the same slot at the same time gets `InvalidAMIName.Duplicate`: it then
+/// waits for the first run's image instead of failing (when that image is ours, for the same
+/// labels).
+pub(crate) async fn create(
+    ec2: &Client,
+    server: &Server,
+    name: &str,
+    labels: &Labels,
+) -> Result<Created<Snapshot>> {
+    let r = ec2
+        .create_image()
+        .instance_id(&server.id)
+        .name(name)
+        .description(name)
+        .no_reboot(true)
+        .tag_specifications(tags::spec(ResourceType::Image, labels, name))
+        .send()
+        .await;
+    let id = match r {
+        Ok(out) => out.image_id().unwrap_or_default().to_owned(),
+        Err(e) => {
+            let e = AwsError::from_sdk("CreateImage", e);
+            if e.code() != Some("InvalidAMIName.Duplicate") {
+                return Err(e.into());
+            }
+            match by_name(ec2, name).await? {
+                Some(img) if tags::labels(img.tags()).matches(labels) => {
+                    return Ok(Created::ready(from_image(&img)?));
+                }
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "an AMI named {name} exists in this account but is not this deployment's snapshot"
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let img = describe(ec2, &id).await?;
+    if let Some(img) = &img {
+        tag_backing_snapshots(ec2, img, labels, name).await;
+    }
+    let snapshot = match &img {
+        Some(img) => from_image(img)?,
+        // Not visible yet (eventual consistency): the core polls get_snapshot.
+        None => Snapshot {
+            id,
+            name: name.to_owned(),
+            created: OffsetDateTime::now_utc(),
+            status: SnapshotStatus::Creating,
+            labels: labels.clone(),
+        },
+    };
+    Ok(Created::ready(snapshot))
+}
+
+/// Puts the AMI's labels on its EBS snapshots, so that they are recognisable in the console and
+/// in cost reports. Best effort: the AMI's own tags are what this tool goes by.
+async fn tag_backing_snapshots(ec2: &Client, img: &Image, labels: &Labels, name: &str) {
+    let snaps = backing_snapshots(img);
+    if snaps.is_empty() {
+        return;
+    }
+    let tags: Vec<Tag> = tags::tags(labels, name);
+    if let Err(e) = sdk(
+        "CreateTags",
+        ec2.create_tags()
+            .set_resources(Some(snaps))
+            .set_tags(Some(tags))
+            .send()
+            .await,
+    ) {
+        tracing::debug!(error = %e, "could not tag the AMI's EBS snapshots");
+    }
+}
+
+/// Deregisters one of our AMIs, then deletes its EBS snapshots. An AMI without our labels is
+/// refused; a missing one is fine.
+pub(crate) async fn delete(ec2: &Client, id: &str) -> Result<()> {
+    let Some(img) = describe(ec2, id).await? else {
+        return Ok(());
+    };
+    if !ours(&img) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "AMI {id} does not carry {LABEL_MANAGED_BY}={MANAGED_BY_VALUE}: not ours, left alone"
+            ),
+        ));
+    }
+    let snaps = backing_snapshots(&img);
+    match ec2.deregister_image().image_id(id).send().await {
+        Ok(_) => {}
+        Err(e) => {
+            let e = AwsError::from_sdk("DeregisterImage", e);
+            if !matches!(
+                e.code(),
+                Some("InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable")
+            ) {
+                return Err(e.into());
+            }
+        }
+    }
+    for s in snaps {
+        let r = ec2.delete_snapshot().snapshot_id(&s).send().await;
+        if let Err(e) = r {
+            let e = AwsError::from_sdk("DeleteSnapshot", e);
+            if e.code() != Some("InvalidSnapshot.NotFound") {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the instance's tags equal `labels` (plus its `Name`, which is not a label): removes the
+/// labels `server` has that `labels` lacks, then sets the rest.
+pub(crate) async fn set_labels(ec2: &Client, server: &Server, labels: &Labels) -> Result<()> {
+    let gone: Vec<Tag> = server
+        .labels
+        .iter()
+        .filter(|(k, _)| labels.get(k).is_none())
+        .map(|(k, _)| Tag::builder().key(k).build())
+        .collect();
+    if !gone.is_empty() {
+        sdk(
+            "DeleteTags",
+            ec2.delete_tags()
+                .resources(&server.id)
+                .set_tags(Some(gone))
+                .send()
+                .await,
+        )?;
+    }
+    let set: Vec<Tag> = labels
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    if !set.is_empty() {
+        sdk(
+            "CreateTags",
+            ec2.create_tags()
+                .resources(&server.id)
+                .set_tags(Some(set))
+                .send()
+                .await,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice};
+
+    #[test]
+    fn images_map_onto_snapshots() {
+        let img = Image::builder()
+            .image_id("ami-0123")
+            .name("web1-20261125T0300Z")
+            .state(ImageState::Pending)
+            .creation_date("2026-11-25T03:00:05.000Z")
+            .tags(Tag::builder().key("managed-by").value("bootstrap").build())
+            .tags(
+                Tag::builder()
+                    .key("aws:dlm:lifecycle-policy-id")
+                    .value("policy-1")
+                    .build(),
+            )
+            .block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name("/dev/sda1")
+                    .ebs(EbsBlockDevice::builder().snapshot_id("snap-1").build())
+                    .build(),
+            )
+            .build();
+        let s = from_image(&img).unwrap();
+        assert_eq!(s.name, "web1-20261125T0300Z");
+        assert_eq!(s.status, SnapshotStatus::Creating);
+        assert_eq!(s.created.unix_timestamp(), 1_795_575_605);
+        assert_eq!(s.labels.get("managed-by"), Some("bootstrap"));
+        assert!(s.labels.get("aws:dlm:lifecycle-policy-id").is_none());
+        assert!(ours(&img));
+        assert_eq!(backing_snapshots(&img), ["snap-1"]);
+        assert_eq!(
+            status(Some(&ImageState::Failed)),
+            SnapshotStatus::Other("failed".into())
+        );
+    }
+}
