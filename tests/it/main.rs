@@ -11,9 +11,11 @@ mod cli;
 mod contract;
 mod faults;
 mod flow;
+mod hardening_target;
 mod hetzner_fake;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;
 mod snapshots;
 mod support;
+mod verify;
