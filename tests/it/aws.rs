@@ -41,6 +41,11 @@ fn create(b: &Bin, name: &str, extra: &[&str]) -> Run {
         "--output",
         "json",
     ];
+    // moto has no Data Lifecycle Manager (AWS's default engine): these tests keep the schedule
+    // with the job; tests/it/aws_snapshots.rs covers DLM against a fake.
+    if !extra.contains(&"--snapshot-engine") {
+        args.extend_from_slice(&["--snapshot-engine", "job"]);
+    }
     args.extend_from_slice(extra);
     b.run(&args)
 }
@@ -708,6 +713,8 @@ fn aws_profile_gives_region_and_credentials() {
         V4,
         "--image",
         NOBLE_NEWEST,
+        "--snapshot-engine",
+        "job",
     ]);
     r.expect_code(0);
     assert_eq!(

@@ -7,8 +7,12 @@
 mod aws;
 #[cfg(feature = "aws")]
 mod aws_proxy;
+#[cfg(feature = "aws")]
+mod aws_snapshots;
 mod cli;
 mod contract;
+#[cfg(feature = "aws")]
+mod dlm_fake;
 mod faults;
 mod flow;
 mod hardening_target;

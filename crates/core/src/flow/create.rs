@@ -71,7 +71,9 @@ pub async fn create(
 ) -> std::result::Result<CreateOutcome, CreateFailure> {
     let selector = Labels::deployment(&plan.deployment);
     progress.step("looking up existing resources");
-    let existing = match existing(p, &selector, cfg).await {
+    // Whether this plan asks for a native schedule (a broken label set fails in `run`).
+    let native = native_spec(plan).ok().flatten().is_some();
+    let existing = match existing(p, &selector, cfg, native).await {
         Ok(e) => e,
         // Nothing was created yet: no rollback to do.
         Err(error) => {
@@ -91,20 +93,33 @@ pub async fn create(
             progress.warn(&format!(
                 "create failed: {error}; removing what this run created"
             ));
-            let rollback = teardown(p, &plan.deployment, &existing, cfg, progress).await;
+            let rollback = teardown(p, &plan.deployment, &existing, cfg, progress, native).await;
             Err(CreateFailure { error, rollback })
         }
     }
 }
 
-async fn existing(p: &dyn Provider, selector: &Labels, cfg: &FlowConfig) -> Result<Existing> {
+async fn existing(
+    p: &dyn Provider,
+    selector: &Labels,
+    cfg: &FlowConfig,
+    native: bool,
+) -> Result<Existing> {
     let r = &cfg.retry;
     let (servers, firewalls, keys, schedules) = futures::join!(
         retry(r, "list servers", || p.list_servers(selector)),
         retry(r, "list firewalls", || p.list_firewalls(selector)),
         retry(r, "list ssh keys", || p.list_ssh_keys(selector)),
-        retry(r, "list snapshot schedules", || p
-            .list_native_schedules(selector)),
+        async {
+            if native {
+                retry(r, "list snapshot schedules", || {
+                    p.list_native_schedules(selector)
+                })
+                .await
+            } else {
+                Ok(Vec::new())
+            }
+        },
     );
     let mut set = Existing::new();
     set.extend(

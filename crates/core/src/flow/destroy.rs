@@ -12,6 +12,7 @@ use crate::poll::wait_until;
 use crate::progress::Progress;
 use crate::provider::Provider;
 use crate::retry::retry;
+use crate::schedule::LABEL_ENGINE;
 
 /// One removed resource.
 pub type Removed = ResourceRef;
@@ -45,7 +46,7 @@ pub async fn destroy(
     progress: &dyn Progress,
     snapshots: Snapshots,
 ) -> Result<Teardown> {
-    let mut t = teardown(p, deployment, &Existing::new(), cfg, progress).await?;
+    let mut t = teardown(p, deployment, &Existing::new(), cfg, progress, false).await?;
     if snapshots == Snapshots::Ignore {
         return Ok(t);
     }
@@ -79,12 +80,18 @@ pub async fn destroy(
 
 /// Removes everything labelled with `deployment` except `keep` (what existed before a failed
 /// create). Shared by `destroy` and by the rollback of `create`.
+///
+/// The provider's native snapshot schedule is looked for only where one may exist: when a
+/// server of the deployment names a native engine (`bootstrap-snapshot-engine=dlm`), or when
+/// `native_schedule` says so (the rollback of a create that made one before its server). A
+/// deployment kept by the job thus never needs the native service's permissions.
 pub async fn teardown(
     p: &dyn Provider,
     deployment: &DeploymentName,
     keep: &Existing,
     cfg: &FlowConfig,
     progress: &dyn Progress,
+    native_schedule: bool,
 ) -> Result<Teardown> {
     let deadline = Instant::now() + cfg.timeout;
     let selector = Labels::deployment(deployment);
@@ -92,13 +99,25 @@ pub async fn teardown(
     let kept_id = |kind: &'static str, id: &str| keep.contains(&(kind, id.to_owned()));
     let mut out = Teardown::default();
 
-    let schedules = only_matching(
-        retry(r, "list snapshot schedules", || {
-            p.list_native_schedules(&selector)
-        })
-        .await?,
+    let servers = only_matching(
+        retry(r, "list servers", || p.list_servers(&selector)).await?,
         &selector,
     );
+    let native = native_schedule
+        || servers
+            .iter()
+            .any(|s| s.labels.get(LABEL_ENGINE).is_some_and(|e| e != "job"));
+    let schedules = if native {
+        only_matching(
+            retry(r, "list snapshot schedules", || {
+                p.list_native_schedules(&selector)
+            })
+            .await?,
+            &selector,
+        )
+    } else {
+        Vec::new()
+    };
     for n in schedules
         .into_iter()
         .filter(|n| !kept_id("snapshot_schedule", &n.id))
@@ -115,10 +134,6 @@ pub async fn teardown(
         });
     }
 
-    let servers = only_matching(
-        retry(r, "list servers", || p.list_servers(&selector)).await?,
-        &selector,
-    );
     for s in servers.into_iter().filter(|s| !kept_id("server", &s.id)) {
         progress.step(&format!("deleting server {} ({})", s.name, s.id));
         let ops = retry(r, "delete server", || p.delete_server(&s.id)).await?;

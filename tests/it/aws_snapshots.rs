@@ -1,0 +1,426 @@
+//! AWS snapshots end to end, the real binary against moto (EC2, STS) and the DLM fake:
+//! - the job (`--snapshot-engine job`): four simulated days of `daily:2` keep exactly the two
+//!   newest AMIs; an AMI without our tags survives; `create --from-snapshot` launches from one;
+//!   `destroy --delete-snapshots` deregisters every AMI of the deployment and deletes the EBS
+//!   snapshots behind them.
+//! - Data Lifecycle Manager (the default engine): the policy targets the deployment's tag with
+//!   the schedule's rule and count, the job leaves such a server alone, `destroy` deletes the
+//!   policy; a policy DLM refuses (missing role) fails the create before any instance is
+//!   launched, names the command that creates the role, and leaves nothing behind.
+//!
+//! What moto cannot show: AMIs are `available` at once (never `pending`), `CreateImage` rejects
+//! `TagSpecifications` for snapshots (so the adapter tags the EBS snapshots with `CreateTags`),
+//! and there is no DLM, so no image taken by a policy.
+
+use aws_sdk_ec2::types::{Filter, Image};
+use serde_json::Value;
+
+use crate::dlm_fake::FakeDlm;
+use crate::moto::{Ec2View, Moto, aws_env};
+use crate::support::{Bin, Run};
+
+const V4: &str = "203.0.113.7/32";
+
+fn bin(endpoint: &str, dlm: Option<&str>) -> Bin {
+    let mut b = Bin::new();
+    aws_env(&mut b, endpoint);
+    if let Some(d) = dlm {
+        b.env("BOOTSTRAP_AWS_DLM_ENDPOINT", d);
+    }
+    b
+}
+
+fn create(b: &Bin, name: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "create",
+        "--provider",
+        "aws",
+        "--name",
+        name,
+        "--ssh-from",
+        V4,
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    b.run(&args)
+}
+
+fn job(b: &Bin, at: &str) -> Value {
+    let r = b.run(&[
+        "snapshot",
+        "run",
+        "--provider",
+        "aws",
+        "--at",
+        at,
+        "--output",
+        "json",
+    ]);
+    r.expect_code(0);
+    serde_json::from_str(&r.stdout()).unwrap()
+}
+
+fn tag<'a>(img: &'a Image, key: &str) -> Option<&'a str> {
+    img.tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// AMIs this account owns, optionally only those tagged with `deployment`.
+fn own_images(view: &Ec2View, deployment: Option<&str>) -> Vec<Image> {
+    let mut req = view.client.describe_images().owners("self");
+    if let Some(d) = deployment {
+        req = req.filters(
+            Filter::builder()
+                .name("tag:bootstrap-deployment")
+                .values(d)
+                .build(),
+        );
+    }
+    let mut v = view.block(req.send()).unwrap().images().to_vec();
+    v.sort_by(|a, b| a.name().cmp(&b.name()));
+    v
+}
+
+fn snapshot_exists(view: &Ec2View, id: &str) -> bool {
+    view.block(view.client.describe_snapshots().owner_ids("self").send())
+        .unwrap()
+        .snapshots()
+        .iter()
+        .any(|s| s.snapshot_id() == Some(id))
+}
+
+fn backing(img: &Image) -> Vec<String> {
+    img.block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn aws_job_over_four_days_keeps_the_two_newest_amis_and_destroy_deletes_them() {
+    let moto = Moto::start();
+    let view = Ec2View::new(&moto.url());
+    let b = bin(&moto.url(), None);
+    create(
+        &b,
+        "web1",
+        &[
+            "--snapshots",
+            "daily:2",
+            "--snapshot-time",
+            "03:00",
+            "--snapshot-engine",
+            "job",
+        ],
+    )
+    .expect_code(0);
+    let inst = view.live_instances("web1").remove(0);
+    let itag = |k: &str| {
+        inst.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(str::to_owned)
+    };
+    assert_eq!(itag("bootstrap-snapshot").as_deref(), Some("daily-0300"));
+    assert_eq!(itag("bootstrap-keep").as_deref(), Some("2"));
+    assert_eq!(itag("bootstrap-snapshot-engine").as_deref(), Some("job"));
+
+    // An AMI of the same instance without our tags: never ours to delete.
+    let foreign = view
+        .block(
+            view.client
+                .create_image()
+                .instance_id(inst.instance_id().unwrap())
+                .name("hand-made")
+                .send(),
+        )
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .to_owned();
+
+    let days = [
+        "2026-11-20T04:00:00Z",
+        "2026-11-21T04:00:00Z",
+        "2026-11-22T04:00:00Z",
+        "2026-11-23T04:00:00Z",
+    ];
+    let mut all_backing = Vec::new();
+    for (i, at) in days.iter().enumerate() {
+        if i > 0 {
+            // Retention orders by CreationDate (seconds): keep the simulated days apart.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+        let out = job(&b, at);
+        let s = &out["servers"][0];
+        assert_eq!(s["deployment"], "web1", "{out}");
+        assert_eq!(s["result"], "created", "{out}");
+        for img in own_images(&view, Some("web1")) {
+            all_backing.extend(backing(&img));
+        }
+        // A second run in the same slot creates nothing.
+        if i == 0 {
+            let again = job(&b, at);
+            assert_eq!(again["servers"][0]["result"], "up_to_date", "{again}");
+        }
+    }
+    let ours = own_images(&view, Some("web1"));
+    let slots: Vec<_> = ours.iter().map(|i| tag(i, "bootstrap-slot")).collect();
+    assert_eq!(
+        slots,
+        [Some("20261122T0300Z"), Some("20261123T0300Z")],
+        "{ours:?}"
+    );
+    for img in &ours {
+        assert_eq!(tag(img, "managed-by"), Some("bootstrap"));
+        assert_eq!(
+            img.name(),
+            Some(format!("web1-{}", tag(img, "bootstrap-slot").unwrap()).as_str())
+        );
+        // The EBS snapshots behind it carry our tags too.
+        for s in backing(img) {
+            let snap = view
+                .block(view.client.describe_snapshots().snapshot_ids(&s).send())
+                .unwrap();
+            let t = snap.snapshots()[0].tags();
+            assert!(
+                t.iter()
+                    .any(|t| t.key() == Some("bootstrap-deployment") && t.value() == Some("web1")),
+                "{t:?}"
+            );
+        }
+    }
+    // The pruned AMIs went with their EBS snapshots.
+    let kept_backing: Vec<String> = ours.iter().flat_map(backing).collect();
+    for s in all_backing.iter().filter(|s| !kept_backing.contains(s)) {
+        assert!(!snapshot_exists(&view, s), "{s} left behind");
+    }
+    assert!(
+        own_images(&view, None)
+            .iter()
+            .any(|i| i.image_id() == Some(foreign.as_str()))
+    );
+
+    // `snapshot list`, then a restore from the newest.
+    let r = b.run(&[
+        "snapshot",
+        "list",
+        "web1",
+        "--provider",
+        "aws",
+        "--output",
+        "json",
+    ]);
+    r.expect_code(0);
+    let listed: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(listed["snapshots"].as_array().unwrap().len(), 2, "{listed}");
+    let newest = ours[1].image_id().unwrap().to_owned();
+    create(
+        &b,
+        "web2",
+        &["--from-snapshot", &newest, "--snapshot-engine", "job"],
+    )
+    .expect_code(0);
+    let restored = view.live_instances("web2");
+    assert_eq!(restored[0].image_id(), Some(newest.as_str()));
+    // Only our snapshots can be restored.
+    let r = create(
+        &b,
+        "web3",
+        &["--from-snapshot", &foreign, "--snapshot-engine", "job"],
+    );
+    r.expect_code(2);
+    assert!(
+        r.stderr().contains("no snapshot made by bootstrap"),
+        "{}",
+        r.stderr()
+    );
+
+    // destroy keeps the snapshots by default, --delete-snapshots removes AMIs and EBS snapshots.
+    let r = b.run(&[
+        "destroy",
+        "web1",
+        "--provider",
+        "aws",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    r.expect_code(0);
+    assert_eq!(own_images(&view, Some("web1")).len(), 2);
+    let r = b.run(&[
+        "destroy",
+        "web1",
+        "--provider",
+        "aws",
+        "--yes",
+        "--delete-snapshots",
+        "--output",
+        "json",
+    ]);
+    r.expect_code(0);
+    assert!(own_images(&view, Some("web1")).is_empty());
+    for s in &kept_backing {
+        assert!(!snapshot_exists(&view, s), "{s} left behind");
+    }
+    assert!(
+        own_images(&view, None)
+            .iter()
+            .any(|i| i.image_id() == Some(foreign.as_str()))
+    );
+    b.run(&["destroy", "web2", "--provider", "aws", "--yes"])
+        .expect_code(0);
+}
+
+#[test]
+fn aws_dlm_policy_targets_the_deployment_and_destroy_removes_it() {
+    let moto = Moto::start();
+    let dlm = FakeDlm::start();
+    let view = Ec2View::new(&moto.url());
+    let b = bin(&moto.url(), Some(&dlm.url()));
+
+    // DLM is AWS's default engine.
+    create(
+        &b,
+        "web1",
+        &[
+            "--snapshots",
+            "weekly:4",
+            "--snapshot-time",
+            "04:30",
+            "--snapshot-day",
+            "mon",
+        ],
+    )
+    .expect_code(0);
+    create(
+        &b,
+        "db1",
+        &["--snapshots", "daily:5", "--snapshot-time", "02:15"],
+    )
+    .expect_code(0);
+    let inst = view.live_instances("web1").remove(0);
+    assert!(
+        inst.tags()
+            .iter()
+            .any(|t| t.key() == Some("bootstrap-snapshot-engine") && t.value() == Some("dlm"))
+    );
+
+    let policies = dlm.policies();
+    assert_eq!(policies.len(), 2, "{policies:?}");
+    let web = &policies[0].1;
+    let d = &web["PolicyDetails"];
+    assert_eq!(d["PolicyType"], "IMAGE_MANAGEMENT", "{web}");
+    assert_eq!(d["ResourceTypes"], serde_json::json!(["INSTANCE"]));
+    assert_eq!(
+        d["TargetTags"],
+        serde_json::json!([{"Key": "bootstrap-deployment", "Value": "web1"}])
+    );
+    assert_eq!(d["Parameters"]["NoReboot"], true);
+    let s = &d["Schedules"][0];
+    assert_eq!(
+        s["CreateRule"]["CronExpression"], "cron(30 4 ? * MON *)",
+        "{s}"
+    );
+    assert_eq!(s["RetainRule"]["Count"], 4);
+    let tags_to_add: Vec<(String, String)> = s["TagsToAdd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["Key"].as_str().unwrap().into(),
+                t["Value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(tags_to_add.contains(&("managed-by".into(), "bootstrap".into())));
+    assert!(tags_to_add.contains(&("bootstrap-deployment".into(), "web1".into())));
+    assert_eq!(web["State"], "ENABLED");
+    assert_eq!(web["Tags"]["managed-by"], "bootstrap");
+    assert_eq!(web["Tags"]["bootstrap-deployment"], "web1");
+    assert_eq!(
+        web["ExecutionRoleArn"],
+        "arn:aws:iam::123456789012:role/AWSDataLifecycleManagerDefaultRoleForAMIManagement"
+    );
+    let db = &policies[1].1["PolicyDetails"];
+    assert_eq!(db["TargetTags"][0]["Value"], "db1");
+    let rule = &db["Schedules"][0]["CreateRule"];
+    assert_eq!(rule["Interval"], 24, "{rule}");
+    assert_eq!(rule["IntervalUnit"], "HOURS");
+    assert_eq!(rule["Times"], serde_json::json!(["02:15"]));
+    assert_eq!(db["Schedules"][0]["RetainRule"]["Count"], 5);
+
+    // A second create finds the policy: no second one.
+    create(
+        &b,
+        "web1",
+        &[
+            "--snapshots",
+            "weekly:4",
+            "--snapshot-time",
+            "04:30",
+            "--snapshot-day",
+            "mon",
+        ],
+    )
+    .expect_code(0);
+    assert_eq!(dlm.policies().len(), 2);
+
+    // The job leaves DLM's servers alone.
+    let out = job(&b, "2026-11-23T05:00:00Z");
+    for s in out["servers"].as_array().unwrap() {
+        assert_eq!(s["result"], "skipped", "{out}");
+    }
+    assert!(own_images(&view, Some("web1")).is_empty());
+
+    // destroy removes web1's policy (and only that one).
+    b.run(&["destroy", "web1", "--provider", "aws", "--yes"])
+        .expect_code(0);
+    let left = dlm.policies();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].1["PolicyDetails"]["TargetTags"][0]["Value"], "db1");
+    assert!(view.live_instances("web1").is_empty());
+    b.run(&["destroy", "db1", "--provider", "aws", "--yes"])
+        .expect_code(0);
+    assert!(dlm.policies().is_empty());
+}
+
+#[test]
+fn aws_dlm_refused_policy_fails_before_launch_and_names_the_role_command() {
+    let moto = Moto::start();
+    let dlm = FakeDlm::start();
+    dlm.refuse_create(true);
+    let view = Ec2View::new(&moto.url());
+    let b = bin(&moto.url(), Some(&dlm.url()));
+    let r = create(&b, "web1", &[]);
+    r.expect_code(1);
+    assert!(
+        r.stderr()
+            .contains("aws dlm create-default-role --resource-type image"),
+        "{}",
+        r.stderr()
+    );
+    assert!(
+        r.stderr().contains("--snapshot-engine job"),
+        "{}",
+        r.stderr()
+    );
+    assert!(view.instances("web1").is_empty(), "no instance launched");
+    assert!(
+        view.leftovers("web1").is_empty(),
+        "{:?}",
+        view.leftovers("web1")
+    );
+    assert!(dlm.policies().is_empty());
+    // `--snapshots off` needs no policy at all.
+    create(&b, "web1", &["--snapshots", "off"]).expect_code(0);
+    assert!(dlm.policies().is_empty());
+    b.run(&["destroy", "web1", "--provider", "aws", "--yes"])
+        .expect_code(0);
+}
