@@ -15,6 +15,7 @@ mod contract;
 mod dlm_fake;
 mod faults;
 mod flow;
+mod hardening_cli;
 mod hardening_target;
 mod hetzner_fake;
 #[cfg(feature = "aws")]
