@@ -363,9 +363,28 @@ pub fn cloud_init_check(section: &Section) -> Check {
         .find_map(|l| l.trim().strip_prefix("status:"))
         .map(str::trim)
         .unwrap_or("unknown");
+    let extended = section
+        .text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("extended_status:"))
+        .map(str::trim);
     match section.rc {
         Some(0) if status == "done" => Check::pass(ID, TITLE, "status: done"),
-        None => Check::fail(ID, TITLE, "cloud-init did not finish in time (--timeout)"),
+        // cloud-init 23.4+: finished, with warnings (`extended_status: degraded done`).
+        Some(2) if status == "done" => Check::pass(
+            ID,
+            TITLE,
+            format!(
+                "status: done ({}; `cloud-init status --long` lists the warnings)",
+                extended.unwrap_or("degraded")
+            ),
+        ),
+        // 124: `timeout` stopped the wait.
+        None | Some(124) => Check::fail(
+            ID,
+            TITLE,
+            format!("still {status} when --timeout ran out"),
+        ),
         _ => {
             let errors: Vec<&str> = section
                 .text

@@ -334,6 +334,20 @@ fn cloud_init_sudo_sysctl_units() {
         absent: false,
     };
     assert_eq!(cloud_init_check(&err).status, Status::Fail);
+    let degraded = Section {
+        text: "status: done\nextended_status: degraded done\n".into(),
+        rc: Some(2),
+        absent: false,
+    };
+    let c = cloud_init_check(&degraded);
+    assert_eq!(c.status, Status::Pass);
+    assert!(c.detail.contains("degraded done"), "{}", c.detail);
+    let running = Section {
+        text: "....".into(),
+        rc: None,
+        absent: false,
+    };
+    assert_eq!(cloud_init_check(&running).status, Status::Fail);
 
     let refused = Section {
         text: "sudo: a password is required\n".into(),
