@@ -156,6 +156,11 @@ async fn set(a: &SnapshotSetArgs) -> anyhow::Result<()> {
         }
         None => labels.insert(LABEL_SCHEDULE, "off"),
     }
+    // A native engine (AWS DLM) keeps its own copy of the schedule: replace its policy first,
+    // so that a refused one leaves the labels as they were.
+    let had_native = server.labels.get(LABEL_ENGINE).is_some_and(|e| e != "job");
+    bootstrap_core::flow::sync_native_schedule(p.as_ref(), &conn.flow, &name, &labels, had_native)
+        .await?;
     retry(&conn.flow.retry, "set labels", || {
         p.set_server_labels(server, &labels)
     })

@@ -379,6 +379,31 @@ fn aws_dlm_policy_targets_the_deployment_and_destroy_removes_it() {
     }
     assert!(own_images(&view, Some("web1")).is_empty());
 
+    // `snapshot set` replaces the policy; `off` removes it.
+    b.run(&[
+        "snapshot",
+        "set",
+        "web1",
+        "daily:3",
+        "--snapshot-time",
+        "01:00",
+        "--provider",
+        "aws",
+    ])
+    .expect_code(0);
+    let web: Vec<Value> = dlm
+        .policies()
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| p["PolicyDetails"]["TargetTags"][0]["Value"] == "web1")
+        .collect();
+    assert_eq!(web.len(), 1, "{web:?}");
+    let s = &web[0]["PolicyDetails"]["Schedules"][0];
+    assert_eq!(s["CreateRule"]["Interval"], 24, "{s}");
+    assert_eq!(s["CreateRule"]["Times"], serde_json::json!(["01:00"]));
+    assert_eq!(s["RetainRule"]["Count"], 3);
+    assert_eq!(dlm.policies().len(), 2);
+
     // destroy removes web1's policy (and only that one).
     b.run(&["destroy", "web1", "--provider", "aws", "--yes"])
         .expect_code(0);
@@ -386,9 +411,12 @@ fn aws_dlm_policy_targets_the_deployment_and_destroy_removes_it() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].1["PolicyDetails"]["TargetTags"][0]["Value"], "db1");
     assert!(view.live_instances("web1").is_empty());
-    b.run(&["destroy", "db1", "--provider", "aws", "--yes"])
+    b.run(&["snapshot", "set", "db1", "off", "--provider", "aws"])
         .expect_code(0);
     assert!(dlm.policies().is_empty());
+    b.run(&["destroy", "db1", "--provider", "aws", "--yes"])
+        .expect_code(0);
+    assert!(view.live_instances("db1").is_empty());
 }
 
 #[test]

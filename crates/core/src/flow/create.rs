@@ -280,25 +280,32 @@ async fn run(
 /// The native schedule a plan asks for: the server carries a schedule and names an engine
 /// other than the job (`bootstrap-snapshot-engine=dlm`).
 fn native_spec(plan: &CreatePlan) -> Result<Option<NativeScheduleSpec>> {
-    let labels = &plan.server.labels;
+    native_spec_for(&plan.deployment, &plan.server.labels)
+}
+
+/// The native schedule that a server's labels ask for (`None` for the job or no schedule).
+pub(crate) fn native_spec_for(
+    deployment: &DeploymentName,
+    labels: &Labels,
+) -> Result<Option<NativeScheduleSpec>> {
     if labels.get(LABEL_ENGINE).is_none_or(|e| e == "job") {
         return Ok(None);
     }
     let Some(schedule) = Schedule::from_labels(labels)? else {
         return Ok(None);
     };
-    let mut own = Labels::deployment(&plan.deployment);
+    let mut own = Labels::deployment(deployment);
     if let Some(m) = labels.get(LABEL_MANAGED_BY) {
         own.insert(LABEL_MANAGED_BY, m);
     }
     Ok(Some(NativeScheduleSpec {
         name: format!(
             "bootstrap {} {} keep {}",
-            plan.deployment,
+            deployment,
             labels.get(LABEL_SCHEDULE).unwrap_or_default(),
             schedule.keep
         ),
-        deployment: plan.deployment.clone(),
+        deployment: deployment.clone(),
         schedule,
         labels: own,
     }))

@@ -11,7 +11,9 @@ mod snapshot;
 pub use create::{CreateFailure, CreateOutcome, CreatePlan, create};
 pub use destroy::{Removed, Snapshots, Teardown, destroy, rollback_hint, teardown};
 pub use list::{DeploymentSummary, list};
-pub use snapshot::{JobOptions, Outcome, ServerReport, snapshot_name, snapshot_run};
+pub use snapshot::{
+    JobOptions, Outcome, ServerReport, snapshot_name, snapshot_run, sync_native_schedule,
+};
 
 use std::collections::BTreeSet;
 use std::future::Future;

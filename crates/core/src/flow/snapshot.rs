@@ -82,6 +82,43 @@ impl ServerReport {
     }
 }
 
+/// Makes the provider's native schedule follow a server's (new) labels: when they name a native
+/// engine and a schedule, a new policy is made first, then every other one of the deployment
+/// goes (no moment without one); with the job or `off`, every native schedule of the deployment
+/// goes. Returns the schedule now in force, if native.
+pub async fn sync_native_schedule(
+    p: &dyn Provider,
+    cfg: &FlowConfig,
+    deployment: &crate::model::DeploymentName,
+    labels: &Labels,
+    had_native: bool,
+) -> Result<Option<crate::model::NativeSchedule>> {
+    let spec = super::create::native_spec_for(deployment, labels)?;
+    if spec.is_none() && !had_native {
+        return Ok(None);
+    }
+    let r = &cfg.retry;
+    let selector = Labels::deployment(deployment);
+    let old = only_matching(
+        retry(r, "list snapshot schedules", || {
+            p.list_native_schedules(&selector)
+        })
+        .await?,
+        &selector,
+    );
+    let made = match &spec {
+        Some(spec) => Some(p.create_native_schedule(spec).await?),
+        None => None,
+    };
+    for o in old {
+        retry(r, "delete snapshot schedule", || {
+            p.delete_native_schedule(&o.id)
+        })
+        .await?;
+    }
+    Ok(made)
+}
+
 /// The name of a slot's snapshot: `<deployment>-<slot>`.
 pub fn snapshot_name(deployment: &str, slot: &str) -> String {
     format!("{deployment}-{slot}")
