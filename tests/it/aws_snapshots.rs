@@ -8,6 +8,9 @@
 //!   policy; a policy DLM refuses (missing role) fails the create before any instance is
 //!   launched, names the command that creates the role, and leaves nothing behind.
 //!
+//! - two runs in one slot: EC2 refuses the second `CreateImage` (`InvalidAMIName.Duplicate`, played
+//!   by the proxy after moto made the AMI); the run takes the existing AMI over instead of failing.
+//!
 //! What moto cannot show: AMIs are `available` at once (never `pending`), `CreateImage` rejects
 //! `TagSpecifications` for snapshots (so the adapter tags the EBS snapshots with `CreateTags`),
 //! and there is no DLM, so no image taken by a policy.
@@ -451,4 +454,45 @@ fn aws_dlm_refused_policy_fails_before_launch_and_names_the_role_command() {
     assert!(dlm.policies().is_empty());
     b.run(&["destroy", "web1", "--provider", "aws", "--yes"])
         .expect_code(0);
+}
+
+#[test]
+fn aws_job_takes_over_the_ami_another_run_made_for_the_same_slot() {
+    let moto = Moto::start();
+    let proxy = crate::aws_proxy::Ec2Proxy::start(&moto.url());
+    let view = Ec2View::new(&moto.url());
+    let b = bin(&proxy.url(), None);
+    create(
+        &b,
+        "web1",
+        &["--snapshots", "daily:2", "--snapshot-engine", "job"],
+    )
+    .expect_code(0);
+    // EC2 makes the AMI, then answers as it does when another run already took the name: AMI
+    // names are unique per account, so of two runs in one slot only one CreateImage succeeds.
+    proxy.fail(
+        "CreateImage",
+        crate::aws_proxy::Fault::After(400, "InvalidAMIName.Duplicate"),
+        Some(1),
+    );
+    let out = job(&b, "2026-11-20T04:00:00Z");
+    assert_eq!(out["servers"][0]["result"], "created", "{out}");
+    let ours = own_images(&view, Some("web1"));
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(
+        out["servers"][0]["id"].as_str(),
+        ours[0].image_id(),
+        "{out}"
+    );
+    assert_eq!(proxy.calls_of("CreateImage").len(), 1);
+    b.run(&[
+        "destroy",
+        "web1",
+        "--provider",
+        "aws",
+        "--yes",
+        "--delete-snapshots",
+    ])
+    .expect_code(0);
+    assert!(own_images(&view, Some("web1")).is_empty());
 }
