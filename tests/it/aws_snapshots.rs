@@ -7,7 +7,6 @@
 //!   the schedule's rule and count, the job leaves such a server alone, `destroy` deletes the
 //!   policy; a policy DLM refuses (missing role) fails the create before any instance is
 //!   launched, names the command that creates the role, and leaves nothing behind.
-//!
 //! - two runs in one slot: EC2 refuses the second `CreateImage` (`InvalidAMIName.Duplicate`, played
 //!   by the proxy after moto made the AMI); the run takes the existing AMI over instead of failing.
 //!
