@@ -1038,6 +1038,12 @@ fn docker_mode_forwards_for_containers_and_filters_published_ports() {
     ] {
         assert!(nft.lines().any(|l| l.trim() == line), "{line}:\n{nft}");
     }
+    // Containers cannot reach the metadata service, nor can local users other than root.
+    assert!(
+        nft.lines()
+            .any(|l| l.trim() == "ip daddr 169.254.169.254 meta skuid != 0 drop"),
+        "{nft}"
+    );
     // The metadata drop comes before the containers' accept.
     assert!(nft.find("169.254.169.254").unwrap() < nft.find("iifname \"docker0\"").unwrap());
     // SSH rules are the same as without Docker.

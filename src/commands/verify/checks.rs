@@ -380,11 +380,9 @@ pub fn cloud_init_check(section: &Section) -> Check {
             ),
         ),
         // 124: `timeout` stopped the wait.
-        None | Some(124) => Check::fail(
-            ID,
-            TITLE,
-            format!("still {status} when --timeout ran out"),
-        ),
+        None | Some(124) => {
+            Check::fail(ID, TITLE, format!("still {status} when --timeout ran out"))
+        }
         _ => {
             let errors: Vec<&str> = section
                 .text
