@@ -452,8 +452,9 @@ fn ssh_audit_finds_no_failures_and_only_post_quantum_warnings_per_image() {
         );
     }
     let (major, minor) = local_openssh();
-    for image in ["ubuntu-24.04", "debian-12", "ami-0123456789abcdef0"] {
-        let rendered = Rendered::with(|p| p.image = ImageProfile::for_image(image));
+    for (variant, rendered) in variants() {
+        let image = rendered.params.image.image().to_owned();
+        let image = format!("{image} [{variant}]");
         let sshd = LiveSshd::start(&rendered);
         let ran = run(
             Command::new(&audit)
@@ -503,7 +504,14 @@ fn ssh_audit_finds_no_failures_and_only_post_quantum_warnings_per_image() {
 #[test]
 fn fail2ban_accepts_the_sshd_jail() {
     require_tool("fail2ban-client", "fail2ban");
-    let rendered = Rendered::new();
+    for (name, rendered) in variants() {
+        eprintln!("fail2ban: {name}");
+        fail2ban_checks(&rendered);
+    }
+}
+
+/// `fail2ban-client -t` and `-d` on the distribution's config plus the rendered jail.
+fn fail2ban_checks(rendered: &Rendered) {
     let conf = rendered.dir.path().join("fail2ban");
     copy_dir(std::path::Path::new("/etc/fail2ban"), &conf);
     fs::copy(
@@ -653,7 +661,14 @@ fn nftables_reloads_in_a_namespace_and_leaves_other_tables_alone() {
 #[test]
 fn apt_reads_unattended_upgrades_with_automatic_reboot() {
     require_tool("apt-config", "apt");
-    let rendered = Rendered::new();
+    for (name, rendered) in variants() {
+        eprintln!("apt-config: {name}");
+        apt_checks(&rendered);
+    }
+}
+
+/// `apt-config dump` over a distribution-like default plus the rendered files.
+fn apt_checks(rendered: &Rendered) {
     // Only our files (and a distribution-like default that ours must override), not the host's.
     let parts = rendered.dir.path().join("apt.conf.d");
     fs::create_dir_all(&parts).unwrap();
