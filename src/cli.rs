@@ -26,6 +26,9 @@ pub enum Command {
     /// Create (or complete) a hardened server with its SSH key and cloud firewall.
     Create(CreateArgs),
     /// Print the cloud-init user-data that `create` would send, and nothing else.
+    ///
+    /// The server's host key (and the WireGuard server key) in it are stand-ins made for this
+    /// output: they are secrets, `create` makes the real ones and never prints them.
     Render(CreateArgs),
     /// Remove the server, firewall and key of a deployment (idempotent).
     Destroy(DestroyArgs),
@@ -362,11 +365,11 @@ pub struct TargetArgs {
     /// API base URL (default: the provider's; also BOOTSTRAP_<PROVIDER>_ENDPOINT).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
-    /// Advanced: connect to this address instead of asking the provider (a tunnel, a test
-    /// target). The host key is still checked against the deployment's pinned key.
+    /// Connect to this address instead of asking the provider (a tunnel, a test target). The
+    /// host key is still checked against the deployment's pinned key.
     #[arg(long, value_name = "ADDRESS", help_heading = "Advanced")]
     pub host: Option<String>,
-    /// Advanced: the SSH port at --host.
+    /// The SSH port at --host.
     #[arg(
         long,
         value_name = "PORT",
