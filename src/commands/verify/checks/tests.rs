@@ -377,3 +377,33 @@ fn cloud_init_sudo_sysctl_units() {
     let one_off = enabled.replacen("enabled", "disabled", 1);
     assert_eq!(units_check(&ok(&one_off), &record()).status, Status::Fail);
 }
+
+#[test]
+fn docker_and_wireguard_sections() {
+    assert_eq!(docker_check(&ok("26.1.5+dfsg1\n")).status, Status::Pass);
+    let down = Section {
+        text: "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n".into(),
+        rc: Some(1),
+        absent: false,
+    };
+    let c = docker_check(&down);
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.detail.contains("Is the docker daemon running"));
+    let absent = Section {
+        absent: true,
+        ..Section::default()
+    };
+    assert_eq!(docker_check(&absent).status, Status::Fail);
+
+    assert!(wireguard_check(&ok(""), &record()).is_none());
+    let up = "interface: wg0\n  public key: x\n  private key: (hidden)\n  listening port: 51820\n\npeer: y\n  allowed ips: 10.213.7.2/32\n";
+    assert_eq!(
+        wireguard_check(&ok(up), &vpn_record()).unwrap().status,
+        Status::Pass
+    );
+    let no_peer = "interface: wg0\n  listening port: 51820\n";
+    assert_eq!(
+        wireguard_check(&ok(no_peer), &vpn_record()).unwrap().status,
+        Status::Fail
+    );
+}
