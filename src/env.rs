@@ -23,6 +23,7 @@ pub const BOOTSTRAP_RETRY_BASE_MS: &str = "BOOTSTRAP_RETRY_BASE_MS";
 /// First polling interval in milliseconds (default 250).
 pub const BOOTSTRAP_POLL_MS: &str = "BOOTSTRAP_POLL_MS";
 /// Data Lifecycle Manager's endpoint alone (tests point it at a fake; moto has no DLM).
+#[cfg(feature = "aws")]
 pub const BOOTSTRAP_AWS_DLM_ENDPOINT: &str = "BOOTSTRAP_AWS_DLM_ENDPOINT";
 /// Log filter for `-v` output (tracing `EnvFilter` syntax).
 pub const BOOTSTRAP_LOG: &str = "BOOTSTRAP_LOG";
