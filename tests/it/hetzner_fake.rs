@@ -3564,63 +3564,14 @@ pub fn http_request(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> std::io::Result<HttpResponse> {
-    let rest = base
-        .strip_prefix("http://")
-        .ok_or_else(|| std::io::Error::other("only http:// URLs"))?;
-    let (hostport, prefix) = match rest.split_once('/') {
-        Some((h, p)) => (h, format!("/{p}")),
-        None => (rest, String::new()),
-    };
-    let mut stream = std::net::TcpStream::connect(hostport)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let payload = body
-        .map(|b| serde_json::to_vec(b).unwrap_or_default())
-        .unwrap_or_default();
-    let mut head = format!(
-        "{method} {prefix}{path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nAccept: application/json\r\n"
-    );
-    if let Some(t) = token {
-        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    if body.is_some() {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            payload.len()
-        ));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(&payload)?;
-    let mut raw = vec![];
-    stream.read_to_end(&mut raw)?;
-    parse_raw_response(&raw)
-}
-
-fn parse_raw_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
-    let err = |m: &str| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, m.to_string());
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| err("connection closed without a response"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| err("bad status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
-    let body_bytes = &raw[split + 4..];
-    let body = serde_json::from_slice(body_bytes).unwrap_or(Value::Null);
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let payload = body.map(|b| serde_json::to_string(b).unwrap_or_default());
+    let r = crate::support::http(base, method, path, &headers, payload.as_deref())?;
     Ok(HttpResponse {
-        status,
-        headers,
-        body,
+        status: r.status,
+        body: serde_json::from_str(&r.body).unwrap_or(Value::Null),
+        headers: r.headers,
     })
 }
 
