@@ -274,12 +274,14 @@ fn rate_limits_are_waited_out_using_the_headers() {
     let limited = log.iter().filter(|(_, _, s)| *s == 429).count();
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
     assert_eq!(fake.resources_labelled("bootstrap-deployment", "web1"), 3);
-    // The gate reads RateLimit-Remaining/Reset and waits before sending, so few 429s happen.
+    // The gate keeps an estimate of the bucket from RateLimit-* and the requests in flight, and
+    // waits before sending: the concurrent key and firewall steps must not both spend the last
+    // token. (One 429 is tolerated for a slow machine's timing; the old gate drew four.)
     assert!(
         log.len() >= 10,
         "the bucket (3 + 5/s) was really exercised: {log:?}"
     );
-    assert!(limited <= 3, "{limited} requests drew 429: {log:?}");
+    assert!(limited <= 1, "{limited} requests drew 429: {log:?}");
 }
 
 #[test]

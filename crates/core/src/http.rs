@@ -1,8 +1,9 @@
 //! A small typed JSON client for the hand-written adapters: auth header, base URL, and the
 //! mapping of HTTP status and rate-limit headers onto [`ErrorKind`]s, written once.
 //!
-//! It also keeps one rate-limit gate fed by `RateLimit-Remaining`/`RateLimit-Reset`: when the
-//! API says the budget is spent, the next request waits for the reset instead of drawing a 429.
+//! It also keeps one rate-limit gate: an estimate of the server's token bucket, fed by
+//! `RateLimit-Limit`/`-Remaining`/`-Reset` and shared by concurrent requests, so that when the
+//! budget is spent the next requests wait for their token instead of drawing 429s.
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,7 +38,7 @@ pub struct HttpClient {
     auth: Auth,
     provider: &'static str,
     parse_error: ErrorParser,
-    gate: Mutex<Option<Instant>>,
+    gate: Mutex<Budget>,
 }
 
 impl HttpClient {
@@ -55,7 +56,7 @@ impl HttpClient {
             auth,
             provider,
             parse_error,
-            gate: Mutex::new(None),
+            gate: Mutex::new(Budget::default()),
         }
     }
 
@@ -105,24 +106,11 @@ impl HttpClient {
         query: &[(&str, String)],
         body: Option<&B>,
     ) -> Result<T> {
-        self.wait_for_gate().await;
-        let url = format!("{}{}", self.base, path);
         let what = format!("{} {} {}", self.provider, method, path);
-        let mut req = self.client.request(method, &url).query(query);
-        req = match &self.auth {
-            Auth::Bearer(t) => req.bearer_auth(t.expose()),
-            Auth::Header(name, t) => req.header(*name, t.expose()),
-        };
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        tracing::debug!(request = %what, "sending");
-        let resp = req.send().await.map_err(|e| transport_error(&what, e))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        self.update_gate(&headers);
-        let text = resp.text().await.map_err(|e| transport_error(&what, e))?;
-        tracing::debug!(request = %what, %status, "answered");
+        let ticket = self.wait_for_gate().await;
+        let answer = self.send_once(&what, method, path, query, body).await;
+        ticket.answered(answer.as_ref().ok().map(|(_, h, _)| h));
+        let (status, headers, text) = answer?;
         if status.is_success() {
             let text = if text.trim().is_empty() {
                 "null"
@@ -137,6 +125,33 @@ impl HttpClient {
             });
         }
         Err(self.status_error(&what, status, &headers, &text))
+    }
+
+    /// One exchange on the wire: status, headers and body text.
+    async fn send_once<B: Serialize + ?Sized>(
+        &self,
+        what: &str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<(StatusCode, HeaderMap, String)> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.client.request(method, &url).query(query);
+        req = match &self.auth {
+            Auth::Bearer(t) => req.bearer_auth(t.expose()),
+            Auth::Header(name, t) => req.header(*name, t.expose()),
+        };
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        tracing::debug!(request = %what, "sending");
+        let resp = req.send().await.map_err(|e| transport_error(what, e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.map_err(|e| transport_error(what, e))?;
+        tracing::debug!(request = %what, %status, "answered");
+        Ok((status, headers, text))
     }
 
     fn status_error(
@@ -162,25 +177,147 @@ impl HttpClient {
         Error::new(kind, format!("{what}: {message}"))
     }
 
-    async fn wait_for_gate(&self) {
-        let until = self.gate.lock().map(|g| *g).unwrap_or(None);
-        if let Some(until) = until.filter(|u| *u > Instant::now()) {
-            tracing::debug!(wait = ?(until - Instant::now()), "rate limit budget spent, waiting for reset");
-            tokio::time::sleep_until(until).await;
+    /// Takes a token from the shared estimate, sleeping first when none is left.
+    async fn wait_for_gate(&self) -> Ticket<'_> {
+        let wait = self
+            .gate
+            .lock()
+            .map(|mut g| g.take(Instant::now()))
+            .unwrap_or(Duration::ZERO);
+        let mut ticket = Ticket {
+            gate: &self.gate,
+            sent: Instant::now(),
+            open: true,
+        };
+        if !wait.is_zero() {
+            tracing::debug!(?wait, "rate limit budget spent, waiting for a token");
+            tokio::time::sleep(wait).await;
+            ticket.sent = Instant::now();
+        }
+        ticket
+    }
+}
+
+/// One request counted as in flight; answering it (or dropping it, when the request future is
+/// cancelled) hands the count back to the gate.
+struct Ticket<'a> {
+    gate: &'a Mutex<Budget>,
+    /// When the request left; orders its answer against the others.
+    sent: Instant,
+    open: bool,
+}
+
+impl Ticket<'_> {
+    /// Feeds the answer's headers (`None`: no answer came) to the gate.
+    fn answered(mut self, headers: Option<&HeaderMap>) {
+        self.open = false;
+        if let Ok(mut g) = self.gate.lock() {
+            g.observe(Instant::now(), self.sent, headers);
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if self.open
+            && let Ok(mut g) = self.gate.lock()
+        {
+            g.observe(Instant::now(), self.sent, None);
+        }
+    }
+}
+
+/// The longest the gate ever holds a request back; the retry loop deals with anything longer.
+const MAX_GATE_WAIT: Duration = Duration::from_secs(120);
+
+/// The client's picture of the server's token bucket. Every request takes a token before it is
+/// sent (waiting when the estimate is empty) and every answer corrects the estimate, counting the
+/// requests still in flight as spent, so concurrent tasks cannot all spend the last token.
+#[derive(Debug, Default)]
+struct Budget {
+    /// Tokens left by the last answer minus what was taken since; negative when requests wait.
+    tokens: f64,
+    /// When `tokens` was last brought up to date; `None` until an answer carried the headers.
+    at: Option<Instant>,
+    /// When an answer last set the estimate.
+    answered_at: Option<Instant>,
+    /// `RateLimit-Limit`: the bucket never refills above it.
+    limit: f64,
+    /// Refill rate derived from the headers, in tokens per second.
+    per_sec: Option<f64>,
+    /// Without a rate, the instant the API said one token is back.
+    until: Option<Instant>,
+    /// Requests sent and not answered yet.
+    in_flight: u64,
+}
+
+impl Budget {
+    /// The estimate refilled up to `now`.
+    fn refill(&mut self, now: Instant) {
+        if let (Some(at), Some(rate)) = (self.at, self.per_sec) {
+            let refilled = self.tokens + now.saturating_duration_since(at).as_secs_f64() * rate;
+            self.tokens = refilled.min(self.limit.max(1.0));
+            self.at = Some(now);
         }
     }
 
-    fn update_gate(&self, headers: &HeaderMap) {
-        let remaining = header_u64(headers, "ratelimit-remaining");
-        let next = match remaining {
-            Some(0) => {
-                token_wait(headers).map(|d| Instant::now() + d.min(Duration::from_secs(120)))
-            }
-            _ => None,
-        };
-        if let Ok(mut g) = self.gate.lock() {
-            *g = next;
+    /// Takes one token and says how long to wait before sending.
+    fn take(&mut self, now: Instant) -> Duration {
+        self.in_flight += 1;
+        if self.at.is_none() {
+            return Duration::ZERO;
         }
+        self.refill(now);
+        let wait = if self.tokens >= 1.0 {
+            Duration::ZERO
+        } else if let Some(rate) = self.per_sec {
+            Duration::from_secs_f64(((1.0 - self.tokens) / rate).min(MAX_GATE_WAIT.as_secs_f64()))
+        } else {
+            self.until
+                .map(|u| u.saturating_duration_since(now))
+                .unwrap_or(Duration::ZERO)
+        };
+        self.tokens -= 1.0;
+        wait.min(MAX_GATE_WAIT)
+    }
+
+    /// Corrects the estimate from the answer to a request that left at `sent` (`None`: no answer).
+    fn observe(&mut self, now: Instant, sent: Instant, headers: Option<&HeaderMap>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let Some(h) = headers else { return };
+        let Some(remaining) = header_u64(h, "ratelimit-remaining") else {
+            return;
+        };
+        let limit = header_u64(h, "ratelimit-limit");
+        if let (Some(limit), Some(to_reset)) = (limit, reset_in(h)) {
+            self.limit = limit as f64;
+            if limit > remaining {
+                // Reset is when the bucket is full again, in whole seconds.
+                let secs = to_reset.as_secs_f64().max(1.0);
+                self.per_sec = Some((limit - remaining) as f64 / secs);
+            }
+        } else {
+            self.limit = self.limit.max(remaining as f64);
+        }
+        // Requests still in flight will spend tokens the server has not counted yet.
+        let told = remaining as f64 - self.in_flight as f64;
+        // A request sent before the last answer arrived may have reached the server before or
+        // after that answer's request: its answer is not news, only a possibly lower count.
+        let overlapping = self.answered_at.is_some_and(|a| sent < a);
+        if overlapping {
+            self.refill(now);
+            if told >= self.tokens {
+                return;
+            }
+        }
+        self.until = if remaining == 0 {
+            token_wait(h).map(|d| now + d.min(MAX_GATE_WAIT))
+        } else {
+            None
+        };
+        self.tokens = told;
+        self.at = Some(now);
+        self.answered_at = Some(now);
     }
 }
 
@@ -223,15 +360,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// `(reset - now) / (limit - remaining)`, not the whole time to reset. Without `RateLimit-Limit`
 /// the whole wait to reset is the only safe answer.
 pub fn token_wait(headers: &HeaderMap) -> Option<Duration> {
-    let reset = header_u64(headers, "ratelimit-reset")?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
-    // A unix timestamp (Hetzner, DigitalOcean) or, when small, seconds from now.
-    let to_reset = if reset > 1_000_000_000 {
-        reset.saturating_sub(now)
-    } else {
-        reset
-    };
-    let to_reset = Duration::from_secs(to_reset);
+    let to_reset = reset_in(headers)?;
     let missing = match (
         header_u64(headers, "ratelimit-limit"),
         header_u64(headers, "ratelimit-remaining"),
@@ -243,6 +372,19 @@ pub fn token_wait(headers: &HeaderMap) -> Option<Duration> {
     let per_request = to_reset / u32::try_from(missing).unwrap_or(u32::MAX);
     // Reset has whole-second resolution: never wait less than a short beat.
     Some(per_request.max(Duration::from_millis(100)))
+}
+
+/// Time until `RateLimit-Reset`: a unix timestamp (Hetzner, DigitalOcean) or, when small,
+/// seconds from now.
+fn reset_in(headers: &HeaderMap) -> Option<Duration> {
+    let reset = header_u64(headers, "ratelimit-reset")?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    let secs = if reset > 1_000_000_000 {
+        reset.saturating_sub(now)
+    } else {
+        reset
+    };
+    Some(Duration::from_secs(secs))
 }
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
@@ -304,5 +446,109 @@ mod tests {
             "{d:?}"
         );
         assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    fn bucket_headers(limit: u64, remaining: u64, reset_in: u64) -> HeaderMap {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        headers(&[
+            ("ratelimit-limit", limit.to_string()),
+            ("ratelimit-remaining", remaining.to_string()),
+            ("ratelimit-reset", (now + reset_in).to_string()),
+        ])
+    }
+
+    #[test]
+    fn the_gate_sends_freely_until_the_headers_say_otherwise() {
+        let mut b = Budget::default();
+        let now = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(b.take(now), Duration::ZERO);
+        }
+        for _ in 0..10 {
+            b.observe(now, now, None);
+        }
+        assert_eq!(b.in_flight, 0);
+        assert_eq!(b.take(now), Duration::ZERO, "no headers, no gate");
+    }
+
+    #[test]
+    fn concurrent_requests_share_the_last_tokens_and_queue_behind_them() {
+        // 3600/h, 2 left, full again in 1799 s: 2 tokens now, then one per ~0.5 s.
+        let mut b = Budget::default();
+        let now = Instant::now();
+        b.take(now);
+        b.observe(now, now, Some(&bucket_headers(3600, 2, 1799)));
+        let waits: Vec<Duration> = (0..5).map(|_| b.take(now)).collect();
+        assert_eq!(waits[0], Duration::ZERO);
+        assert_eq!(waits[1], Duration::ZERO);
+        for (i, w) in waits[2..].iter().enumerate() {
+            let want = 0.5 * (i + 1) as f64;
+            assert!(
+                (w.as_secs_f64() - want).abs() < 0.01,
+                "request {} waits {w:?}, want {want}s",
+                i + 3
+            );
+        }
+        // Time refills the estimate.
+        let later = now + Duration::from_secs(60);
+        assert_eq!(b.take(later), Duration::ZERO);
+    }
+
+    #[test]
+    fn answers_count_requests_still_in_flight_as_spent() {
+        let mut b = Budget::default();
+        let now = Instant::now();
+        // Three requests go out; the first answer says one token is left.
+        b.take(now);
+        b.take(now);
+        b.take(now);
+        b.observe(now, now, Some(&bucket_headers(10, 1, 9)));
+        // Two still in flight will spend that one and one more: the next request waits.
+        assert!(b.take(now) > Duration::from_millis(500));
+    }
+
+    #[test]
+    fn answers_to_overlapping_requests_only_ever_lower_the_estimate() {
+        let mut b = Budget::default();
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(10);
+        b.take(t0);
+        b.take(t0);
+        // Both were in flight together, so the server may have counted them in either order:
+        // the answer saying 0 is left arrives before the one saying 1 is left.
+        b.observe(t1, t0, Some(&bucket_headers(3600, 0, 3600)));
+        b.observe(t1, t0, Some(&bucket_headers(3600, 1, 3599)));
+        assert!(b.take(t1) >= Duration::from_millis(900));
+        // A request sent after the last answer is news, up or down.
+        let t2 = t1 + Duration::from_millis(10);
+        b.observe(
+            t2 + Duration::from_millis(10),
+            t2,
+            Some(&bucket_headers(3600, 5, 3595)),
+        );
+        assert_eq!(b.take(t2 + Duration::from_millis(10)), Duration::ZERO);
+    }
+
+    #[test]
+    fn without_a_limit_the_gate_waits_for_the_reset() {
+        let mut b = Budget::default();
+        let now = Instant::now();
+        b.take(now);
+        b.observe(
+            now,
+            now,
+            Some(&headers(&[
+                ("ratelimit-remaining", "0".into()),
+                ("ratelimit-reset", "5".into()),
+            ])),
+        );
+        let w = b.take(now);
+        assert!(
+            w > Duration::from_secs(4) && w <= Duration::from_secs(5),
+            "{w:?}"
+        );
     }
 }
