@@ -51,7 +51,8 @@ pub fn scratch_dir() -> tempfile::TempDir {
     let mut base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     fs::create_dir_all(&base).unwrap();
     if !trusted_by_sshd(&base) {
-        base = PathBuf::from("/run/bootstrap-cloudinit-tests");
+        // Not /run: the hardening target mounts its own tmpfs over it.
+        base = PathBuf::from("/var/lib/bootstrap-cloudinit-tests");
         fs::create_dir_all(&base).unwrap();
         fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
     }
