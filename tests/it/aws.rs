@@ -278,6 +278,55 @@ fn aws_second_create_starts_no_second_instance() {
         0,
         "second run made nothing: {v}"
     );
+    assert!(proxy.calls_of("RevokeSecurityGroupIngress").is_empty());
+    assert_eq!(proxy.calls_of("AuthorizeSecurityGroupIngress").len(), 1);
+
+    // The owner's address changed: a third run moves SSH to it, old address out, IPv6 kept.
+    let third = b.run(&[
+        "create",
+        "--provider",
+        "aws",
+        "--name",
+        "twice",
+        "--ssh-from",
+        "198.51.100.0/24",
+        "--ssh-from",
+        V6,
+        "--snapshot-engine",
+        "job",
+        "--image",
+        NOBLE_NEWEST,
+    ]);
+    third.expect_code(0);
+    assert!(
+        third
+            .stderr()
+            .contains("(was 203.0.113.7/32, 2001:db8::/48)"),
+        "{}",
+        third.stderr()
+    );
+    assert_eq!(proxy.calls_of("AuthorizeSecurityGroupIngress").len(), 2);
+    assert_eq!(proxy.calls_of("RevokeSecurityGroupIngress").len(), 1);
+    assert_eq!(proxy.calls_of("CreateSecurityGroup").len(), 1);
+    let groups = view.security_groups("twice");
+    assert_eq!(groups.len(), 1);
+    let ssh: Vec<_> = groups[0]
+        .ip_permissions()
+        .iter()
+        .filter(|p| p.from_port() == Some(22))
+        .collect();
+    let v4: Vec<_> = ssh
+        .iter()
+        .flat_map(|p| p.ip_ranges())
+        .filter_map(|r| r.cidr_ip())
+        .collect();
+    let v6: Vec<_> = ssh
+        .iter()
+        .flat_map(|p| p.ipv6_ranges())
+        .filter_map(|r| r.cidr_ipv6())
+        .collect();
+    assert_eq!(v4, ["198.51.100.0/24"], "the old address lost access");
+    assert_eq!(v6, [V6]);
 }
 
 #[test]

@@ -30,6 +30,19 @@ fn create_list_destroy_send_only_valid_requests() {
         "2001:db8::/32",
     ])
     .expect_code(0);
+    // A re-run with a new address updates the firewall's rules in place (set_rules).
+    b.run(&[
+        "create",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        &url,
+        "--name",
+        "web1",
+        "--ssh-from",
+        "198.51.100.0/24",
+    ])
+    .expect_code(0);
     b.run(&["list", "--provider", "hetzner", "--endpoint", &url])
         .expect_code(0);
     b.run(&[
@@ -58,6 +71,12 @@ fn create_list_destroy_send_only_valid_requests() {
         })
         .map(|s| s.split('/').take(2).collect::<Vec<_>>().join("/"))
         .collect();
+    assert!(
+        fake.request_log()
+            .iter()
+            .any(|(m, p, s)| m == "POST" && p.ends_with("/actions/set_rules") && *s == 201),
+        "set_rules was not exercised"
+    );
     for needed in [
         "POST /ssh_keys",
         "POST /firewalls",

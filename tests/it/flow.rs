@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::hetzner_fake::{FakeConfig, FakeHetzner};
-use crate::support::Bin;
+use crate::support::{self, Bin};
 
 fn create_args<'a>(url: &'a str, name: &'a str) -> Vec<&'a str> {
     vec![
@@ -255,6 +255,66 @@ fn an_uploaded_key_with_the_same_fingerprint_is_reused() {
         1,
         "the user's own key is never deleted"
     );
+}
+
+#[test]
+fn a_rerun_with_a_new_ssh_from_moves_the_firewall_and_keeps_other_rules() {
+    let fake = FakeHetzner::start_default();
+    let b = Bin::new();
+    let url = fake.url();
+    b.run(&create_args(&url, "web1")).expect_code(0);
+    let fw = fake.firewalls()[0].clone();
+    let id = fw["id"].as_u64().unwrap();
+    // The owner opened HTTPS on the same firewall in the console, and an outbound rule.
+    let mut rules = fw["rules"].as_array().unwrap().clone();
+    rules.push(
+        serde_json::json!({"direction": "in", "protocol": "tcp", "port": "443",
+        "source_ips": ["0.0.0.0/0", "::/0"], "description": "HTTPS"}),
+    );
+    rules.push(serde_json::json!({"direction": "out", "protocol": "icmp",
+        "destination_ips": ["0.0.0.0/0"]}));
+    let body = serde_json::json!({ "rules": rules }).to_string();
+    let r = support::http(
+        &url,
+        "POST",
+        &format!("/firewalls/{id}/actions/set_rules"),
+        &[("Authorization", "Bearer test-token")],
+        Some(&body),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // The owner's address changed: the same command with the new --ssh-from.
+    let mut args = create_args(&url, "web1");
+    let i = args.iter().position(|a| *a == "203.0.113.7/32").unwrap();
+    args[i] = "198.51.100.0/24";
+    let r = b.run(&args);
+    r.expect_code(0);
+    assert!(
+        r.stderr().contains(
+            "now from 198.51.100.0/24, 2001:db8:1::/48 (was 203.0.113.7/32, 2001:db8:1::/48)"
+        ),
+        "{}",
+        r.stderr()
+    );
+    let fws = fake.firewalls();
+    assert_eq!(fws.len(), 1, "no second firewall");
+    let rules = fws[0]["rules"].as_array().unwrap();
+    let ssh: Vec<_> = rules.iter().filter(|r| r["port"] == "22").collect();
+    assert_eq!(ssh.len(), 1, "{rules:?}");
+    assert_eq!(
+        ssh[0]["source_ips"],
+        serde_json::json!(["198.51.100.0/24", "2001:db8:1::/48"]),
+        "the old address lost access"
+    );
+    assert!(rules.iter().any(|r| r["port"] == "443"), "{rules:?}");
+    assert!(rules.iter().any(|r| r["direction"] == "out"), "{rules:?}");
+    assert_eq!(fake.resources_labelled("bootstrap-deployment", "web1"), 3);
+
+    // The same command once more changes nothing.
+    let before = posts(&fake).len();
+    b.run(&args).expect_code(0);
+    assert_eq!(posts(&fake).len(), before, "{:?}", posts(&fake));
 }
 
 #[test]

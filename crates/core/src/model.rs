@@ -189,7 +189,7 @@ impl Labelled for SshKey {
 }
 
 /// Transport protocol of a firewall rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// TCP.
@@ -232,6 +232,47 @@ pub struct Firewall {
     pub name: String,
     /// Its labels.
     pub labels: Labels,
+    /// The inbound rules bootstrap can express (one TCP/UDP port each); other rules exist at
+    /// the provider but are not listed, and updates leave them alone.
+    pub inbound: Vec<FirewallRule>,
+}
+
+impl FirewallRule {
+    /// Whether `other` is a rule for the same protocol and port.
+    pub fn same_port(&self, other: &FirewallRule) -> bool {
+        self.protocol == other.protocol && self.port == other.port
+    }
+}
+
+/// The wanted rules whose sources differ from what `current` allows on the same protocol and
+/// port (a port with no rule yet allows nothing). Empty when the firewall needs no update.
+pub fn rules_to_update<'a>(
+    current: &[FirewallRule],
+    wanted: &'a [FirewallRule],
+) -> Vec<&'a FirewallRule> {
+    use std::collections::BTreeSet;
+    wanted
+        .iter()
+        .filter(|w| {
+            let have: BTreeSet<&IpNet> = current
+                .iter()
+                .filter(|c| c.same_port(w))
+                .flat_map(|c| &c.sources)
+                .collect();
+            have != w.sources.iter().collect::<BTreeSet<_>>()
+        })
+        .collect()
+}
+
+/// `current` with the rules for each of `wanted`'s ports replaced by `wanted`'s: what a
+/// firewall looks like after [`crate::Provider::update_firewall_rules`].
+pub fn merge_rules(current: &[FirewallRule], wanted: &[FirewallRule]) -> Vec<FirewallRule> {
+    current
+        .iter()
+        .filter(|c| !wanted.iter().any(|w| w.same_port(c)))
+        .chain(wanted)
+        .cloned()
+        .collect()
 }
 
 impl Labelled for Firewall {

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
-    Firewall, FirewallSpec, Labels, NativeSchedule, NativeScheduleSpec, Operation, OperationStatus,
-    PublicKeyInfo, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
+    Firewall, FirewallRule, FirewallSpec, Labels, NativeSchedule, NativeScheduleSpec, Operation,
+    OperationStatus, PublicKeyInfo, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
 };
 
 /// Fixed facts about a provider that the core checks before any API call.
@@ -69,6 +69,13 @@ pub trait Provider: Send + Sync {
     async fn list_firewalls(&self, selector: &Labels) -> Result<Vec<Firewall>>;
     /// Creates a firewall with the given inbound rules.
     async fn create_firewall(&self, spec: &FirewallSpec) -> Result<Created<Firewall>>;
+    /// Makes each protocol/port of `inbound` allow exactly its sources (a re-run with a new
+    /// `--ssh-from`); rules for other ports, and any the model cannot express, stay as they are.
+    async fn update_firewall_rules(
+        &self,
+        firewall: &Firewall,
+        inbound: &[FirewallRule],
+    ) -> Result<Vec<Operation>>;
     /// Deletes a firewall; still applied somewhere is `ErrorKind::InUse`.
     async fn delete_firewall(&self, id: &str) -> Result<()>;
 

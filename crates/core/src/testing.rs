@@ -9,8 +9,8 @@ use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
-    Firewall, FirewallSpec, Labels, Operation, OperationStatus, PublicKeyInfo, Server, ServerSpec,
-    ServerStatus, SshKey, SshKeySpec,
+    Firewall, FirewallRule, FirewallSpec, Labels, Operation, OperationStatus, PublicKeyInfo,
+    Server, ServerSpec, ServerStatus, SshKey, SshKeySpec, merge_rules,
 };
 use crate::provider::{Created, Limits, Provider};
 
@@ -126,6 +126,15 @@ impl FakeProvider {
         id
     }
 
+    /// Every firewall, in id order.
+    pub fn firewalls(&self) -> Vec<Firewall> {
+        self.lock()
+            .firewalls
+            .values()
+            .map(|x| x.0.clone())
+            .collect()
+    }
+
     /// Adds a firewall as if someone made it outside this tool.
     pub fn add_foreign_firewall(&self, name: &str) {
         let mut s = self.lock();
@@ -137,6 +146,7 @@ impl FakeProvider {
                     id,
                     name: name.to_owned(),
                     labels: Labels::new(),
+                    inbound: Vec::new(),
                 },
                 Vec::new(),
             ),
@@ -268,9 +278,26 @@ impl Provider for FakeProvider {
                 id: id.clone(),
                 name: spec.name.clone(),
                 labels: spec.labels.clone(),
+                inbound: spec.inbound.clone(),
             };
             s.firewalls.insert(id, (fw.clone(), Vec::new()));
             Ok(Created::ready(fw))
+        })
+    }
+
+    async fn update_firewall_rules(
+        &self,
+        firewall: &Firewall,
+        inbound: &[FirewallRule],
+    ) -> Result<Vec<Operation>> {
+        let f = self.call("update_firewall_rules");
+        faulty(f, "update_firewall_rules", || {
+            let mut s = self.lock();
+            let Some(x) = s.firewalls.get_mut(&firewall.id) else {
+                return Err(Error::new(ErrorKind::NotFound, "not_found"));
+            };
+            x.0.inbound = merge_rules(&x.0.inbound, inbound);
+            Ok(Vec::new())
         })
     }
 

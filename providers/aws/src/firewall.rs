@@ -9,7 +9,7 @@
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup};
 use bootstrap_core::model::Protocol;
-use bootstrap_core::{Error, ErrorKind, Firewall, FirewallSpec, Labels, Result};
+use bootstrap_core::{Error, ErrorKind, Firewall, FirewallRule, FirewallSpec, Labels, Result};
 use ipnet::IpNet;
 
 use crate::AwsOptions;
@@ -21,7 +21,35 @@ fn from_group(g: &SecurityGroup) -> Firewall {
         id: g.group_id().unwrap_or_default().to_owned(),
         name: g.group_name().unwrap_or_default().to_owned(),
         labels: tags::labels(g.tags()),
+        inbound: g.ip_permissions().iter().filter_map(inbound_rule).collect(),
     }
+}
+
+/// An ingress permission as the model sees it: TCP or UDP on one port; anything else (ranges,
+/// all traffic, other groups as sources) is `None` and left alone by updates.
+fn inbound_rule(p: &IpPermission) -> Option<FirewallRule> {
+    let protocol = match p.ip_protocol()? {
+        "tcp" | "6" => Protocol::Tcp,
+        "udp" | "17" => Protocol::Udp,
+        _ => return None,
+    };
+    let port = p.from_port()?;
+    if p.to_port()? != port {
+        return None;
+    }
+    let v4 = p.ip_ranges().iter().filter_map(|r| r.cidr_ip());
+    let v6 = p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6());
+    Some(FirewallRule {
+        protocol,
+        port: u16::try_from(port).ok()?,
+        sources: v4.chain(v6).filter_map(|c| c.parse().ok()).collect(),
+        description: p
+            .ip_ranges()
+            .iter()
+            .find_map(|r| r.description())
+            .unwrap_or_default()
+            .to_owned(),
+    })
 }
 
 /// The VPC the security group goes into: `--vpc`, else the `--subnet`'s, else `None` (EC2 then
@@ -77,8 +105,14 @@ pub(crate) async fn list(ec2: &Client, selector: &Labels) -> Result<Vec<Firewall
 
 /// The ingress permissions for `spec`: one per rule, IPv4 and IPv6 sources in their own lists.
 fn permissions(spec: &FirewallSpec) -> Vec<IpPermission> {
-    spec.inbound
+    permissions_for(&spec.inbound)
+}
+
+/// One ingress permission per rule that has sources, IPv4 and IPv6 in their own lists.
+fn permissions_for(rules: &[FirewallRule]) -> Vec<IpPermission> {
+    rules
         .iter()
+        .filter(|r| !r.sources.is_empty())
         .map(|r| {
             let (v4, v6): (Vec<&IpNet>, Vec<&IpNet>) =
                 r.sources.iter().partition(|n| matches!(n, IpNet::V4(_)));
@@ -163,7 +197,73 @@ pub(crate) async fn create(
         id,
         name: spec.name.clone(),
         labels: tags::labels(out.tags()),
+        inbound: spec.inbound.clone(),
     })
+}
+
+/// Makes each wanted port allow exactly its sources: new sources are authorized first, then the
+/// old ones revoked, so the owner never loses access halfway.
+pub(crate) async fn update(ec2: &Client, group: &Firewall, wanted: &[FirewallRule]) -> Result<()> {
+    let out = sdk(
+        "DescribeSecurityGroups",
+        ec2.describe_security_groups()
+            .group_ids(&group.id)
+            .send()
+            .await,
+    )?;
+    let current: Vec<FirewallRule> = out
+        .security_groups()
+        .iter()
+        .flat_map(|g| g.ip_permissions())
+        .filter_map(inbound_rule)
+        .collect();
+    let (mut add, mut remove) = (Vec::new(), Vec::new());
+    for w in wanted {
+        let have: Vec<IpNet> = current
+            .iter()
+            .filter(|c| c.same_port(w))
+            .flat_map(|c| c.sources.iter().copied())
+            .collect();
+        add.push(FirewallRule {
+            sources: w
+                .sources
+                .iter()
+                .filter(|s| !have.contains(s))
+                .copied()
+                .collect(),
+            ..w.clone()
+        });
+        remove.push(FirewallRule {
+            sources: have
+                .into_iter()
+                .filter(|s| !w.sources.contains(s))
+                .collect(),
+            ..w.clone()
+        });
+    }
+    let add = permissions_for(&add);
+    if !add.is_empty() {
+        sdk(
+            "AuthorizeSecurityGroupIngress",
+            ec2.authorize_security_group_ingress()
+                .group_id(&group.id)
+                .set_ip_permissions(Some(add))
+                .send()
+                .await,
+        )?;
+    }
+    let remove = permissions_for(&remove);
+    if !remove.is_empty() {
+        sdk(
+            "RevokeSecurityGroupIngress",
+            ec2.revoke_security_group_ingress()
+                .group_id(&group.id)
+                .set_ip_permissions(Some(remove))
+                .send()
+                .await,
+        )?;
+    }
+    Ok(())
 }
 
 /// Deletes a security group; gone is fine, still used is `InUse`.
@@ -183,7 +283,6 @@ pub(crate) fn filter(name: &str, value: &str) -> Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bootstrap_core::FirewallRule;
 
     #[test]
     fn ipv4_and_ipv6_sources_go_to_their_own_ranges() {

@@ -32,9 +32,9 @@ mod tags;
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
 use bootstrap_core::{
-    Created, Error, ErrorKind, Firewall, FirewallSpec, Labels, Limits, NativeSchedule,
-    NativeScheduleSpec, Operation, OperationStatus, Provider, PublicKeyInfo, Result, Server,
-    ServerSpec, Snapshot, SshKey, SshKeySpec,
+    Created, Error, ErrorKind, Firewall, FirewallRule, FirewallSpec, Labels, Limits,
+    NativeSchedule, NativeScheduleSpec, Operation, OperationStatus, Provider, PublicKeyInfo,
+    Result, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
 };
 
 pub use config::{AwsOptions, check_instance_type, check_region, check_zone};
@@ -124,6 +124,15 @@ impl Provider for Aws {
         Ok(Created::ready(
             firewall::create(&self.ec2, &self.opts, spec).await?,
         ))
+    }
+
+    async fn update_firewall_rules(
+        &self,
+        firewall: &Firewall,
+        inbound: &[FirewallRule],
+    ) -> Result<Vec<Operation>> {
+        firewall::update(&self.ec2, firewall, inbound).await?;
+        Ok(Vec::new())
     }
 
     async fn delete_firewall(&self, id: &str) -> Result<()> {

@@ -13,16 +13,18 @@ use async_trait::async_trait;
 use bootstrap_core::http::{Auth, HttpClient};
 use bootstrap_core::model::Protocol;
 use bootstrap_core::{
-    Created, Error, ErrorKind, Firewall, FirewallSpec, Labels, Limits, Operation, OperationStatus,
-    Provider, PublicKeyInfo, Result, Secret, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
+    Created, Error, ErrorKind, Firewall, FirewallRule, FirewallSpec, Labels, Limits, Operation,
+    OperationStatus, Provider, PublicKeyInfo, Result, Secret, Server, ServerSpec, Snapshot, SshKey,
+    SshKeySpec,
 };
 use hcloud::models;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 
 use crate::schema::{
-    ActionEnvelope, FirewallCreated, FirewallList, ImageCreated, ImageEnvelope, ImageList,
-    ListPage, ServerCreated, ServerEnvelope, ServerList, SshKeyEnvelope, SshKeyList,
+    ActionEnvelope, ActionsEnvelope, FirewallCreated, FirewallEnvelope, FirewallList, ImageCreated,
+    ImageEnvelope, ImageList, ListPage, ServerCreated, ServerEnvelope, ServerList, SshKeyEnvelope,
+    SshKeyList, inbound_rule,
 };
 
 /// Hetzner's public API base URL.
@@ -161,21 +163,7 @@ impl Provider for Hetzner {
     }
 
     async fn create_firewall(&self, spec: &FirewallSpec) -> Result<Created<Firewall>> {
-        let rules = spec
-            .inbound
-            .iter()
-            .map(|r| models::Rule {
-                description: Some(Some(r.description.clone())),
-                destination_ips: None,
-                direction: models::rule::Direction::In,
-                port: Some(Some(r.port.to_string())),
-                protocol: match r.protocol {
-                    Protocol::Tcp => models::rule::Protocol::Tcp,
-                    Protocol::Udp => models::rule::Protocol::Udp,
-                },
-                source_ips: Some(r.sources.iter().map(ToString::to_string).collect()),
-            })
-            .collect();
+        let rules = spec.inbound.iter().map(rule_model).collect();
         let body = models::CreateFirewallRequest {
             apply_to: None,
             labels: Some(labels_map(&spec.labels)),
@@ -187,6 +175,32 @@ impl Provider for Hetzner {
             resource: r.firewall.into(),
             pending: r.actions.into_iter().map(Into::into).collect(),
         })
+    }
+
+    async fn update_firewall_rules(
+        &self,
+        firewall: &Firewall,
+        inbound: &[FirewallRule],
+    ) -> Result<Vec<Operation>> {
+        // set_rules replaces the whole list: read it fresh and send back what we do not own.
+        let path = format!("/firewalls/{}", id_of(&firewall.id)?);
+        let current: FirewallEnvelope = self.http.get(&path, &[]).await?;
+        let mut rules = Vec::new();
+        for raw in current.firewall.rules {
+            if inbound_rule(&raw).is_some_and(|r| inbound.iter().any(|w| w.same_port(&r))) {
+                continue;
+            }
+            rules.push(kept_rule(raw, &firewall.name)?);
+        }
+        rules.extend(inbound.iter().map(rule_model));
+        let r: ActionsEnvelope = self
+            .http
+            .post(
+                &format!("{path}/actions/set_rules"),
+                &models::SetRulesRequest { rules },
+            )
+            .await?;
+        Ok(r.actions.into_iter().map(Into::into).collect())
     }
 
     async fn delete_firewall(&self, id: &str) -> Result<()> {
@@ -321,5 +335,71 @@ impl Provider for Hetzner {
         let path = format!("/servers/{}/actions/enable_backup", id_of(&server.id)?);
         let r: ActionEnvelope = self.http.post(&path, &serde_json::json!({})).await?;
         Ok(vec![r.action.into()])
+    }
+}
+
+/// One inbound rule as Hetzner's request model.
+fn rule_model(r: &FirewallRule) -> models::Rule {
+    models::Rule {
+        description: Some(Some(r.description.clone())),
+        destination_ips: None,
+        direction: models::rule::Direction::In,
+        port: Some(Some(r.port.to_string())),
+        protocol: match r.protocol {
+            Protocol::Tcp => models::rule::Protocol::Tcp,
+            Protocol::Udp => models::rule::Protocol::Udp,
+        },
+        source_ips: Some(r.sources.iter().map(ToString::to_string).collect()),
+    }
+}
+
+/// A rule read back from the API, to send again unchanged: the answer lists both address
+/// fields, a request only the one its direction uses.
+fn kept_rule(mut raw: serde_json::Value, firewall: &str) -> Result<models::Rule> {
+    if let Some(o) = raw.as_object_mut() {
+        let unused = match o.get("direction").and_then(|d| d.as_str()) {
+            Some("out") => "source_ips",
+            _ => "destination_ips",
+        };
+        o.remove(unused);
+    }
+    serde_json::from_value(raw).map_err(|e| {
+        Error::new(
+            ErrorKind::Other,
+            format!(
+                "firewall {firewall} has a rule bootstrap cannot send back ({e}); change its SSH sources in the Hetzner console"
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_rules_go_back_with_only_their_direction_s_addresses() {
+        let out = kept_rule(
+            serde_json::json!({"direction":"out","protocol":"icmp","port":null,
+                "source_ips":[],"destination_ips":["0.0.0.0/0"],"description":null}),
+            "fw",
+        )
+        .unwrap();
+        let v = serde_json::to_value(&out).unwrap();
+        assert_eq!(v["destination_ips"], serde_json::json!(["0.0.0.0/0"]));
+        assert!(v.get("source_ips").is_none(), "{v}");
+        let inbound = kept_rule(
+            serde_json::json!({"direction":"in","protocol":"tcp","port":"443",
+                "source_ips":["0.0.0.0/0"],"destination_ips":[]}),
+            "fw",
+        )
+        .unwrap();
+        let v = serde_json::to_value(&inbound).unwrap();
+        assert!(v.get("destination_ips").is_none(), "{v}");
+        let unknown = kept_rule(
+            serde_json::json!({"direction":"in","protocol":"sctp","port":"9"}),
+            "fw",
+        );
+        assert!(unknown.unwrap_err().to_string().contains("Hetzner console"));
     }
 }

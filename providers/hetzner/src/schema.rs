@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 
+use bootstrap_core::model::Protocol;
 use bootstrap_core::{
-    Firewall, Labels, Operation, OperationStatus, Server, ServerStatus, Snapshot, SnapshotStatus,
-    SshKey,
+    Firewall, FirewallRule, Labels, Operation, OperationStatus, Server, ServerStatus, Snapshot,
+    SnapshotStatus, SshKey,
 };
+use ipnet::IpNet;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -125,6 +127,52 @@ pub(crate) struct FirewallW {
     name: String,
     #[serde(default)]
     labels: HashMap<String, String>,
+    /// Raw, so that an update can send back verbatim the rules it does not touch.
+    #[serde(default)]
+    pub rules: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct FirewallEnvelope {
+    pub firewall: FirewallW,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ActionsEnvelope {
+    #[serde(default)]
+    pub actions: Vec<ActionW>,
+}
+
+/// A raw rule as the model sees it: inbound, TCP or UDP, one port; anything else is `None`.
+pub(crate) fn inbound_rule(v: &serde_json::Value) -> Option<FirewallRule> {
+    if v.get("direction")?.as_str()? != "in" {
+        return None;
+    }
+    let protocol = match v.get("protocol")?.as_str()? {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        _ => return None,
+    };
+    let port = v.get("port")?.as_str()?.parse().ok()?;
+    let sources = v
+        .get("source_ips")
+        .and_then(|s| s.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str()?.parse::<IpNet>().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(FirewallRule {
+        protocol,
+        port,
+        sources,
+        description: v
+            .get("description")
+            .and_then(|d| d.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +273,7 @@ impl From<FirewallW> for Firewall {
             id: f.id.to_string(),
             name: f.name,
             labels: labels(f.labels),
+            inbound: f.rules.iter().filter_map(inbound_rule).collect(),
         }
     }
 }
@@ -306,5 +355,23 @@ mod tests {
             a.action.status(),
             OperationStatus::Failed("Action failed (action_failed)".into())
         );
+    }
+
+    #[test]
+    fn only_single_port_tcp_udp_inbound_rules_enter_the_model() {
+        let rules: Vec<serde_json::Value> = serde_json::from_str(
+            r#"[
+            {"direction":"in","protocol":"tcp","port":"22","source_ips":["203.0.113.7/32","2001:db8::/48"],"destination_ips":[],"description":"SSH"},
+            {"direction":"in","protocol":"tcp","port":"80-85","source_ips":["0.0.0.0/0"],"destination_ips":[]},
+            {"direction":"in","protocol":"icmp","port":null,"source_ips":["0.0.0.0/0"],"destination_ips":[]},
+            {"direction":"out","protocol":"udp","port":"53","source_ips":[],"destination_ips":["0.0.0.0/0"]}
+        ]"#,
+        )
+        .unwrap();
+        let model: Vec<FirewallRule> = rules.iter().filter_map(inbound_rule).collect();
+        assert_eq!(model.len(), 1);
+        assert_eq!((model[0].protocol, model[0].port), (Protocol::Tcp, 22));
+        assert_eq!(model[0].sources.len(), 2);
+        assert_eq!(model[0].description, "SSH");
     }
 }

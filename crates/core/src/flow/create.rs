@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     DeploymentName, Firewall, FirewallSpec, LABEL_MANAGED_BY, LABEL_SSH_KEY, Labels,
     NativeSchedule, NativeScheduleSpec, Server, ServerSpec, ServerStatus, SshKey, SshKeySpec,
-    only_matching,
+    merge_rules, only_matching, rules_to_update,
 };
 use crate::poll::wait_until;
 use crate::progress::Progress;
@@ -160,7 +160,7 @@ async fn run(
     // fails could otherwise land after the rollback looked.
     let (key, firewall) = futures::join!(
         ensure_key(p, &plan.ssh_key, cfg),
-        ensure_firewall(p, &plan.firewall, &selector, cfg, deadline),
+        ensure_firewall(p, &plan.firewall, &selector, cfg, progress, deadline),
     );
     let (key, key_made) = key?;
     let (firewall, fw_made) = firewall?;
@@ -331,6 +331,7 @@ async fn ensure_firewall(
     spec: &FirewallSpec,
     selector: &Labels,
     cfg: &FlowConfig,
+    progress: &dyn Progress,
     deadline: Instant,
 ) -> Result<(Firewall, bool)> {
     let (Created { resource, pending }, made) = find_or_create(
@@ -346,5 +347,40 @@ async fn ensure_firewall(
     )
     .await?;
     wait_operations(p, &pending, cfg, deadline).await?;
-    Ok((resource, made))
+    let mut firewall = resource;
+    // A firewall found from an earlier run gets this run's sources (say a new --ssh-from), so
+    // the old addresses lose access; rules for other ports are someone's own and stay.
+    let stale = rules_to_update(&firewall.inbound, &spec.inbound);
+    if !made && !stale.is_empty() {
+        for rule in &stale {
+            let was: Vec<String> = firewall
+                .inbound
+                .iter()
+                .filter(|c| c.same_port(rule))
+                .flat_map(|c| c.sources.iter().map(ToString::to_string))
+                .collect();
+            let now: Vec<String> = rule.sources.iter().map(ToString::to_string).collect();
+            progress.warn(&format!(
+                "firewall {}: {} ({:?} {}) now from {} (was {})",
+                firewall.name,
+                rule.description,
+                rule.protocol,
+                rule.port,
+                now.join(", "),
+                if was.is_empty() {
+                    "closed".to_owned()
+                } else {
+                    was.join(", ")
+                }
+            ));
+        }
+        let fw = &firewall;
+        let ops = retry(&cfg.retry, "update firewall rules", || {
+            p.update_firewall_rules(fw, &spec.inbound)
+        })
+        .await?;
+        wait_operations(p, &ops, cfg, deadline).await?;
+        firewall.inbound = merge_rules(&firewall.inbound, &spec.inbound);
+    }
+    Ok((firewall, made))
 }

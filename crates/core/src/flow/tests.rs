@@ -114,6 +114,52 @@ async fn create_then_rerun_makes_nothing_new_then_destroy_twice() {
     assert!(t.removed.is_empty());
 }
 
+#[tokio::test]
+async fn a_rerun_with_new_sources_updates_the_firewall_and_keeps_other_ports() {
+    let p = FakeProvider::new();
+    let mut pl = plan("web1", key(1));
+    run_create(&p, &pl).await.unwrap();
+    let fw_id = p.firewalls()[0].id.clone();
+    // Someone opened HTTPS on the same firewall by hand.
+    let https = FirewallRule {
+        protocol: Protocol::Tcp,
+        port: 443,
+        sources: vec!["0.0.0.0/0".parse().unwrap()],
+        description: "HTTPS".into(),
+    };
+    let mut with_https = p.firewalls()[0].clone();
+    with_https.inbound.push(https.clone());
+    p.update_firewall_rules(&with_https, std::slice::from_ref(&https))
+        .await
+        .unwrap();
+
+    // The owner's address changed.
+    pl.firewall.inbound[0].sources = vec!["198.51.100.0/24".parse().unwrap()];
+    let o = run_create(&p, &pl).await.unwrap();
+    assert!(o.created.is_empty());
+    let fws = p.firewalls();
+    assert_eq!(fws.len(), 1, "no second firewall");
+    assert_eq!(fws[0].id, fw_id);
+    let ssh: Vec<_> = fws[0].inbound.iter().filter(|r| r.port == 22).collect();
+    assert_eq!(ssh.len(), 1);
+    assert_eq!(
+        ssh[0].sources,
+        vec!["198.51.100.0/24".parse::<ipnet::IpNet>().unwrap()],
+        "the old address lost access"
+    );
+    assert!(fws[0].inbound.contains(&https), "other ports stay");
+    assert_eq!(o.firewall.inbound, fws[0].inbound);
+
+    // Same sources again: no update call.
+    let before = p.calls().len();
+    run_create(&p, &pl).await.unwrap();
+    assert!(
+        !p.calls()[before..]
+            .iter()
+            .any(|c| c == "update_firewall_rules")
+    );
+}
+
 /// The calls a clean create makes, to fail each in turn.
 async fn create_call_count() -> usize {
     let p = FakeProvider::new();
