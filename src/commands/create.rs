@@ -231,6 +231,7 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
     if let Some(id) = &s.from_snapshot {
         check_our_snapshot(provider.as_ref(), &s.conn.flow, id).await?;
     }
+    check_server_options(provider.as_ref(), &s).await?;
     let (key, source) = real_key(&s)?;
     let secrets = Secrets::for_create(&s, &dir)?;
     let ud = render_user_data(&s, &key, &secrets)?;
@@ -312,6 +313,27 @@ fn remove_generated_key(private: &Path) {
 
 /// `--from-snapshot` must name one of our snapshots: restoring someone else's image, or a
 /// provider backup, is not what the flag is for.
+/// Asks the provider, read-only, whether the server type, image and location exist, so that a
+/// typo is refused (exit 2) before a key, firewall or local file is made.
+async fn check_server_options(
+    p: &dyn bootstrap_core::Provider,
+    s: &CreateSettings,
+) -> anyhow::Result<()> {
+    let image = s.from_snapshot.as_deref().unwrap_or(&s.image);
+    let checked = bootstrap_core::retry::retry(&s.conn.flow.retry, "check server options", || {
+        p.check_server_options(&s.server_type, image, &s.location)
+    })
+    .await;
+    match checked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == &bootstrap_core::ErrorKind::InvalidInput => Err(bad(e.to_string())),
+        Err(e) => Err(anyhow::anyhow!(
+            "create {} failed: {e}; nothing had been created",
+            s.name
+        )),
+    }
+}
+
 async fn check_our_snapshot(
     p: &dyn bootstrap_core::Provider,
     cfg: &flow::FlowConfig,

@@ -241,8 +241,9 @@ fn aws_create_describe_list_destroy_against_moto() {
         destroy_calls.len(),
         summary(&destroy_calls)
     );
-    // list x3, key find + import, group create + ingress, image, launch, describe until running.
-    assert!(create_calls.len() <= 12, "{}", summary(&create_calls));
+    // instance type + image check, list x3, key find + import, group create + ingress, image,
+    // launch, describe until running.
+    assert!(create_calls.len() <= 14, "{}", summary(&create_calls));
     assert!(destroy_calls.len() <= 12, "{}", summary(&destroy_calls));
 }
 
@@ -557,6 +558,40 @@ fn aws_render_equals_hetzner_render_and_dry_run_needs_no_credentials() {
     assert_eq!(v["user_data_limit"], 16384);
     assert_eq!(v["server"]["server_type"], "t3.micro");
     assert_eq!(v["server"]["image"], "ubuntu-24.04");
+}
+
+#[test]
+fn aws_unknown_instance_type_ami_or_zone_is_refused_before_anything_is_made() {
+    let moto = Moto::start();
+    let proxy = Ec2Proxy::start(&moto.url());
+    let view = Ec2View::new(&moto.url());
+    let b = bin(&proxy.url());
+    for (extra, says) in [
+        (
+            &["--server-type", "t9.nano", "--image", NOBLE_NEWEST][..],
+            "--server-type",
+        ),
+        (&["--image", "ami-0123456789abcdef0"][..], "no such AMI"),
+        (
+            &["--location", "us-east-1z", "--image", NOBLE_NEWEST][..],
+            "--location us-east-1z",
+        ),
+    ] {
+        let r = create(&b, "typo", extra);
+        r.expect_code(2);
+        let err = r.stderr();
+        assert!(err.contains(says), "{extra:?}: {err}");
+        let errors: Vec<_> = err.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "one line: {err}");
+    }
+    let writes: Vec<_> = proxy
+        .actions()
+        .into_iter()
+        .filter(|a| !a.starts_with("Describe"))
+        .collect();
+    assert!(writes.is_empty(), "only reads were sent: {writes:?}");
+    assert!(view.leftovers("typo").is_empty());
+    assert!(!b.key_path("aws", "typo").exists());
 }
 
 #[test]

@@ -318,6 +318,39 @@ fn a_rerun_with_a_new_ssh_from_moves_the_firewall_and_keeps_other_rules() {
 }
 
 #[test]
+fn unknown_server_type_image_or_location_is_refused_before_anything_is_made() {
+    let fake = FakeHetzner::start_default();
+    let b = Bin::new();
+    let url = fake.url();
+    for (flag, value, says) in [
+        ("--server-type", "cx99", "use one of"),
+        ("--location", "mars1", "fsn1"),
+        ("--image", "ubuntu-99.04", "hcloud image list"),
+        ("--image", "987654", "no such image"),
+    ] {
+        let mut args = create_args(&url, "web1");
+        args.extend([flag, value]);
+        let r = b.run(&args);
+        r.expect_code(2);
+        let err = r.stderr();
+        assert!(
+            err.contains(&format!("{flag} {value}")) && err.contains(says),
+            "{flag} {value}: {err}"
+        );
+        let errors: Vec<_> = err.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "one line: {err}");
+    }
+    assert!(posts(&fake).is_empty(), "{:?}", posts(&fake));
+    assert_eq!(fake.resources_labelled("bootstrap-deployment", "web1"), 0);
+    assert!(
+        !b.key_path("hetzner", "web1").exists(),
+        "no key generated for a refused create"
+    );
+    // The same checks let a good create through.
+    b.run(&create_args(&url, "web1")).expect_code(0);
+}
+
+#[test]
 fn rate_limits_are_waited_out_using_the_headers() {
     let fake = FakeHetzner::start(FakeConfig {
         action_polls: 1,

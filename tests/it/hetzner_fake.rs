@@ -18,6 +18,7 @@
 //!   `actions/disable_backup`, `actions/poweron|poweroff|shutdown|reboot`.
 //! - `images`: list (`type`, `status`, `name`, `label_selector`, `bound_to`), get, update,
 //!   delete (204). A few system images (`ubuntu-24.04`, `debian-12`, ...) exist from the start.
+//! - `server_types`, `locations`: list (`name`), the fixed catalog the servers are made from.
 //! - `actions`: `GET /actions/{id}`, `GET /actions?id=1&id=2`, and the per-resource variants.
 //!   An action is `running` for `action_polls` observations (default 2, progress rising), then
 //!   finishes (`success`, or `error` when made to fail). An observation is a GET of the action
@@ -1347,6 +1348,32 @@ impl State {
                 },
                 _ => not_allowed(),
             },
+            ["server_types"] if m == "GET" => {
+                let items = SERVER_TYPES
+                    .iter()
+                    .map(|t| Item {
+                        id: t.id,
+                        name: Some(t.name.to_owned()),
+                        created: 0,
+                        labels: Labels::new(),
+                        json: server_type_json(t),
+                    })
+                    .collect();
+                self.list(req, "server_types", items)
+            }
+            ["locations"] if m == "GET" => {
+                let items = LOCATIONS
+                    .iter()
+                    .map(|l| Item {
+                        id: l.id,
+                        name: Some(l.name.to_owned()),
+                        created: 0,
+                        labels: Labels::new(),
+                        json: location_json(l),
+                    })
+                    .collect();
+                self.list(req, "locations", items)
+            }
             ["actions"] if m == "GET" => {
                 let ids: Vec<u64> = req
                     .q_all("id")
@@ -2346,29 +2373,9 @@ impl State {
 
     fn server_json(&self, s: &Server) -> Value {
         let loc = s.location;
-        let location = json!({
-            "id": loc.id, "name": loc.name, "description": loc.description, "country": loc.country,
-            "city": loc.city, "latitude": loc.latitude, "longitude": loc.longitude, "network_zone": loc.network_zone,
-        });
+        let location = location_json(loc);
         let all_type_ids: Vec<u64> = SERVER_TYPES.iter().map(|t| t.id).collect();
-        let t = s.server_type;
-        let price = |v: &str| {
-            let net: f64 = v.parse().unwrap_or(0.0);
-            json!({"net": v, "gross": format!("{:.16}", net * 1.19)})
-        };
-        let server_type = json!({
-            "id": t.id, "name": t.name, "description": t.name.to_uppercase(), "cores": t.cores,
-            "memory": t.memory, "disk": t.disk, "deprecated": false,
-            "prices": LOCATIONS.iter().map(|l| json!({
-                "location": l.name, "price_hourly": price(t.hourly), "price_monthly": price(t.monthly),
-                "included_traffic": 21_990_232_555_520_u64, "price_per_tb_traffic": price("1.0000000000"),
-            })).collect::<Vec<_>>(),
-            "storage_type": "local", "cpu_type": t.cpu_type, "category": t.category,
-            "architecture": t.architecture, "deprecation": Value::Null,
-            "locations": LOCATIONS.iter().map(|l| json!({
-                "id": l.id, "name": l.name, "deprecation": Value::Null, "available": true, "recommended": l.id == 1,
-            })).collect::<Vec<_>>(),
-        });
+        let server_type = server_type_json(s.server_type);
         let mut firewalls: Vec<Value> =
             s.firewalls.iter().map(|(f, applied)| json!({"id": f, "status": if *applied { "applied" } else { "pending" }})).collect();
         for f in self.firewalls.values() {
@@ -2421,7 +2428,7 @@ impl State {
             "labels": s.labels,
             "volumes": [],
             "load_balancers": [],
-            "primary_disk_size": t.disk,
+            "primary_disk_size": s.server_type.disk,
             "placement_group": Value::Null,
         })
     }
@@ -2737,6 +2744,35 @@ impl State {
             .retain(|(k, v)| !(k == "sort" && v.starts_with("name")));
         self.list(&r, "actions", items)
     }
+}
+
+/// A location as `GET /locations` renders it.
+fn location_json(loc: &LocationInfo) -> Value {
+    json!({
+        "id": loc.id, "name": loc.name, "description": loc.description, "country": loc.country,
+        "city": loc.city, "latitude": loc.latitude, "longitude": loc.longitude, "network_zone": loc.network_zone,
+    })
+}
+
+/// A server type as `GET /server_types` renders it.
+fn server_type_json(t: &ServerTypeInfo) -> Value {
+    let price = |v: &str| {
+        let net: f64 = v.parse().unwrap_or(0.0);
+        json!({"net": v, "gross": format!("{:.16}", net * 1.19)})
+    };
+    json!({
+        "id": t.id, "name": t.name, "description": t.name.to_uppercase(), "cores": t.cores,
+        "memory": t.memory, "disk": t.disk, "deprecated": false,
+        "prices": LOCATIONS.iter().map(|l| json!({
+            "location": l.name, "price_hourly": price(t.hourly), "price_monthly": price(t.monthly),
+            "included_traffic": 21_990_232_555_520_u64, "price_per_tb_traffic": price("1.0000000000"),
+        })).collect::<Vec<_>>(),
+        "storage_type": "local", "cpu_type": t.cpu_type, "category": t.category,
+        "architecture": t.architecture, "deprecation": Value::Null,
+        "locations": LOCATIONS.iter().map(|l| json!({
+            "id": l.id, "name": l.name, "deprecation": Value::Null, "available": true, "recommended": l.id == 1,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 struct Item {
@@ -4615,6 +4651,15 @@ mod self_tests {
             ),
         );
         check("post", "/firewalls", "201", &fw.body);
+        for (op, query) in [
+            ("/server_types", ""),
+            ("/server_types", "?name=cpx22"),
+            ("/locations", ""),
+            ("/locations", "?name=fsn1"),
+        ] {
+            let r = call(&f, "GET", &format!("{op}{query}"), None);
+            check("get", op, "200", &r.body);
+        }
         let fid = fw.body["firewall"]["id"].as_u64().unwrap();
         let mut sb = server_body("web1");
         sb["firewalls"] = json!([{"firewall": fid}]);

@@ -56,6 +56,15 @@ pub trait Provider: Send + Sync {
     /// Limits checked before any call.
     fn limits(&self) -> Limits;
 
+    /// Read-only check, before anything is created, that `server_type`, `image` and `location`
+    /// exist here: an unknown one is `ErrorKind::InvalidInput` naming the flag and valid values.
+    async fn check_server_options(
+        &self,
+        server_type: &str,
+        image: &str,
+        location: &str,
+    ) -> Result<()>;
+
     /// An uploaded key with the same fingerprint as `key`, whoever uploaded it.
     async fn find_ssh_key(&self, key: &PublicKeyInfo) -> Result<Option<SshKey>>;
     /// Keys carrying all of `selector`'s labels.

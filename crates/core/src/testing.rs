@@ -253,6 +253,21 @@ impl Provider for FakeProvider {
         })
     }
 
+    async fn check_server_options(
+        &self,
+        server_type: &str,
+        image: &str,
+        location: &str,
+    ) -> Result<()> {
+        let f = self.call("check_server_options");
+        faulty(f, "check_server_options", || {
+            if [server_type, image, location].contains(&"unknown") {
+                return Err(Error::new(ErrorKind::InvalidInput, "unknown option"));
+            }
+            Ok(())
+        })
+    }
+
     async fn list_firewalls(&self, selector: &Labels) -> Result<Vec<Firewall>> {
         let f = self.call("list_firewalls");
         faulty(f, "list_firewalls", || {

@@ -149,6 +149,9 @@ impl AwsError {
             "InvalidAMIID.NotFound" | "InvalidAMIID.Malformed" => {
                 "no such AMI in this region: give an AMI id of this region or a name such as ubuntu-24.04"
             }
+            "InvalidInstanceType" => {
+                "no such instance type in this region: check --server-type (`aws ec2 describe-instance-types` lists them)"
+            }
             "InvalidVpcID.NotFound" => "no such VPC in this region: check --vpc",
             "InvalidSubnetID.NotFound" => "no such subnet in this region: check --subnet",
             "VPCIdNotSpecified" => "the region has no default VPC: pass --vpc or --subnet",

@@ -100,6 +100,15 @@ impl Provider for Aws {
         }
     }
 
+    async fn check_server_options(
+        &self,
+        server_type: &str,
+        image: &str,
+        location: &str,
+    ) -> Result<()> {
+        server::check_options(&self.ec2, server_type, image, location).await
+    }
+
     async fn find_ssh_key(&self, key: &PublicKeyInfo) -> Result<Option<SshKey>> {
         ssh_key::find(&self.ec2, key).await
     }

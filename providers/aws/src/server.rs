@@ -193,6 +193,48 @@ async fn subnet_for(ec2: &Client, opts: &AwsOptions, zone: Option<&str>) -> Resu
 }
 
 /// Launches one instance as `spec` says. The instance comes back `pending`; the core polls.
+/// The instance type exists in the region, the image resolves for its architecture, and the
+/// zone (when one is asked for) is the region's: read-only, before anything is created.
+pub(crate) async fn check_options(
+    ec2: &Client,
+    server_type: &str,
+    image: &str,
+    location: &str,
+) -> Result<()> {
+    let types = sdk(
+        "DescribeInstanceTypes",
+        ec2.describe_instance_types()
+            .instance_types(InstanceType::from(server_type))
+            .send()
+            .await,
+    )?;
+    if types.instance_types().is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("--server-type {server_type}: not offered in this region"),
+        ));
+    }
+    image::resolve(ec2, image, Arch::of_instance_type(server_type)).await?;
+    if location != defaults::LOCATION {
+        let zones = sdk(
+            "DescribeAvailabilityZones",
+            ec2.describe_availability_zones()
+                .zone_names(location)
+                .send()
+                .await,
+        )?;
+        if zones.availability_zones().is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "--location {location}: no such availability zone in this region (`aws ec2 describe-availability-zones` lists them)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn create(ec2: &Client, opts: &AwsOptions, spec: &ServerSpec) -> Result<Server> {
     if spec.user_data.len() > USER_DATA_MAX_BYTES {
         return Err(Error::new(

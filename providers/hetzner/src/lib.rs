@@ -23,8 +23,8 @@ use serde::de::DeserializeOwned;
 
 use crate::schema::{
     ActionEnvelope, ActionsEnvelope, FirewallCreated, FirewallEnvelope, FirewallList, ImageCreated,
-    ImageEnvelope, ImageList, ListPage, ServerCreated, ServerEnvelope, ServerList, SshKeyEnvelope,
-    SshKeyList, inbound_rule,
+    ImageEnvelope, ImageList, ListPage, LocationList, Named, ServerCreated, ServerEnvelope,
+    ServerList, ServerTypeList, SshKeyEnvelope, SshKeyList, inbound_rule,
 };
 
 /// Hetzner's public API base URL.
@@ -88,6 +88,41 @@ impl Hetzner {
     }
 }
 
+impl Hetzner {
+    /// Whether `image` names a system image or is the number of an image (e.g. a snapshot).
+    async fn image_exists(&self, image: &str) -> Result<bool> {
+        if image.parse::<u64>().is_ok() {
+            let found: Result<ImageEnvelope> =
+                self.http.get(&format!("/images/{image}"), &[]).await;
+            return match found {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == &ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        let named = self
+            .list_all::<ImageList>("/images", vec![("name", image.to_owned())])
+            .await?;
+        Ok(!named.is_empty())
+    }
+}
+
+/// `value` when the API lists it, else the error naming `flag`, the valid names and the
+/// `hcloud` command that lists them.
+fn one_of(flag: &str, value: &str, known: Vec<Named>, list_cmd: &str) -> Result<()> {
+    let names: Vec<String> = known.into_iter().map(|n| n.name).collect();
+    if names.iter().any(|n| n == value) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "{flag} {value}: Hetzner has no such name; use one of {} (`{list_cmd}`)",
+            names.join(", ")
+        ),
+    ))
+}
+
 fn id_of(id: &str) -> Result<i64> {
     id.parse()
         .map_err(|_| Error::new(ErrorKind::InvalidInput, format!("not a Hetzner id: {id:?}")))
@@ -118,6 +153,35 @@ impl Provider for Hetzner {
         Limits {
             user_data_max_bytes: USER_DATA_MAX_BYTES,
         }
+    }
+
+    async fn check_server_options(
+        &self,
+        server_type: &str,
+        image: &str,
+        location: &str,
+    ) -> Result<()> {
+        let (types, locations, image_found) = futures::join!(
+            self.list_all::<ServerTypeList>("/server_types", vec![]),
+            self.list_all::<LocationList>("/locations", vec![]),
+            self.image_exists(image),
+        );
+        one_of(
+            "--server-type",
+            server_type,
+            types?,
+            "hcloud server-type list",
+        )?;
+        one_of("--location", location, locations?, "hcloud location list")?;
+        if !image_found? {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "--image {image}: Hetzner has no such image (`hcloud image list --type system` shows the names; a snapshot goes by its number)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     async fn find_ssh_key(&self, key: &PublicKeyInfo) -> Result<Option<SshKey>> {

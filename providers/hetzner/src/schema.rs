@@ -58,6 +58,14 @@ list_page!(SshKeyList, ssh_keys, SshKeyW);
 list_page!(FirewallList, firewalls, FirewallW);
 list_page!(ServerList, servers, ServerW);
 list_page!(ImageList, images, ImageW);
+list_page!(ServerTypeList, server_types, Named);
+list_page!(LocationList, locations, Named);
+
+/// Anything listed by name (server types, locations): only the name is read.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Named {
+    pub name: String,
+}
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct ImageW {
