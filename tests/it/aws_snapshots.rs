@@ -9,6 +9,7 @@
 //!   launched, names the command that creates the role, and leaves nothing behind.
 //! - two runs in one slot: EC2 refuses the second `CreateImage` (`InvalidAMIName.Duplicate`, played
 //!   by the proxy after moto made the AMI); the run takes the existing AMI over instead of failing.
+//!   When the AMI holding the name is not ours, the run fails for that server and deletes nothing.
 //!
 //! What moto cannot show: AMIs are `available` at once (never `pending`), `CreateImage` rejects
 //! `TagSpecifications` for snapshots (so the adapter tags the EBS snapshots with `CreateTags`),
@@ -494,4 +495,47 @@ fn aws_job_takes_over_the_ami_another_run_made_for_the_same_slot() {
     ])
     .expect_code(0);
     assert!(own_images(&view, Some("web1")).is_empty());
+}
+
+#[test]
+fn aws_job_fails_without_deleting_when_a_foreign_ami_holds_the_slot_name() {
+    let moto = Moto::start();
+    let proxy = crate::aws_proxy::Ec2Proxy::start(&moto.url());
+    let view = Ec2View::new(&moto.url());
+    let b = bin(&proxy.url(), None);
+    create(
+        &b,
+        "web1",
+        &["--snapshots", "daily:1", "--snapshot-engine", "job"],
+    )
+    .expect_code(0);
+    // Yesterday's snapshot: retention would delete it once today's exists.
+    let first = job(&b, "2026-11-19T04:00:00Z");
+    assert_eq!(first["servers"][0]["result"], "created", "{first}");
+    // Someone else's AMI already carries today's name: EC2 refuses the name.
+    proxy.fail(
+        "CreateImage",
+        crate::aws_proxy::Fault::Before(400, "InvalidAMIName.Duplicate"),
+        Some(1),
+    );
+    let r = b.run(&[
+        "snapshot",
+        "run",
+        "--provider",
+        "aws",
+        "--at",
+        "2026-11-20T04:00:00Z",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    let out: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(out["servers"][0]["result"], "failed", "{out}");
+    let err = out["servers"][0]["error"].as_str().unwrap();
+    assert!(err.contains("is not web1's snapshot"), "{err}");
+    assert_eq!(
+        own_images(&view, Some("web1")).len(),
+        1,
+        "yesterday's snapshot is kept when today's could not be taken"
+    );
 }

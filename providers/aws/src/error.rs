@@ -199,7 +199,9 @@ fn kind_for_code(code: &str) -> Option<ErrorKind> {
         | "OptInRequired"
         | "Blocked"
         | "AccessDenied" => ErrorKind::Unauthorized,
-        "InvalidKeyPair.Duplicate" | "InvalidGroup.Duplicate" => ErrorKind::Conflict,
+        "InvalidKeyPair.Duplicate" | "InvalidGroup.Duplicate" | "InvalidAMIName.Duplicate" => {
+            ErrorKind::Conflict
+        }
         "InvalidGroup.NotFound"
         | "InvalidKeyPair.NotFound"
         | "InvalidInstanceID.NotFound"

@@ -17,7 +17,6 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::{AwsError, sdk};
-use crate::firewall::filter;
 use crate::tags;
 
 fn status(state: Option<&ImageState>) -> SnapshotStatus {
@@ -123,60 +122,27 @@ pub(crate) async fn get(ec2: &Client, id: &str) -> Result<Option<Snapshot>> {
         .transpose()
 }
 
-/// The AMI named `name` in this account, if any.
-async fn by_name(ec2: &Client, name: &str) -> Result<Option<Image>> {
-    let out = sdk(
-        "DescribeImages",
-        ec2.describe_images()
-            .owners("self")
-            .filters(filter("name", name))
-            .send()
-            .await,
-    )?;
-    Ok(out.images().first().cloned())
-}
-
 /// `CreateImage` of `server` without reboot. AMI names are unique per account and region, so a
-/// second run taking the same slot at the same time gets `InvalidAMIName.Duplicate`: it then
-/// waits for the first run's image instead of failing (when that image is ours, for the same
-/// labels).
+/// second run taking the same slot at the same time gets `InvalidAMIName.Duplicate`, which is
+/// `ErrorKind::Conflict`: the core then looks the slot's snapshot up and waits for it.
 pub(crate) async fn create(
     ec2: &Client,
     server: &Server,
     name: &str,
     labels: &Labels,
 ) -> Result<Created<Snapshot>> {
-    let r = ec2
-        .create_image()
-        .instance_id(&server.id)
-        .name(name)
-        .description(name)
-        .no_reboot(true)
-        .tag_specifications(tags::spec(ResourceType::Image, labels, name))
-        .send()
-        .await;
-    let id = match r {
-        Ok(out) => out.image_id().unwrap_or_default().to_owned(),
-        Err(e) => {
-            let e = AwsError::from_sdk("CreateImage", e);
-            if e.code() != Some("InvalidAMIName.Duplicate") {
-                return Err(e.into());
-            }
-            match by_name(ec2, name).await? {
-                Some(img) if tags::labels(img.tags()).matches(labels) => {
-                    return Ok(Created::ready(from_image(&img)?));
-                }
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::Conflict,
-                        format!(
-                            "an AMI named {name} exists in this account but is not this deployment's snapshot"
-                        ),
-                    ));
-                }
-            }
-        }
-    };
+    let out = sdk(
+        "CreateImage",
+        ec2.create_image()
+            .instance_id(&server.id)
+            .name(name)
+            .description(name)
+            .no_reboot(true)
+            .tag_specifications(tags::spec(ResourceType::Image, labels, name))
+            .send()
+            .await,
+    )?;
+    let id = out.image_id().unwrap_or_default().to_owned();
     let img = describe(ec2, &id).await?;
     if let Some(img) = &img {
         tag_backing_snapshots(ec2, img, labels, name).await;

@@ -265,13 +265,36 @@ async fn run_slot(
         labels.insert(LABEL_SLOT, slot);
         // Not retried blindly: a lost answer may still have made the snapshot, and the slot
         // check below (and the next run) finds it.
-        let created = p.create_snapshot(server, &name, &labels).await?;
+        let (id, pending) = match p.create_snapshot(server, &name, &labels).await {
+            Ok(created) => (created.resource.id, created.pending),
+            // The name is taken (AWS: AMI names are unique): by another run taking the same
+            // slot right now, whose snapshot this run then waits for, or by something not ours.
+            Err(e) if e.kind() == &ErrorKind::Conflict => {
+                let found = only_matching(
+                    retry(r, "list snapshots", || p.list_snapshots(&selector)).await?,
+                    &selector,
+                )
+                .into_iter()
+                .find(|s| has_slot(s));
+                match found {
+                    Some(s) => (s.id, Vec::new()),
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::Conflict,
+                            format!(
+                                "a snapshot named {name} exists but is not {deployment}'s snapshot of slot {slot}: rename or delete it ({e})"
+                            ),
+                        ));
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
         let deadline = Instant::now() + cfg.timeout;
-        wait_operations(p, &created.pending, cfg, deadline).await?;
-        let id = created.resource.id.clone();
+        wait_operations(p, &pending, cfg, deadline).await?;
         // Where the provider reports an operation, its success means the snapshot is usable
         // (Hetzner); otherwise poll the snapshot's own state (AWS).
-        if created.pending.is_empty() {
+        if pending.is_empty() {
             let what = format!("snapshot {name} ({id}) to be available");
             wait_until(&cfg.poll, deadline, &what, || async {
                 match retry(r, &what, || p.get_snapshot(&id)).await? {
