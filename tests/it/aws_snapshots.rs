@@ -10,6 +10,8 @@
 //! - two runs in one slot: EC2 refuses the second `CreateImage` (`InvalidAMIName.Duplicate`, played
 //!   by the proxy after moto made the AMI); the run takes the existing AMI over instead of failing.
 //!   When the AMI holding the name is not ours, the run fails for that server and deletes nothing.
+//! - a prune whose `DeleteSnapshot` fails after `DeregisterImage` succeeded: the retry finds the
+//!   AMI gone and still deletes its EBS snapshots (found by EC2's `for ami-...` description).
 //!
 //! What moto cannot show: AMIs are `available` at once (never `pending`), `CreateImage` rejects
 //! `TagSpecifications` for snapshots (so the adapter tags the EBS snapshots with `CreateTags`),
@@ -538,4 +540,53 @@ fn aws_job_fails_without_deleting_when_a_foreign_ami_holds_the_slot_name() {
         1,
         "yesterday's snapshot is kept when today's could not be taken"
     );
+}
+
+#[test]
+fn aws_prune_retried_after_a_failed_ebs_delete_leaves_no_orphan() {
+    let moto = Moto::start();
+    let proxy = crate::aws_proxy::Ec2Proxy::start(&moto.url());
+    let view = Ec2View::new(&moto.url());
+    let mut b = bin(&proxy.url(), None);
+    b.env("BOOTSTRAP_RETRY_MAX", "3");
+    create(
+        &b,
+        "web1",
+        &["--snapshots", "daily:1", "--snapshot-engine", "job"],
+    )
+    .expect_code(0);
+    job(&b, "2026-11-19T04:00:00Z");
+    let old = own_images(&view, Some("web1")).remove(0);
+    let old_backing = backing(&old);
+    assert!(!old_backing.is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The AMI is deregistered, then deleting its EBS snapshot fails once.
+    proxy.fail(
+        "DeleteSnapshot",
+        crate::aws_proxy::Fault::Before(500, "InternalError"),
+        Some(1),
+    );
+    let out = job(&b, "2026-11-20T04:00:00Z");
+    assert_eq!(out["servers"][0]["result"], "created", "{out}");
+    assert_eq!(proxy.calls_of("DeregisterImage").len(), 1);
+    assert!(
+        proxy.calls_of("DeleteSnapshot").len() >= 2,
+        "{:?}",
+        proxy.actions()
+    );
+    let ours = own_images(&view, Some("web1"));
+    assert_eq!(ours.len(), 1);
+    assert_ne!(ours[0].image_id(), old.image_id());
+    for s in &old_backing {
+        assert!(
+            !snapshot_exists(&view, s),
+            "EBS snapshot {s} of the pruned AMI was orphaned"
+        );
+    }
+    for s in backing(&ours[0]) {
+        assert!(
+            snapshot_exists(&view, &s),
+            "today's EBS snapshot {s} is kept"
+        );
+    }
 }

@@ -185,7 +185,8 @@ async fn tag_backing_snapshots(ec2: &Client, img: &Image, labels: &Labels, name:
 /// refused; a missing one is fine.
 pub(crate) async fn delete(ec2: &Client, id: &str) -> Result<()> {
     let Some(img) = describe(ec2, id).await? else {
-        return Ok(());
+        // Gone: maybe an earlier try deregistered it and then failed on its EBS snapshots.
+        return delete_orphans(ec2, id).await;
     };
     if !ours(&img) {
         return Err(Error::new(
@@ -211,6 +212,39 @@ pub(crate) async fn delete(ec2: &Client, id: &str) -> Result<()> {
     for s in snaps {
         let r = ec2.delete_snapshot().snapshot_id(&s).send().await;
         if let Err(e) = r {
+            let e = AwsError::from_sdk("DeleteSnapshot", e);
+            if e.code() != Some("InvalidSnapshot.NotFound") {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the EBS snapshots EC2 made for AMI `id` (`Created by CreateImage(i-...) for <id>`)
+/// when the AMI itself is gone, so a delete retried after a half-done try leaves nothing behind.
+async fn delete_orphans(ec2: &Client, id: &str) -> Result<()> {
+    let out = sdk(
+        "DescribeSnapshots",
+        ec2.describe_snapshots()
+            .owner_ids("self")
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("description")
+                    .values(format!("Created by CreateImage(*) for {id}"))
+                    .build(),
+            )
+            .send()
+            .await,
+    )?;
+    for s in out.snapshots() {
+        let Some(sid) = s.snapshot_id() else { continue };
+        tracing::debug!(
+            snapshot = sid,
+            ami = id,
+            "deleting an EBS snapshot left by a deregistered AMI"
+        );
+        if let Err(e) = ec2.delete_snapshot().snapshot_id(sid).send().await {
             let e = AwsError::from_sdk("DeleteSnapshot", e);
             if e.code() != Some("InvalidSnapshot.NotFound") {
                 return Err(e.into());
