@@ -164,8 +164,14 @@ fn root_script(record: &DeploymentRecord) -> String {
 /// The remote command that runs a script from stdin as root.
 fn sudo_shell(password: Option<&SudoPassword>) -> &'static str {
     match password {
-        // sudo reads the password line byte by byte; `sh -s` reads the rest of stdin.
-        Some(_) => "sudo -S -p '' sh -s",
+        // The shell reads the password line itself. When sudo needs none (NOPASSWD, or a cached
+        // ticket) it is dropped; else `-k` makes sudo read it for sure, so the line can never
+        // reach `sh -s` and be run (and echoed in an error) as a command. printf is a builtin:
+        // the password is in no process's arguments.
+        Some(_) => {
+            "IFS= read -r p; if sudo -n true 2>/dev/null; then unset p; exec sudo -n sh -s; fi; \
+             { printf '%s\n' \"$p\"; unset p; exec cat; } | sudo -S -k -p '' sh -s"
+        }
         None => "sudo -n sh -s",
     }
 }

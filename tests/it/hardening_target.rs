@@ -60,6 +60,8 @@ pub struct Weakening {
     /// The apt repository offers a newer version of an installed package from a `-security`
     /// suite.
     pub security_update_pending: bool,
+    /// The admin's sudoers rule says NOPASSWD although the deployment asked for a password.
+    pub sudo_nopasswd: bool,
 }
 
 /// A network (and optionally mount) namespace held open by a `sleep`; every process in it is
@@ -367,6 +369,11 @@ impl Target {
         fs::set_permissions(home.join(".ssh"), fs::Permissions::from_mode(0o700)).unwrap();
         // The sudoers rule, written by cloud-init's own code.
         let rule = doc["users"][0]["sudo"].as_str().unwrap();
+        let rule = if weak.sudo_nopasswd {
+            rule.replace("ALL=(ALL:ALL) ALL", "ALL=(ALL:ALL) NOPASSWD:ALL")
+        } else {
+            rule.to_owned()
+        };
         run(
             Command::new("/usr/bin/python3")
                 .arg("-c")
@@ -376,7 +383,7 @@ impl Target {
                      d.ensure_sudo_dir = lambda *a, **k: None\n\
                      d.write_sudo_rules(sys.argv[1], sys.argv[2], sudo_file=sys.argv[3])\n",
                 )
-                .args([&admin, rule])
+                .args([&admin, &rule])
                 .arg(root.join("etc/sudoers.d/90-cloud-init-users")),
             MINUTE,
         )

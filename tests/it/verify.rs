@@ -240,6 +240,15 @@ fn verify_reports_each_weakening() {
             },
             &["security-updates"],
         ),
+        (
+            // verify still sends the recorded password: it must never reach the shell.
+            "sudo without password",
+            Weakening {
+                sudo_nopasswd: true,
+                ..Weakening::default()
+            },
+            &["sudo"],
+        ),
     ];
     for (i, (name, mut weak, expected)) in cases.into_iter().enumerate() {
         let b = Bin::new();
@@ -276,6 +285,21 @@ fn verify_reports_each_weakening() {
                 list["root-login-refused"].1.contains("root logged in"),
                 "{list:?}"
             );
+        }
+        if name == "sudo without password" {
+            let password = std::fs::read_to_string(
+                b.state_dir()
+                    .join(format!("hetzner/{deployment}/sudo-password")),
+            )
+            .unwrap();
+            for out in [r.stdout(), r.stderr()] {
+                assert!(
+                    !out.contains(password.trim()),
+                    "sudo password printed:\n{out}"
+                );
+            }
+            // The root checks still ran (the password line did not break the script).
+            assert_eq!(list["sshd-permit-root-login"].0, "pass", "{list:?}");
         }
         if name == "security update pending" {
             assert!(
