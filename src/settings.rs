@@ -48,6 +48,28 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// The flags that reach the same account and place again, for a command we print (the
+    /// rollback's `bootstrap destroy`): each with a leading space, shell-quoted.
+    pub fn flags(&self) -> String {
+        let mut out = String::new();
+        let mut add = |flag: &str, v: &str| {
+            out.push_str(&format!(" {flag} {}", shell_quote(v)));
+        };
+        if let Some(e) = &self.endpoint {
+            add("--endpoint", e);
+        }
+        #[cfg(feature = "aws")]
+        {
+            if let Some(r) = &self.aws.region {
+                add("--region", r);
+            }
+            if let Some(p) = &self.aws.profile {
+                add("--profile", p);
+            }
+        }
+        out
+    }
+
     /// Resolves `--endpoint`/env, `--timeout` and the test-tuning variables.
     pub fn resolve(
         kind: ProviderKind,
@@ -581,6 +603,18 @@ impl TargetSettings {
             name,
             address,
         })
+    }
+}
+
+/// `v` as one shell word: bare when it is plain, else in single quotes.
+fn shell_quote(v: &str) -> String {
+    if !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:@=,+".contains(&b))
+    {
+        v.to_owned()
+    } else {
+        format!("'{}'", v.replace('\'', "'\\''"))
     }
 }
 

@@ -286,7 +286,7 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                Err(e) => rollback_hint(provider_name, &s.name, &e),
+                Err(e) => rollback_hint(provider_name, &s.name, &s.conn.flags(), &e),
             };
             Err(anyhow::anyhow!(
                 "create {} failed: {error}; {detail}",

@@ -449,7 +449,12 @@ fn aws_every_create_action_failing_leaves_nothing_behind() {
         };
         proxy.clear_faults();
         proxy.fail(action, fault, None);
-        let r = create(&b, &name, &["--image", "ubuntu-24.04"]);
+        // The region as a flag: the printed destroy command must carry it.
+        let r = create(
+            &b,
+            &name,
+            &["--image", "ubuntu-24.04", "--region", crate::moto::REGION],
+        );
         proxy.clear_faults();
         r.expect_code(1);
         let err = r.stderr();
@@ -462,9 +467,16 @@ fn aws_every_create_action_failing_leaves_nothing_behind() {
         }
         if err.contains("rollback failed") {
             // The rollback needed the broken call too; the printed command finishes the job.
-            let cmd = format!("bootstrap destroy {name} --provider aws --yes");
-            assert!(err.contains(&cmd), "{err}");
-            destroy(&b, &name).expect_code(0);
+            let cmd = crate::support::printed_destroy(&err).expect("a destroy command");
+            assert_eq!(
+                cmd[..4],
+                ["destroy", name.as_str(), "--provider", "aws"],
+                "{err}"
+            );
+            assert!(cmd.contains(&"--region".to_owned()), "{err}");
+            // Run exactly what was printed.
+            let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+            b.run(&args).expect_code(0);
         }
         assert!(
             view.leftovers(&name).is_empty(),
@@ -472,6 +484,53 @@ fn aws_every_create_action_failing_leaves_nothing_behind() {
             view.leftovers(&name)
         );
     }
+}
+
+#[test]
+fn aws_failed_rollback_prints_a_destroy_command_with_the_region_that_finishes_the_job() {
+    let moto = Moto::start();
+    let proxy = Ec2Proxy::start(&moto.url());
+    let view = Ec2View::new(&moto.url());
+    let mut b = bin(&proxy.url());
+    // The region comes only from the flag: a printed command without it would look elsewhere.
+    b.unset("AWS_REGION");
+    b.unset("AWS_DEFAULT_REGION");
+    proxy.fail(
+        "RunInstances",
+        Fault::Before(403, "UnauthorizedOperation"),
+        None,
+    );
+    proxy.fail(
+        "DeleteSecurityGroup",
+        Fault::Before(403, "UnauthorizedOperation"),
+        None,
+    );
+    let r = create(
+        &b,
+        "half",
+        &["--image", NOBLE_NEWEST, "--region", crate::moto::REGION],
+    );
+    r.expect_code(1);
+    let err = r.stderr();
+    assert!(err.contains("rollback failed"), "{err}");
+    assert!(
+        !view.leftovers("half").is_empty(),
+        "the group is left: {err}"
+    );
+    let cmd = crate::support::printed_destroy(&err).expect("a destroy command");
+    assert!(
+        cmd.windows(2)
+            .any(|w| w == ["--region", crate::moto::REGION]),
+        "{cmd:?}"
+    );
+    proxy.clear_faults();
+    let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    b.run(&args).expect_code(0);
+    assert!(
+        view.leftovers("half").is_empty(),
+        "{:?}",
+        view.leftovers("half")
+    );
 }
 
 #[test]

@@ -117,21 +117,25 @@ fn a_failing_rollback_prints_the_destroy_command() {
     r.expect_code(1);
     let err = r.stderr();
     assert!(err.contains("no capacity"), "{err}");
-    assert!(
-        err.contains("bootstrap destroy web1 --provider hetzner --yes"),
-        "{err}"
+    let cmd = crate::support::printed_destroy(&err).expect("a destroy command");
+    let url = fake.url();
+    assert_eq!(
+        cmd,
+        [
+            "destroy",
+            "web1",
+            "--provider",
+            "hetzner",
+            "--endpoint",
+            url.as_str(),
+            "--yes"
+        ],
+        "exact, endpoint included: {err}"
     );
-    // And that command does finish the job once the API works again.
+    // And that very command finishes the job once the API works again.
     fake.clear_faults();
-    let r = b.run(&[
-        "destroy",
-        "web1",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        &fake.url(),
-        "--yes",
-    ]);
+    let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let r = b.run(&args);
     r.expect_code(0);
     assert_eq!(fake.resources_labelled("bootstrap-deployment", "web1"), 0);
 }

@@ -224,3 +224,15 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// The arguments of the `bootstrap destroy ...` command an error message printed (between
+/// backticks), without the leading `bootstrap`; `None` when there is none.
+pub fn printed_destroy(err: &str) -> Option<Vec<String>> {
+    let start = err.find("`bootstrap destroy ")? + 1;
+    let end = start + err[start..].find('`')?;
+    let words: Vec<String> = err[start..end]
+        .split_whitespace()
+        .map(|w| w.trim_matches('\'').to_owned())
+        .collect();
+    Some(words[1..].to_vec())
+}

@@ -216,8 +216,15 @@ pub async fn teardown(
 }
 
 /// The error a failed rollback leaves the user with: what failed and the exact command to finish.
-pub fn rollback_hint(provider: &str, deployment: &DeploymentName, e: &Error) -> String {
+/// `connection` holds the flags that point at the same account and place (`--region`, ...),
+/// each with a leading space, already quoted for a shell.
+pub fn rollback_hint(
+    provider: &str,
+    deployment: &DeploymentName,
+    connection: &str,
+    e: &Error,
+) -> String {
     format!(
-        "rollback failed too ({e}); run `bootstrap destroy {deployment} --provider {provider} --yes` to remove what is left"
+        "rollback failed too ({e}); run `bootstrap destroy {deployment} --provider {provider}{connection} --yes` to remove what is left"
     )
 }
