@@ -88,6 +88,14 @@ impl Connection {
                 "invalid endpoint {e:?}: give a full URL such as https://api.example.com/v1"
             )));
         }
+        if let Some(e) = &endpoint
+            && e.starts_with("http://")
+            && !is_loopback_url(e)
+        {
+            return Err(bad(format!(
+                "endpoint {e}: plain http would send the API token unencrypted; use https:// (http:// is only for 127.0.0.1, [::1] or localhost)"
+            )));
+        }
         let mut flow = FlowConfig::default();
         if let Some(t) = timeout {
             flow.timeout = parse_duration(t)?;
@@ -606,6 +614,21 @@ impl TargetSettings {
     }
 }
 
+/// Whether an `http://` URL points at this machine (a local mock or emulator).
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.trim_start_matches("http://");
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `v` as one shell word: bare when it is plain, else in single quotes.
 fn shell_quote(v: &str) -> String {
     if !v.is_empty()
@@ -621,6 +644,27 @@ fn shell_quote(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_endpoints_only_on_loopback() {
+        for ok in [
+            "http://127.0.0.1:8080/v1",
+            "http://localhost:4010",
+            "http://[::1]:9000/v1",
+            "http://127.0.0.2",
+        ] {
+            assert!(is_loopback_url(ok), "{ok}");
+        }
+        for no in [
+            "http://api.hetzner.cloud/v1",
+            "http://10.0.0.1:80",
+            "http://localhost.evil.example/v1",
+            "http://127.0.0.1.nip.io/",
+            "http://user@example.com",
+        ] {
+            assert!(!is_loopback_url(no), "{no}");
+        }
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| (*x).to_owned()).collect()

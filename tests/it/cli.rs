@@ -393,3 +393,20 @@ fn render_is_the_library_render_that_the_hardening_tests_check() {
     .unwrap();
     assert_eq!(r.stdout(), expected);
 }
+
+#[test]
+fn plain_http_to_a_remote_endpoint_is_refused_so_the_token_stays_encrypted() {
+    let mut b = Bin::new();
+    b.env("HCLOUD_TOKEN", "test-token");
+    let r = b.run(&[
+        "list",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        "http://api.hetzner.cloud/v1",
+    ]);
+    r.expect_code(2);
+    let err = r.stderr();
+    assert!(err.contains("use https://"), "{err}");
+    assert!(!err.contains("test-token"), "{err}");
+}
