@@ -534,6 +534,27 @@ fn aws_failed_rollback_prints_a_destroy_command_with_the_region_that_finishes_th
 }
 
 #[test]
+fn aws_a_new_security_group_not_visible_yet_is_made_again_not_fatal() {
+    let moto = Moto::start();
+    let proxy = Ec2Proxy::start(&moto.url());
+    let view = Ec2View::new(&moto.url());
+    let mut b = bin(&proxy.url());
+    b.env("BOOTSTRAP_RETRY_MAX", "2");
+    // EC2's eventual consistency: the group CreateSecurityGroup just made is unknown to the
+    // next call for a moment.
+    proxy.fail(
+        "AuthorizeSecurityGroupIngress",
+        Fault::Before(400, "InvalidGroup.NotFound"),
+        Some(1),
+    );
+    create(&b, "lag", &["--image", NOBLE_NEWEST]).expect_code(0);
+    assert_eq!(proxy.calls_of("CreateSecurityGroup").len(), 2);
+    assert_eq!(proxy.calls_of("DeleteSecurityGroup").len(), 1);
+    assert_eq!(view.security_groups("lag").len(), 1, "the first group went");
+    assert_eq!(view.live_instances("lag").len(), 1);
+}
+
+#[test]
 fn aws_throttled_first_call_is_retried_by_the_sdk_then_the_core() {
     let moto = Moto::start();
     let proxy = Ec2Proxy::start(&moto.url());

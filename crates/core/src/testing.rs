@@ -34,6 +34,7 @@ struct State {
     calls: Vec<String>,
     faults: Vec<(usize, Fault)>,
     named_faults: Vec<(String, Fault)>,
+    hidden_gets: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +125,12 @@ impl FakeProvider {
             },
         );
         id
+    }
+
+    /// The next `n` `get_server` calls answer `None`, as EC2 does for an instance it has just
+    /// launched (eventual consistency).
+    pub fn hide_servers_for(&self, n: u32) {
+        self.lock().hidden_gets = n;
     }
 
     /// Every firewall, in id order.
@@ -348,7 +355,12 @@ impl Provider for FakeProvider {
     async fn get_server(&self, id: &str) -> Result<Option<Server>> {
         let f = self.call("get_server");
         faulty(f, "get_server", || {
-            Ok(self.lock().servers.get(id).map(|x| x.0.clone()))
+            let mut s = self.lock();
+            if s.hidden_gets > 0 {
+                s.hidden_gets -= 1;
+                return Ok(None);
+            }
+            Ok(s.servers.get(id).map(|x| x.0.clone()))
         })
     }
 

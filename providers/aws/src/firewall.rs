@@ -190,6 +190,14 @@ pub(crate) async fn create(
             if let Err(d) = delete(ec2, &id).await {
                 tracing::warn!(group = %id, error = %d, "could not delete the security group whose rules failed; the rollback will");
             }
+            // EC2 is eventually consistent: a group just created can be unknown to the next
+            // call for a moment. That may pass, so the core's retry makes the group again.
+            if e.kind() == &ErrorKind::NotFound {
+                return Err(Error::new(
+                    ErrorKind::Transient,
+                    format!("{e} (the new security group was not visible yet)"),
+                ));
+            }
             return Err(e);
         }
     }

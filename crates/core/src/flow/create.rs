@@ -248,10 +248,22 @@ async fn run(
     progress.step(&format!("waiting for server {} to start", server.id));
     wait_operations(p, &pending, cfg, deadline).await?;
     let what = format!("server {} to be running", server.id);
+    // EC2 is eventually consistent: an instance RunInstances just returned can be unknown to
+    // DescribeInstances for a few seconds. Not seen yet is only "gone" once it was seen, or
+    // after a grace period.
+    let unseen_until = Instant::now() + NOT_YET_VISIBLE_GRACE;
+    let seen = std::sync::atomic::AtomicBool::new(!server_made);
     let server = wait_until(&cfg.poll, deadline, &what, || async {
         match retry(&cfg.retry, &what, || p.get_server(&server.id)).await? {
-            Some(s) if s.status == ServerStatus::Running => Ok(Some(s)),
-            Some(_) => Ok(None),
+            Some(s) => {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok((s.status == ServerStatus::Running).then_some(s))
+            }
+            None if !seen.load(std::sync::atomic::Ordering::Relaxed)
+                && Instant::now() < unseen_until =>
+            {
+                Ok(None)
+            }
             None => Err(Error::new(
                 ErrorKind::NotFound,
                 format!("server {} disappeared while starting", server.id),
@@ -276,6 +288,10 @@ async fn run(
         created,
     })
 }
+
+/// How long a server this run just created may stay invisible to `get_server` (EC2's eventual
+/// consistency) before it counts as gone.
+const NOT_YET_VISIBLE_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The native schedule a plan asks for: the server carries a schedule and names an engine
 /// other than the job (`bootstrap-snapshot-engine=dlm`).

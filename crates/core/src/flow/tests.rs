@@ -160,6 +160,33 @@ async fn a_rerun_with_new_sources_updates_the_firewall_and_keeps_other_ports() {
     );
 }
 
+#[tokio::test]
+async fn a_new_server_not_visible_yet_is_waited_for_not_rolled_back() {
+    let p = FakeProvider::new();
+    p.hide_servers_for(3);
+    let o = run_create(&p, &plan("web1", key(1))).await.unwrap();
+    assert_eq!(o.server.status, ServerStatus::Running);
+    assert_eq!(o.created.len(), 3);
+    let gets = p.calls().iter().filter(|c| *c == "get_server").count();
+    assert!(gets >= 4, "{gets} get_server calls");
+}
+
+#[tokio::test]
+async fn a_server_that_never_shows_up_times_out_and_is_rolled_back() {
+    let p = FakeProvider::new();
+    p.hide_servers_for(u32::MAX);
+    let pl = plan("web1", key(1));
+    let mut c = cfg();
+    c.timeout = Duration::from_millis(300);
+    let e = create(&p, &pl, &c, &Silent, std::future::pending())
+        .await
+        .err()
+        .expect("create fails");
+    assert!(e.error.to_string().contains("to be running"), "{}", e.error);
+    assert!(e.rollback.is_ok());
+    assert_eq!(p.count(&Labels::deployment(&pl.deployment)), 0);
+}
+
 /// The calls a clean create makes, to fail each in turn.
 async fn create_call_count() -> usize {
     let p = FakeProvider::new();
