@@ -397,6 +397,13 @@ impl FakeHetzner {
         id
     }
 
+    /// Sets an image's status (`available`, `creating`, `unavailable`).
+    pub fn set_image_status(&self, id: u64, status: &'static str) {
+        if let Some(i) = self.state().images.get_mut(&id) {
+            i.status = status;
+        }
+    }
+
     // ----- faults and actions -----
 
     /// Applies `fault` to the `n`th request (1-based, arrival order, all endpoints), once.

@@ -300,6 +300,57 @@ fn a_failed_snapshot_deletes_nothing() {
 }
 
 #[test]
+fn a_broken_snapshot_of_the_slot_is_replaced_not_counted() {
+    let fake = FakeHetzner::start_default();
+    let b = Bin::new();
+    let url = fake.url();
+    b.run(&[
+        "create",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        &url,
+        "--name",
+        "web1",
+        "--ssh-from",
+        "203.0.113.7/32",
+        "--snapshots",
+        "daily:1",
+    ])
+    .expect_code(0);
+    job(&b, &url, "2026-11-25T04:00:00Z").expect_code(0);
+    // Today's slot already holds a snapshot of ours that ended up unusable.
+    let broken = fake.insert_snapshot(
+        "web1-20261126T0300Z",
+        &[
+            ("managed-by", "bootstrap"),
+            ("bootstrap-deployment", "web1"),
+            ("bootstrap-slot", "20261126T0300Z"),
+        ],
+        1_764_126_000,
+    );
+    fake.set_image_status(broken, "unavailable");
+    let r = job(&b, &url, "2026-11-26T04:00:00Z");
+    r.expect_code(0);
+    let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(v["servers"][0]["result"], "created", "{v}");
+    let left: Vec<_> = ours(&fake, "web1")
+        .into_iter()
+        .map(|i| {
+            (
+                i["id"].as_u64().unwrap(),
+                i["status"].as_str().unwrap().to_owned(),
+                i["labels"]["bootstrap-slot"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_ne!(left[0].0, broken, "the broken one went");
+    assert_eq!(left[0].1, "available");
+    assert_eq!(left[0].2, "20261126T0300Z");
+}
+
+#[test]
 fn schedules_can_be_changed_and_turned_off() {
     let fake = FakeHetzner::start_default();
     let b = Bin::new();

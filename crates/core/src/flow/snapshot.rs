@@ -243,9 +243,33 @@ async fn run_slot(
     report: &mut ServerReport,
 ) -> Result<()> {
     let r = &cfg.retry;
-    let has_slot = |s: &Snapshot| s.labels.get(LABEL_SLOT) == Some(slot);
+    // A snapshot of the slot that failed (or is going away) does not fill it.
+    let has_slot = |s: &Snapshot| {
+        s.labels.get(LABEL_SLOT) == Some(slot) && !matches!(s.status, SnapshotStatus::Other(_))
+    };
     let mut selector = Labels::managed();
     selector.insert(LABEL_DEPLOYMENT, deployment);
+
+    // Such a broken snapshot is ours and unusable: it goes, so that the slot can be taken again
+    // (on AWS a failed AMI also holds the slot's name).
+    let broken: Vec<Snapshot> = snaps
+        .iter()
+        .filter(|s| {
+            s.labels.get(LABEL_SLOT) == Some(slot) && matches!(s.status, SnapshotStatus::Other(_))
+        })
+        .cloned()
+        .collect();
+    if !opts.dry_run {
+        for b in &broken {
+            progress.warn(&format!(
+                "{deployment}: deleting snapshot {} of this slot, which is {:?}",
+                b.name, b.status
+            ));
+            retry(r, "delete snapshot", || p.delete_snapshot(&b.id)).await?;
+            report.pruned.push(b.name.clone());
+        }
+        snaps.retain(|s| !broken.iter().any(|b| b.id == s.id));
+    }
 
     if !snaps.iter().any(has_slot) {
         if opts.dry_run {
