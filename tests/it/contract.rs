@@ -28,8 +28,11 @@ fn create_list_destroy_send_only_valid_requests() {
         "203.0.113.7/32",
         "--ssh-from",
         "2001:db8::/32",
+        "--provider-backups",
     ])
     .expect_code(0);
+    let backups = fake.servers()[0]["backup_window"].clone();
+    assert!(backups.is_string(), "enable_backup took effect: {backups}");
     // A re-run with a new address updates the firewall's rules in place (set_rules).
     b.run(&[
         "create",
@@ -45,6 +48,52 @@ fn create_list_destroy_send_only_valid_requests() {
     .expect_code(0);
     b.run(&["list", "--provider", "hetzner", "--endpoint", &url])
         .expect_code(0);
+    // The snapshot job, its schedule change and listing, then a destroy that deletes them.
+    for at in ["2026-11-25T04:00:00Z", "2026-11-26T04:00:00Z"] {
+        b.run(&[
+            "snapshot",
+            "run",
+            "--provider",
+            "hetzner",
+            "--endpoint",
+            &url,
+            "--at",
+            at,
+        ])
+        .expect_code(0);
+    }
+    b.run(&[
+        "snapshot",
+        "set",
+        "web1",
+        "daily:1",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        &url,
+    ])
+    .expect_code(0);
+    b.run(&[
+        "snapshot",
+        "run",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        &url,
+        "--at",
+        "2026-11-26T05:00:00Z",
+    ])
+    .expect_code(0);
+    b.run(&[
+        "snapshot",
+        "list",
+        "web1",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        &url,
+    ])
+    .expect_code(0);
     b.run(&[
         "destroy",
         "web1",
@@ -53,9 +102,11 @@ fn create_list_destroy_send_only_valid_requests() {
         "--endpoint",
         &url,
         "--yes",
+        "--delete-snapshots",
     ])
     .expect_code(0);
     assert_eq!(fake.resources_labelled("bootstrap-deployment", "web1"), 0);
+    assert_eq!(fake.images_labelled("bootstrap-deployment", "web1"), 0);
 
     let methods: std::collections::BTreeSet<String> = fake
         .request_log()
@@ -77,6 +128,18 @@ fn create_list_destroy_send_only_valid_requests() {
             .any(|(m, p, s)| m == "POST" && p.ends_with("/actions/set_rules") && *s == 201),
         "set_rules was not exercised"
     );
+    assert!(
+        fake.request_log()
+            .iter()
+            .any(|(m, p, s)| m == "POST" && p.ends_with("/actions/enable_backup") && *s == 201),
+        "enable_backup was not exercised"
+    );
+    assert!(
+        fake.request_log()
+            .iter()
+            .any(|(m, p, s)| m == "POST" && p.ends_with("/actions/create_image") && *s == 201),
+        "create_image was not exercised"
+    );
     for needed in [
         "POST /ssh_keys",
         "POST /firewalls",
@@ -85,6 +148,10 @@ fn create_list_destroy_send_only_valid_requests() {
         "DELETE /servers",
         "DELETE /firewalls",
         "DELETE /ssh_keys",
+        "POST /servers",
+        "PUT /servers",
+        "GET /images",
+        "DELETE /images",
     ] {
         assert!(
             methods.contains(needed),

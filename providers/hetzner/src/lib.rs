@@ -397,7 +397,11 @@ impl Provider for Hetzner {
 
     async fn enable_provider_backups(&self, server: &Server) -> Result<Vec<Operation>> {
         let path = format!("/servers/{}/actions/enable_backup", id_of(&server.id)?);
-        let r: ActionEnvelope = self.http.post(&path, &serde_json::json!({})).await?;
+        // The operation takes no request body (Hetzner's document refuses one).
+        let r: ActionEnvelope = self
+            .http
+            .send(Method::POST, &path, &[], None::<&()>)
+            .await?;
         Ok(vec![r.action.into()])
     }
 }
