@@ -249,6 +249,8 @@ pub enum SnapshotCommand {
 
 /// `snapshot run`.
 #[derive(Debug, Args)]
+// Like `list`, the scheduled job defaults to Hetzner: `bootstrap snapshot run` alone works.
+#[command(mut_arg("provider", |a| a.required(false).default_value("hetzner")))]
 pub struct SnapshotRunArgs {
     /// Provider, endpoint, timeout, output.
     #[command(flatten)]

@@ -410,3 +410,18 @@ fn plain_http_to_a_remote_endpoint_is_refused_so_the_token_stays_encrypted() {
     assert!(err.contains("use https://"), "{err}");
     assert!(!err.contains("test-token"), "{err}");
 }
+
+#[test]
+fn snapshot_run_without_provider_is_hetzner_like_list() {
+    let fake = crate::hetzner_fake::FakeHetzner::start_default();
+    let mut b = Bin::new();
+    b.env("BOOTSTRAP_HETZNER_ENDPOINT", &fake.url());
+    let r = b.run(&["snapshot", "run", "--output", "json"]);
+    r.expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(v["servers"], serde_json::json!([]), "{v}");
+    assert!(
+        fake.request_log().iter().any(|(_, p, _)| p.starts_with("/v1/servers")),
+        "it asked Hetzner"
+    );
+}
