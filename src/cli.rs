@@ -12,7 +12,7 @@ pub struct Cli {
     /// More output on stderr (-v: progress details, -vv: debug logs; secrets are never logged).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Only errors on stderr.
+    /// Only errors (and a warning when port 22 is open to the world) on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// What to do.

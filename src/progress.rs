@@ -63,6 +63,10 @@ impl Progress for StderrProgress {
         if self.quiet {
             return;
         }
+        self.security_warning(message);
+    }
+
+    fn security_warning(&self, message: &str) {
         match &self.bar {
             Some(b) => b.println(format!("warning: {message}")),
             None => eprintln!("warning: {message}"),

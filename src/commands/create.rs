@@ -167,7 +167,7 @@ fn plan(s: &CreateSettings, key: &PublicKey, user_data: String) -> CreatePlan {
 
 fn warn_open_ssh(s: &CreateSettings, progress: &dyn Progress) {
     if s.ssh_from == SshFrom::Any && !s.hardening.vpn {
-        progress.warn("--ssh-from any: port 22 will be open to the whole internet at the cloud firewall; fail2ban and key-only login are the only guards");
+        progress.security_warning("--ssh-from any: port 22 will be open to the whole internet at the cloud firewall; fail2ban and key-only login are the only guards");
     }
     if !s.hardening.profile.is_known() {
         progress.warn(&format!(

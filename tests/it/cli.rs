@@ -421,7 +421,47 @@ fn snapshot_run_without_provider_is_hetzner_like_list() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
     assert_eq!(v["servers"], serde_json::json!([]), "{v}");
     assert!(
-        fake.request_log().iter().any(|(_, p, _)| p.starts_with("/v1/servers")),
+        fake.request_log()
+            .iter()
+            .any(|(_, p, _)| p.starts_with("/v1/servers")),
         "it asked Hetzner"
     );
+}
+
+#[test]
+fn quiet_still_warns_when_port_22_is_open_to_the_world() {
+    let b = Bin::new();
+    let r = b.run(&[
+        "-q",
+        "create",
+        "--provider",
+        "hetzner",
+        "--name",
+        "demo",
+        "--ssh-from",
+        "any",
+        "--dry-run",
+    ]);
+    r.expect_code(0);
+    assert!(
+        r.stderr().contains("open to the whole internet"),
+        "{}",
+        r.stderr()
+    );
+    // Other warnings stay quiet.
+    let r = b.run(&[
+        "-q",
+        "create",
+        "--provider",
+        "hetzner",
+        "--name",
+        "demo",
+        "--ssh-from",
+        "203.0.113.7/32",
+        "--image",
+        "ubuntu-26.04",
+        "--dry-run",
+    ]);
+    r.expect_code(0);
+    assert!(!r.stderr().contains("warning"), "{}", r.stderr());
 }

@@ -9,6 +9,11 @@ pub trait Progress: Send + Sync {
     fn done(&self, message: &str);
     /// Something the user should know but that does not stop the flow.
     fn warn(&self, message: &str);
+    /// A warning about the server's exposure (port 22 open to the world): shown even where
+    /// other warnings are silenced (`--quiet`).
+    fn security_warning(&self, message: &str) {
+        self.warn(message);
+    }
 }
 
 /// Progress that goes nowhere (tests, `--quiet`).
