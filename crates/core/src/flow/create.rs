@@ -332,14 +332,37 @@ async fn ensure_key(
     spec: &SshKeySpec,
     cfg: &FlowConfig,
 ) -> Result<(SshKey, bool)> {
-    let (key, made) = find_or_create(
+    let found = find_or_create(
         &cfg.retry,
         "ssh key",
         || async move { Ok(p.find_ssh_key(&spec.key).await?.map(Created::ready)) },
         || async move { Ok(Created::ready(p.create_ssh_key(spec).await?)) },
     )
-    .await?;
-    Ok((key.resource, made))
+    .await;
+    match found {
+        Ok((key, made)) => Ok((key.resource, made)),
+        // The name is taken: by this deployment's own key from an earlier run, when this run
+        // holds another key (a lost state dir, or a different --ssh-key). Say that, not "foreign".
+        Err(e) if e.kind() == &ErrorKind::Conflict => {
+            let own = retry(&cfg.retry, "list ssh keys", || {
+                p.list_ssh_keys(&spec.labels)
+            })
+            .await?
+            .into_iter()
+            .find(|k| k.name == spec.name && k.labels.matches(&spec.labels));
+            match own {
+                Some(k) => Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "this deployment's SSH key {} ({}) is another key than this run's ({}): its server only accepts that one; run again with --ssh-key pointing at its public key",
+                        k.name, k.fingerprint, spec.key.md5
+                    ),
+                )),
+                None => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn ensure_firewall(

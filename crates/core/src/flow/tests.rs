@@ -187,6 +187,25 @@ async fn a_server_that_never_shows_up_times_out_and_is_rolled_back() {
     assert_eq!(p.count(&Labels::deployment(&pl.deployment)), 0);
 }
 
+#[tokio::test]
+async fn a_rerun_with_another_key_says_the_deployment_has_its_own() {
+    let p = FakeProvider::new();
+    run_create(&p, &plan("web1", key(1))).await.unwrap();
+    // The state dir was lost: a new key, same name.
+    let e = run_create(&p, &plan("web1", key(2)))
+        .await
+        .err()
+        .expect("refused");
+    let msg = e.error.to_string();
+    assert!(msg.contains("--ssh-key"), "{msg}");
+    assert!(!msg.contains("not this deployment's"), "{msg}");
+    assert_eq!(e.error.kind(), &ErrorKind::InvalidInput);
+    assert_eq!(
+        p.count(&Labels::deployment(&DeploymentName::parse("web1").unwrap())),
+        3
+    );
+}
+
 /// The calls a clean create makes, to fail each in turn.
 async fn create_call_count() -> usize {
     let p = FakeProvider::new();
