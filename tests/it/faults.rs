@@ -163,3 +163,72 @@ fn transient_failures_are_retried_and_the_run_succeeds() {
         .count();
     assert_eq!(posts, 1, "{:?}", fake.request_log());
 }
+
+#[test]
+fn ctrl_c_while_the_server_create_is_in_flight_leaves_nothing_behind() {
+    let fake = FakeHetzner::start(FakeConfig::default());
+    // The API takes its time with the server: it is made after the client has given up.
+    fake.fail_matching(
+        "POST",
+        "/servers",
+        Fault::Delay(std::time::Duration::from_millis(3000)),
+        1,
+    );
+    let b = bin();
+    let url = fake.url();
+    let mut child = b.spawn(&[
+        "create",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        &url,
+        "--name",
+        "web1",
+        "--ssh-from",
+        "203.0.113.7/32",
+    ]);
+    let started = std::time::Instant::now();
+    // The log shows answered requests: once key and firewall are made, the server's POST is
+    // next, and the API sits on it for 3 s. Interrupt in that window.
+    while !["/v1/ssh_keys", "/v1/firewalls"].iter().all(|want| {
+        fake.request_log()
+            .iter()
+            .any(|(m, p, s)| m == "POST" && p == want && *s == 201)
+    }) {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "key and firewall never made"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let post_seen = std::time::Instant::now();
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    // Give the delayed create time to land before looking.
+    let landed = post_seen + std::time::Duration::from_millis(3500);
+    std::thread::sleep(landed.saturating_duration_since(std::time::Instant::now()));
+    // The create that was in flight when the interrupt came landed after the rollback looked.
+    assert_eq!(
+        fake.resources_labelled("bootstrap-deployment", "web1"),
+        0,
+        "{err}\n{:?}",
+        fake.request_log()
+    );
+    assert!(fake.servers().is_empty(), "{:?}", fake.servers());
+    // Why: the rollback deleted the key and firewall first, so the late create was refused.
+    let late = fake
+        .request_log()
+        .into_iter()
+        .find(|(m, p, _)| m == "POST" && p.starts_with("/v1/servers"))
+        .unwrap();
+    assert!(late.2 >= 400, "{late:?}\n{err}\n{:?}", fake.request_log());
+}

@@ -52,6 +52,20 @@ impl Bin {
 
     /// Runs `bootstrap args...` and returns its output.
     pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run bootstrap");
+        Run(out)
+    }
+
+    /// Starts `bootstrap args...` without waiting (stdout and stderr piped); the caller waits.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start bootstrap")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
         c.args(args).env_clear();
         for k in ["PATH", "LANG"] {
@@ -63,8 +77,7 @@ impl Bin {
         for (k, v) in &self.envs {
             c.env(k, v);
         }
-        let out = c.output().expect("run bootstrap");
-        Run(out)
+        c
     }
 
     /// The generated private key of a deployment.
