@@ -176,7 +176,7 @@ fn ctrl_c_while_the_server_create_is_in_flight_leaves_nothing_behind() {
     );
     let b = bin();
     let url = fake.url();
-    let mut child = b.spawn(&[
+    let child = b.spawn(&[
         "create",
         "--provider",
         "hetzner",
