@@ -22,6 +22,24 @@ fn job(b: &Bin, url: &str, at: &str) -> crate::support::Run {
     ])
 }
 
+/// `create web1` on the fake with the snapshot schedule `spec`.
+fn create_web1(b: &Bin, url: &str, spec: &str) {
+    b.run(&[
+        "create",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        url,
+        "--name",
+        "web1",
+        "--ssh-from",
+        "203.0.113.7/32",
+        "--snapshots",
+        spec,
+    ])
+    .expect_code(0);
+}
+
 fn ours(fake: &FakeHetzner, deployment: &str) -> Vec<Value> {
     let mut v: Vec<Value> = fake
         .snapshots()
@@ -256,20 +274,7 @@ fn a_failed_snapshot_deletes_nothing() {
     let fake = FakeHetzner::start_default();
     let b = Bin::new();
     let url = fake.url();
-    b.run(&[
-        "create",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        &url,
-        "--name",
-        "web1",
-        "--ssh-from",
-        "203.0.113.7/32",
-        "--snapshots",
-        "daily:1",
-    ])
-    .expect_code(0);
+    create_web1(&b, &url, "daily:1");
     job(&b, &url, "2026-11-25T04:00:00Z").expect_code(0);
     assert_eq!(ours(&fake, "web1").len(), 1);
     fake.fail_next_action("create_image", "image_failed", "disk busy");
@@ -304,20 +309,7 @@ fn a_broken_snapshot_of_the_slot_is_replaced_not_counted() {
     let fake = FakeHetzner::start_default();
     let b = Bin::new();
     let url = fake.url();
-    b.run(&[
-        "create",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        &url,
-        "--name",
-        "web1",
-        "--ssh-from",
-        "203.0.113.7/32",
-        "--snapshots",
-        "daily:1",
-    ])
-    .expect_code(0);
+    create_web1(&b, &url, "daily:1");
     job(&b, &url, "2026-11-25T04:00:00Z").expect_code(0);
     // Today's slot already holds a snapshot of ours that ended up unusable.
     let broken = fake.insert_snapshot(
