@@ -201,7 +201,21 @@ fn ctrl_c_while_the_server_create_is_in_flight_leaves_nothing_behind() {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Then wait until a request has arrived that the API is still sitting on (arrived, not
+    // answered, for 100 ms): the delayed POST /servers.
+    let mut held = 0;
+    while held < 2 {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "POST /servers never arrived"
+        );
+        held = if fake.request_count() > fake.request_log().len() as u64 {
+            held + 1
+        } else {
+            0
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let post_seen = std::time::Instant::now();
     let pid = child.id().to_string();
     let killed = std::process::Command::new("kill")
