@@ -244,22 +244,53 @@ impl FirewallRule {
     }
 }
 
+/// How one wanted rule differs from what a firewall allows on its protocol and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleChange<'a> {
+    /// The wanted rule.
+    pub rule: &'a FirewallRule,
+    /// Sources allowed now (empty: the port is closed).
+    pub was: Vec<IpNet>,
+    /// Wanted sources not allowed yet.
+    pub add: Vec<IpNet>,
+    /// Allowed sources no longer wanted.
+    pub remove: Vec<IpNet>,
+}
+
 /// The wanted rules whose sources differ from what `current` allows on the same protocol and
 /// port (a port with no rule yet allows nothing). Empty when the firewall needs no update.
-pub fn rules_to_update<'a>(
+pub fn rule_changes<'a>(
     current: &[FirewallRule],
     wanted: &'a [FirewallRule],
-) -> Vec<&'a FirewallRule> {
-    use std::collections::BTreeSet;
+) -> Vec<RuleChange<'a>> {
     wanted
         .iter()
-        .filter(|w| {
-            let have: BTreeSet<&IpNet> = current
+        .filter_map(|w| {
+            let mut was: Vec<IpNet> = Vec::new();
+            for c in current.iter().filter(|c| c.same_port(w)) {
+                for s in &c.sources {
+                    if !was.contains(s) {
+                        was.push(*s);
+                    }
+                }
+            }
+            let add: Vec<IpNet> = w
+                .sources
                 .iter()
-                .filter(|c| c.same_port(w))
-                .flat_map(|c| &c.sources)
+                .filter(|s| !was.contains(s))
+                .copied()
                 .collect();
-            have != w.sources.iter().collect::<BTreeSet<_>>()
+            let remove: Vec<IpNet> = was
+                .iter()
+                .filter(|s| !w.sources.contains(s))
+                .copied()
+                .collect();
+            (!add.is_empty() || !remove.is_empty()).then_some(RuleChange {
+                rule: w,
+                was,
+                add,
+                remove,
+            })
         })
         .collect()
 }
@@ -481,5 +512,31 @@ mod tests {
         assert!(server.matches(&Labels::managed()));
         assert!(!Labels::managed().matches(&l));
         assert_eq!(server.deployment_name(), Some("web1"));
+    }
+
+    #[test]
+    fn rule_changes_name_what_to_add_and_drop_per_port() {
+        let rule = |port: u16, sources: &[&str]| FirewallRule {
+            protocol: Protocol::Tcp,
+            port,
+            sources: sources.iter().map(|s| s.parse().unwrap()).collect(),
+            description: String::new(),
+        };
+        let current = [
+            rule(22, &["192.0.2.1/32", "198.51.100.0/24"]),
+            rule(443, &["0.0.0.0/0"]),
+        ];
+        let wanted = [rule(22, &["198.51.100.0/24", "203.0.113.7/32"])];
+        let c = rule_changes(&current, &wanted);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].add, ["203.0.113.7/32".parse::<IpNet>().unwrap()]);
+        assert_eq!(c[0].remove, ["192.0.2.1/32".parse::<IpNet>().unwrap()]);
+        assert_eq!(c[0].was.len(), 2);
+        assert!(rule_changes(&current, &current[..1]).is_empty());
+        let closed = rule_changes(&[], &wanted);
+        assert!(closed[0].was.is_empty() && closed[0].add.len() == 2);
+        let merged = merge_rules(&current, &wanted);
+        assert!(rule_changes(&merged, &wanted).is_empty());
+        assert!(merged.contains(&current[1]), "other ports stay");
     }
 }

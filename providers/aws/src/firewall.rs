@@ -8,7 +8,7 @@
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup};
-use bootstrap_core::model::Protocol;
+use bootstrap_core::model::{Protocol, RuleChange, rule_changes};
 use bootstrap_core::{Error, ErrorKind, Firewall, FirewallRule, FirewallSpec, Labels, Result};
 use ipnet::IpNet;
 
@@ -225,30 +225,13 @@ pub(crate) async fn update(ec2: &Client, group: &Firewall, wanted: &[FirewallRul
         .flat_map(|g| g.ip_permissions())
         .filter_map(inbound_rule)
         .collect();
-    let (mut add, mut remove) = (Vec::new(), Vec::new());
-    for w in wanted {
-        let have: Vec<IpNet> = current
-            .iter()
-            .filter(|c| c.same_port(w))
-            .flat_map(|c| c.sources.iter().copied())
-            .collect();
-        add.push(FirewallRule {
-            sources: w
-                .sources
-                .iter()
-                .filter(|s| !have.contains(s))
-                .copied()
-                .collect(),
-            ..w.clone()
-        });
-        remove.push(FirewallRule {
-            sources: have
-                .into_iter()
-                .filter(|s| !w.sources.contains(s))
-                .collect(),
-            ..w.clone()
-        });
-    }
+    let changes = rule_changes(&current, wanted);
+    let with = |c: &RuleChange<'_>, sources: &[IpNet]| FirewallRule {
+        sources: sources.to_vec(),
+        ..c.rule.clone()
+    };
+    let add: Vec<FirewallRule> = changes.iter().map(|c| with(c, &c.add)).collect();
+    let remove: Vec<FirewallRule> = changes.iter().map(|c| with(c, &c.remove)).collect();
     let add = permissions_for(&add);
     if !add.is_empty() {
         sdk(

@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     DeploymentName, Firewall, FirewallSpec, LABEL_MANAGED_BY, LABEL_SSH_KEY, Labels,
     NativeSchedule, NativeScheduleSpec, Server, ServerSpec, ServerStatus, SshKey, SshKeySpec,
-    merge_rules, only_matching, rules_to_update,
+    merge_rules, only_matching, rule_changes,
 };
 use crate::poll::wait_until;
 use crate::progress::Progress;
@@ -389,27 +389,26 @@ async fn ensure_firewall(
     let mut firewall = resource;
     // A firewall found from an earlier run gets this run's sources (say a new --ssh-from), so
     // the old addresses lose access; rules for other ports are someone's own and stay.
-    let stale = rules_to_update(&firewall.inbound, &spec.inbound);
-    if !made && !stale.is_empty() {
-        for rule in &stale {
-            let was: Vec<String> = firewall
-                .inbound
-                .iter()
-                .filter(|c| c.same_port(rule))
-                .flat_map(|c| c.sources.iter().map(ToString::to_string))
-                .collect();
-            let now: Vec<String> = rule.sources.iter().map(ToString::to_string).collect();
+    let changes = rule_changes(&firewall.inbound, &spec.inbound);
+    if !made && !changes.is_empty() {
+        let list = |v: &[ipnet::IpNet]| {
+            v.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for c in &changes {
             progress.warn(&format!(
                 "firewall {}: {} ({:?} {}) now from {} (was {})",
                 firewall.name,
-                rule.description,
-                rule.protocol,
-                rule.port,
-                now.join(", "),
-                if was.is_empty() {
+                c.rule.description,
+                c.rule.protocol,
+                c.rule.port,
+                list(&c.rule.sources),
+                if c.was.is_empty() {
                     "closed".to_owned()
                 } else {
-                    was.join(", ")
+                    list(&c.was)
                 }
             ));
         }
