@@ -7,7 +7,7 @@
 
 use crate::hetzner_fake::FakeHetzner;
 use crate::prism::Prism;
-use crate::support::Bin;
+use crate::support::{Bin, hetzner_create};
 
 #[test]
 fn create_list_destroy_send_only_valid_requests() {
@@ -16,36 +16,14 @@ fn create_list_destroy_send_only_valid_requests() {
     let url = prism.url();
     let b = Bin::new();
     let mark = prism.log_len();
-    b.run(&[
-        "create",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        &url,
-        "--name",
-        "web1",
-        "--ssh-from",
-        "203.0.113.7/32",
-        "--ssh-from",
-        "2001:db8::/32",
-        "--provider-backups",
-    ])
-    .expect_code(0);
+    let mut args = hetzner_create(&url, "web1", "203.0.113.7/32");
+    args.extend(["--ssh-from", "2001:db8::/32", "--provider-backups"]);
+    b.run(&args).expect_code(0);
     let backups = fake.servers()[0]["backup_window"].clone();
     assert!(backups.is_string(), "enable_backup took effect: {backups}");
     // A re-run with a new address updates the firewall's rules in place (set_rules).
-    b.run(&[
-        "create",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        &url,
-        "--name",
-        "web1",
-        "--ssh-from",
-        "198.51.100.0/24",
-    ])
-    .expect_code(0);
+    b.run(&hetzner_create(&url, "web1", "198.51.100.0/24"))
+        .expect_code(0);
     b.run(&["list", "--provider", "hetzner", "--endpoint", &url])
         .expect_code(0);
     // The snapshot job, its schedule change and listing, then a destroy that deletes them.

@@ -7,17 +7,11 @@ use crate::hetzner_fake::{FakeConfig, FakeHetzner, Fault};
 use crate::support::Bin;
 
 fn create(b: &Bin, url: &str) -> crate::support::Run {
-    b.run(&[
-        "create",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        url,
-        "--name",
-        "web1",
-        "--ssh-from",
-        "203.0.113.7/32",
-    ])
+    b.run(&create_args(url))
+}
+
+fn create_args(url: &str) -> Vec<&str> {
+    crate::support::hetzner_create(url, "web1", "203.0.113.7/32")
 }
 
 fn bin() -> Bin {
@@ -176,17 +170,7 @@ fn ctrl_c_while_the_server_create_is_in_flight_leaves_nothing_behind() {
     );
     let b = bin();
     let url = fake.url();
-    let child = b.spawn(&[
-        "create",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        &url,
-        "--name",
-        "web1",
-        "--ssh-from",
-        "203.0.113.7/32",
-    ]);
+    let child = b.spawn(&create_args(&url));
     let started = std::time::Instant::now();
     // The log shows answered requests: once key and firewall are made, the server's POST is
     // next, and the API sits on it for 3 s. Interrupt in that window.

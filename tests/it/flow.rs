@@ -7,21 +7,9 @@ use crate::hetzner_fake::{FakeConfig, FakeHetzner};
 use crate::support::{self, Bin};
 
 fn create_args<'a>(url: &'a str, name: &'a str) -> Vec<&'a str> {
-    vec![
-        "create",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        url,
-        "--name",
-        name,
-        "--ssh-from",
-        "203.0.113.7/32",
-        "--ssh-from",
-        "2001:db8:1::/48",
-        "--output",
-        "json",
-    ]
+    let mut args = support::hetzner_create(url, name, "203.0.113.7/32");
+    args.extend(["--ssh-from", "2001:db8:1::/48", "--output", "json"]);
+    args
 }
 
 fn posts(fake: &FakeHetzner) -> Vec<String> {

@@ -17,17 +17,7 @@ fn mode(p: &Path) -> u32 {
 
 fn create(b: &Bin, fake: &FakeHetzner, name: &str, extra: &[&str]) -> crate::support::Run {
     let url = fake.url();
-    let mut args = vec![
-        "create",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        &url,
-        "--name",
-        name,
-        "--ssh-from",
-        "198.51.100.7/32",
-    ];
+    let mut args = crate::support::hetzner_create(&url, name, "198.51.100.7/32");
     args.extend(extra);
     b.run(&args)
 }

@@ -622,23 +622,15 @@ pub fn create_on_fake(
     extra: &[&str],
 ) -> (String, String) {
     let url = fake.url();
-    let mut args = vec![
-        "create",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        &url,
-        "--name",
-        name,
-        "--ssh-from",
-        "198.51.100.7/32",
+    let mut args = crate::support::hetzner_create(&url, name, "198.51.100.7/32");
+    args.extend([
         "--admin-user",
         admin,
         "--image",
         "debian-12",
         "--output",
         "json",
-    ];
+    ]);
     args.extend(extra);
     let r = b.run(&args);
     r.expect_code(0);

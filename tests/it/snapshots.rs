@@ -24,20 +24,9 @@ fn job(b: &Bin, url: &str, at: &str) -> crate::support::Run {
 
 /// `create web1` on the fake with the snapshot schedule `spec`.
 fn create_web1(b: &Bin, url: &str, spec: &str) {
-    b.run(&[
-        "create",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        url,
-        "--name",
-        "web1",
-        "--ssh-from",
-        "203.0.113.7/32",
-        "--snapshots",
-        spec,
-    ])
-    .expect_code(0);
+    let mut args = crate::support::hetzner_create(url, "web1", "203.0.113.7/32");
+    args.extend(["--snapshots", spec]);
+    b.run(&args).expect_code(0);
 }
 
 fn ours(fake: &FakeHetzner, deployment: &str) -> Vec<Value> {

@@ -238,6 +238,22 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `create --provider hetzner --endpoint URL --name NAME --ssh-from CIDR`: the arguments every
+/// Hetzner test starts from; callers add their own flags.
+pub fn hetzner_create<'a>(url: &'a str, name: &'a str, ssh_from: &'a str) -> Vec<&'a str> {
+    vec![
+        "create",
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        url,
+        "--name",
+        name,
+        "--ssh-from",
+        ssh_from,
+    ]
+}
+
 /// The arguments of the `bootstrap destroy ...` command an error message printed (between
 /// backticks), without the leading `bootstrap`; `None` when there is none.
 pub fn printed_destroy(err: &str) -> Option<Vec<String>> {

@@ -243,10 +243,10 @@ async fn run_slot(
     report: &mut ServerReport,
 ) -> Result<()> {
     let r = &cfg.retry;
+    let in_slot = |s: &Snapshot| s.labels.get(LABEL_SLOT) == Some(slot);
+    let is_broken = |s: &Snapshot| matches!(s.status, SnapshotStatus::Other(_));
     // A snapshot of the slot that failed (or is going away) does not fill it.
-    let has_slot = |s: &Snapshot| {
-        s.labels.get(LABEL_SLOT) == Some(slot) && !matches!(s.status, SnapshotStatus::Other(_))
-    };
+    let has_slot = |s: &Snapshot| in_slot(s) && !is_broken(s);
     let mut selector = Labels::managed();
     selector.insert(LABEL_DEPLOYMENT, deployment);
 
@@ -254,9 +254,7 @@ async fn run_slot(
     // (on AWS a failed AMI also holds the slot's name).
     let broken: Vec<Snapshot> = snaps
         .iter()
-        .filter(|s| {
-            s.labels.get(LABEL_SLOT) == Some(slot) && matches!(s.status, SnapshotStatus::Other(_))
-        })
+        .filter(|s| in_slot(s) && is_broken(s))
         .cloned()
         .collect();
     if !opts.dry_run {
