@@ -168,15 +168,7 @@ fn the_adapter_reads_the_official_examples() {
     assert!(v["deployments"].is_array(), "{v}");
     // destroy: the mock ignores `label_selector` and lists its example server (labels
     // `environment=prod`, ...). The flows re-check labels themselves, so nothing is deleted.
-    let r = b.run(&[
-        "destroy",
-        "web1",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        &url,
-        "--yes",
-    ]);
+    let r = b.run(&crate::support::hetzner_destroy(&url, "web1"));
     r.expect_code(0);
     assert!(r.stdout().contains("nothing of web1"), "{}", r.stdout());
     std::thread::sleep(std::time::Duration::from_millis(500));

@@ -140,30 +140,14 @@ fn create_list_destroy_leaves_the_fake_empty() {
         r.stdout()
     );
 
-    let r = b.run(&[
-        "destroy",
-        "web1",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        &url,
-        "--yes",
-    ]);
+    let r = b.run(&crate::support::hetzner_destroy(&url, "web1"));
     r.expect_code(0);
     assert!(r.stdout().contains("removed server web1"), "{}", r.stdout());
     assert_eq!(fake.resources_labelled("bootstrap-deployment", "web1"), 0);
     assert_eq!(fake.resource_count(), before, "only the others remain");
     assert!(!key.exists(), "local state removed too");
     // Twice is fine.
-    let r = b.run(&[
-        "destroy",
-        "web1",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        &url,
-        "--yes",
-    ]);
+    let r = b.run(&crate::support::hetzner_destroy(&url, "web1"));
     r.expect_code(0);
     assert!(r.stdout().contains("nothing of web1"), "{}", r.stdout());
 }
@@ -228,16 +212,8 @@ fn an_uploaded_key_with_the_same_fingerprint_is_reused() {
         out["ssh"].as_str().unwrap().starts_with("ssh admin@"),
         "{out}"
     );
-    b.run(&[
-        "destroy",
-        "web1",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        &url,
-        "--yes",
-    ])
-    .expect_code(0);
+    b.run(&crate::support::hetzner_destroy(&url, "web1"))
+        .expect_code(0);
     assert_eq!(
         fake.ssh_keys().len(),
         1,

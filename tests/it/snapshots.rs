@@ -185,15 +185,7 @@ fn four_days_of_daily_2_keep_the_two_newest_and_spare_everything_else() {
     ]);
     r.expect_code(0);
     assert!(r.stdout().contains("web1-20261128T0300Z"), "{}", r.stdout());
-    let r = b.run(&[
-        "destroy",
-        "web1",
-        "--provider",
-        "hetzner",
-        "--endpoint",
-        &url,
-        "--yes",
-    ]);
+    let r = b.run(&crate::support::hetzner_destroy(&url, "web1"));
     r.expect_code(0);
     assert!(
         r.stdout().contains("kept snapshot web1-20261127T0300Z"),
@@ -336,17 +328,11 @@ fn schedules_can_be_changed_and_turned_off() {
     let fake = FakeHetzner::start_default();
     let b = Bin::new();
     let url = fake.url();
-    b.run(&[
-        "create",
-        "--provider",
-        "hetzner",
-        "--endpoint",
+    b.run(&crate::support::hetzner_create(
         &url,
-        "--name",
         "web1",
-        "--ssh-from",
         "203.0.113.7/32",
-    ])
+    ))
     .expect_code(0);
     assert_eq!(
         fake.server_by_name("web1").unwrap()["labels"]["bootstrap-snapshot"],

@@ -254,6 +254,19 @@ pub fn hetzner_create<'a>(url: &'a str, name: &'a str, ssh_from: &'a str) -> Vec
     ]
 }
 
+/// `destroy NAME --provider hetzner --endpoint URL --yes`.
+pub fn hetzner_destroy<'a>(url: &'a str, name: &'a str) -> Vec<&'a str> {
+    vec![
+        "destroy",
+        name,
+        "--provider",
+        "hetzner",
+        "--endpoint",
+        url,
+        "--yes",
+    ]
+}
+
 /// The arguments of the `bootstrap destroy ...` command an error message printed (between
 /// backticks), without the leading `bootstrap`; `None` when there is none.
 pub fn printed_destroy(err: &str) -> Option<Vec<String>> {
