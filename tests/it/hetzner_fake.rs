@@ -1236,6 +1236,14 @@ impl State {
         self.route(req)
     }
 
+    /// Whether the firewall or server `id` exists (`res` is the path segment).
+    fn has(&self, res: &str, id: u64) -> bool {
+        match res {
+            "firewalls" => self.firewalls.contains_key(&id),
+            _ => self.servers.contains_key(&id),
+        }
+    }
+
     fn route(&mut self, req: &Req) -> Resp {
         let Some(rest) = req.path.strip_prefix("/v1") else {
             return not_found("path");
@@ -1263,17 +1271,28 @@ impl State {
                 },
                 _ => not_allowed(),
             },
+            // The action routes firewalls and servers share.
+            [res @ ("firewalls" | "servers"), "actions"] if m == "GET" => {
+                self.list_actions(req, Some(singular(res)), None)
+            }
+            [res @ ("firewalls" | "servers"), "actions", a] if m == "GET" => {
+                self.get_action(id(a), Some(singular(res)), None)
+            }
+            [res @ ("firewalls" | "servers"), i, "actions"] if m == "GET" => match id(i) {
+                Some(i) if self.has(res, i) => self.list_actions(req, Some(singular(res)), Some(i)),
+                _ => not_found(singular(res)),
+            },
+            [res @ ("firewalls" | "servers"), i, "actions", a] => match (m, id(i), id(a)) {
+                ("GET", Some(i), Some(a)) => self.get_action(Some(a), Some(singular(res)), Some(i)),
+                ("POST", Some(i), None) if *res == "firewalls" => self.firewall_action(req, i, a),
+                ("POST", Some(i), None) => self.server_action(req, i, a),
+                _ => not_allowed(),
+            },
             ["firewalls"] => match m {
                 "GET" => self.list_firewalls(req),
                 "POST" => self.create_firewall(req),
                 _ => not_allowed(),
             },
-            ["firewalls", "actions"] if m == "GET" => {
-                self.list_actions(req, Some("firewall"), None)
-            }
-            ["firewalls", "actions", a] if m == "GET" => {
-                self.get_action(id(a), Some("firewall"), None)
-            }
             ["firewalls", i] => match (m, id(i)) {
                 (_, None) => not_found("firewall"),
                 ("GET", Some(i)) => {
@@ -1287,24 +1306,11 @@ impl State {
                 ("DELETE", Some(i)) => self.delete_firewall(i),
                 _ => not_allowed(),
             },
-            ["firewalls", i, "actions"] if m == "GET" => match id(i) {
-                Some(i) if self.firewalls.contains_key(&i) => {
-                    self.list_actions(req, Some("firewall"), Some(i))
-                }
-                _ => not_found("firewall"),
-            },
-            ["firewalls", i, "actions", a] => match (m, id(i), id(a)) {
-                ("GET", Some(i), Some(a)) => self.get_action(Some(a), Some("firewall"), Some(i)),
-                ("POST", Some(i), None) => self.firewall_action(req, i, a),
-                _ => not_allowed(),
-            },
             ["servers"] => match m {
                 "GET" => self.list_servers(req),
                 "POST" => self.create_server(req),
                 _ => not_allowed(),
             },
-            ["servers", "actions"] if m == "GET" => self.list_actions(req, Some("server"), None),
-            ["servers", "actions", a] if m == "GET" => self.get_action(id(a), Some("server"), None),
             ["servers", i] => match (m, id(i)) {
                 (_, None) => not_found("server"),
                 ("GET", Some(i)) => {
@@ -1316,17 +1322,6 @@ impl State {
                 }
                 ("PUT", Some(i)) => self.update_server(req, i),
                 ("DELETE", Some(i)) => self.delete_server(i),
-                _ => not_allowed(),
-            },
-            ["servers", i, "actions"] if m == "GET" => match id(i) {
-                Some(i) if self.servers.contains_key(&i) => {
-                    self.list_actions(req, Some("server"), Some(i))
-                }
-                _ => not_found("server"),
-            },
-            ["servers", i, "actions", a] => match (m, id(i), id(a)) {
-                ("GET", Some(i), Some(a)) => self.get_action(Some(a), Some("server"), Some(i)),
-                ("POST", Some(i), None) => self.server_action(req, i, a),
                 _ => not_allowed(),
             },
             ["images"] => match m {
@@ -2780,6 +2775,14 @@ fn server_type_json(t: &ServerTypeInfo) -> Value {
             "id": l.id, "name": l.name, "deprecation": Value::Null, "available": true, "recommended": l.id == 1,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// `firewalls` -> `firewall`: the resource type in errors and action resources.
+fn singular(res: &str) -> &'static str {
+    match res {
+        "firewalls" => "firewall",
+        _ => "server",
+    }
 }
 
 struct Item {
