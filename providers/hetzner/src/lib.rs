@@ -94,11 +94,7 @@ impl Hetzner {
         if image.parse::<u64>().is_ok() {
             let found: Result<ImageEnvelope> =
                 self.http.get(&format!("/images/{image}"), &[]).await;
-            return match found {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == &ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(e),
-            };
+            return Ok(ok_if_missing(found)?.is_some());
         }
         let named = self
             .list_all::<ImageList>("/images", vec![("name", image.to_owned())])
