@@ -288,16 +288,13 @@ impl Budget {
         let Some(remaining) = header_u64(h, "ratelimit-remaining") else {
             return;
         };
-        let limit = header_u64(h, "ratelimit-limit");
-        if let (Some(limit), Some(to_reset)) = (limit, reset_in(h)) {
-            self.limit = limit as f64;
-            if limit > remaining {
-                // Reset is when the bucket is full again, in whole seconds.
-                let secs = to_reset.as_secs_f64().max(1.0);
-                self.per_sec = Some((limit - remaining) as f64 / secs);
-            }
-        } else {
-            self.limit = self.limit.max(remaining as f64);
+        match header_u64(h, "ratelimit-limit") {
+            Some(limit) => self.limit = limit as f64,
+            None => self.limit = self.limit.max(remaining as f64),
+        }
+        // A full budget says nothing about the rate: keep the last one.
+        if let Some(rate) = refill_rate(h) {
+            self.per_sec = Some(rate);
         }
         // Requests still in flight will spend tokens the server has not counted yet.
         let told = remaining as f64 - self.in_flight as f64;
@@ -361,17 +358,28 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// the whole wait to reset is the only safe answer.
 pub fn token_wait(headers: &HeaderMap) -> Option<Duration> {
     let to_reset = reset_in(headers)?;
-    let missing = match (
+    let wait = match (
         header_u64(headers, "ratelimit-limit"),
         header_u64(headers, "ratelimit-remaining"),
     ) {
-        (Some(limit), Some(remaining)) if limit > remaining => limit - remaining,
+        (Some(limit), Some(remaining)) if limit > remaining => {
+            Duration::from_secs_f64(1.0 / refill_rate(headers)?)
+        }
         (Some(_), Some(_)) => return Some(Duration::ZERO),
-        _ => 1,
+        _ => to_reset,
     };
-    let per_request = to_reset / u32::try_from(missing).unwrap_or(u32::MAX);
     // Reset has whole-second resolution: never wait less than a short beat.
-    Some(per_request.max(Duration::from_millis(100)))
+    Some(wait.max(Duration::from_millis(100)))
+}
+
+/// Requests per second the budget refills at: what is missing, over the time until it is full
+/// again (`RateLimit-Reset`, in whole seconds, so at least one). `None` without the headers or
+/// with a full budget.
+fn refill_rate(headers: &HeaderMap) -> Option<f64> {
+    let limit = header_u64(headers, "ratelimit-limit")?;
+    let remaining = header_u64(headers, "ratelimit-remaining")?;
+    let to_reset = reset_in(headers)?;
+    (limit > remaining).then(|| (limit - remaining) as f64 / to_reset.as_secs_f64().max(1.0))
 }
 
 /// Time until `RateLimit-Reset`: a unix timestamp (Hetzner, DigitalOcean) or, when small,
