@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::support::AxumServer;
 use axum::body::Bytes;
 use axum::extract::State as AxState;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -65,10 +66,8 @@ struct State {
 
 /// The running proxy.
 pub struct Ec2Proxy {
-    addr: std::net::SocketAddr,
     state: Arc<Mutex<State>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: AxumServer,
 }
 
 impl Ec2Proxy {
@@ -76,45 +75,20 @@ impl Ec2Proxy {
     pub fn start(upstream: &str) -> Ec2Proxy {
         // reqwest is built without a crypto provider; the binary installs this one too.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             upstream: upstream.trim_end_matches('/').to_owned(),
             ..State::default()
         }));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let for_thread = state.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("ec2-proxy-{}", addr.port()))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                    let http = reqwest::Client::builder()
-                        .timeout(Duration::from_secs(30))
-                        .build()
-                        .unwrap();
-                    let app = axum::Router::new()
-                        .fallback(handle)
-                        .with_state((for_thread, http));
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        })
-                        .await;
-                });
-                rt.shutdown_timeout(Duration::from_millis(200));
-            })
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
             .unwrap();
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state((state.clone(), http));
         Ec2Proxy {
-            addr,
             state,
-            stop: Some(tx),
-            thread: Some(thread),
+            server: AxumServer::start("ec2-proxy", app),
         }
     }
 
@@ -126,7 +100,7 @@ impl Ec2Proxy {
 
     /// The proxy's URL, to give the binary as its EC2 endpoint.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Makes `action` fail with `fault`, `times` times (`None`: for good).
@@ -186,17 +160,6 @@ impl Ec2Proxy {
             .filter(|c| c.action == action)
             .cloned()
             .collect()
-    }
-}
-
-impl Drop for Ec2Proxy {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -7,8 +7,8 @@
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use crate::support::AxumServer;
 use axum::body::Bytes;
 use axum::extract::State as AxState;
 use axum::http::{Method, StatusCode, Uri};
@@ -28,51 +28,26 @@ struct State {
 
 /// The running fake.
 pub struct FakeDlm {
-    addr: std::net::SocketAddr,
     state: Arc<Mutex<State>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: AxumServer,
 }
 
 impl FakeDlm {
     /// Starts the fake on a free port of 127.0.0.1.
     pub fn start() -> FakeDlm {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State::default()));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let for_thread = state.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("dlm-fake-{}", addr.port()))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                    let app = axum::Router::new().fallback(handle).with_state(for_thread);
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        })
-                        .await;
-                });
-                rt.shutdown_timeout(Duration::from_millis(200));
-            })
-            .unwrap();
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
         FakeDlm {
-            addr,
             state,
-            stop: Some(tx),
-            thread: Some(thread),
+            server: AxumServer::start("dlm-fake", app),
         }
     }
 
     /// Its base URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The policies held: (id, the body the SDK sent).
@@ -88,17 +63,6 @@ impl FakeDlm {
     /// Makes CreateLifecyclePolicy fail as it does for a missing role.
     pub fn refuse_create(&self, on: bool) {
         self.state.lock().unwrap().refuse_create = on;
-    }
-}
-
-impl Drop for FakeDlm {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
