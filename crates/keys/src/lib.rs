@@ -398,19 +398,7 @@ impl KeyPair {
         }
         .map_err(encode_error)?;
 
-        if let Some(parent) = private_path.parent()
-            && !parent.as_os_str().is_empty()
-            && !exists(parent)?
-        {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(|source| Error::CreateDir {
-                    path: parent.to_path_buf(),
-                    source,
-                })?;
-        }
+        ensure_private_dir(private_path)?;
 
         write_new_file(private_path, pem.as_bytes(), 0o600).map_err(|source| {
             if source.kind() == io::ErrorKind::AlreadyExists {
