@@ -45,8 +45,10 @@ fn init_logging(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
-        (false, 1) => "warn,bootstrap=info,bootstrap_core=info",
-        _ => "info,bootstrap=debug,bootstrap_core=debug,bootstrap_hetzner=debug",
+        // A target matches by prefix: `bootstrap` covers bootstrap_core and every
+        // bootstrap_<provider> crate, so no provider is named here.
+        (false, 1) => "warn,bootstrap=info",
+        _ => "info,bootstrap=debug",
     };
     let filter = env::var(env::BOOTSTRAP_LOG).unwrap_or_else(|| default.to_owned());
     let _ = tracing_subscriber::fmt()

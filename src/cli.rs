@@ -1,9 +1,12 @@
 //! The command line, as clap types only: no I/O and no checks beyond parsing
 //! (see `settings` for validation).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use crate::providers::ProviderKind;
 
 /// Turn a cloud API token into a hardened, reachable server; remove it again in one command.
 #[derive(Debug, Parser)]
@@ -48,16 +51,6 @@ pub enum Command {
     Ssh(SshArgs),
 }
 
-/// Cloud providers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProviderKind {
-    /// Hetzner Cloud.
-    Hetzner,
-    /// AWS EC2.
-    #[cfg(feature = "aws")]
-    Aws,
-}
-
 /// Output format on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum OutputFormat {
@@ -83,34 +76,50 @@ pub struct ConnectArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// Each provider's own flags.
+    #[command(flatten)]
+    pub provider_flags: ProviderFlags,
+}
+
+/// The flag groups of the providers that have flags of their own, on every command that
+/// talks to a provider (each provider refuses the others').
+#[derive(Debug, Clone, Default, Args)]
+pub struct ProviderFlags {
     /// AWS region and profile.
     #[cfg(feature = "aws")]
     #[command(flatten)]
-    pub aws: AwsArgs,
+    pub aws: bootstrap_aws::cli::AwsArgs,
 }
 
-/// Flags only `--provider aws` takes: which account and region.
-#[cfg(feature = "aws")]
-#[derive(Debug, Clone, Default, Args)]
-pub struct AwsArgs {
-    /// AWS region (default: AWS_REGION, else the profile's `region`).
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
-    /// AWS profile of ~/.aws/config and credentials (default: AWS_PROFILE, else `default`).
-    #[arg(long, value_name = "NAME")]
-    pub profile: Option<String>,
+impl ProviderFlags {
+    /// The flags the user set, by flag name.
+    pub fn values(&self) -> BTreeMap<&'static str, String> {
+        #[allow(unused_mut)]
+        let mut out = BTreeMap::new();
+        #[cfg(feature = "aws")]
+        self.aws.values(&mut out);
+        out
+    }
 }
 
-/// Flags only `create --provider aws` takes: where in the account's network.
-#[cfg(feature = "aws")]
+/// The providers' flags that only `create` takes.
 #[derive(Debug, Clone, Default, Args)]
-pub struct AwsNetworkArgs {
-    /// VPC of the security group and instance (default: the region's default VPC).
-    #[arg(long, value_name = "VPC_ID")]
-    pub vpc: Option<String>,
-    /// Subnet to launch into (default: a default subnet of the default VPC).
-    #[arg(long, value_name = "SUBNET_ID")]
-    pub subnet: Option<String>,
+pub struct ProviderCreateFlags {
+    /// AWS VPC and subnet.
+    #[cfg(feature = "aws")]
+    #[command(flatten)]
+    pub aws: bootstrap_aws::cli::AwsNetworkArgs,
+}
+
+impl ProviderCreateFlags {
+    /// The flags the user set, by flag name.
+    pub fn values(&self) -> BTreeMap<&'static str, String> {
+        #[allow(unused_mut)]
+        let mut out = BTreeMap::new();
+        #[cfg(feature = "aws")]
+        self.aws.values(&mut out);
+        out
+    }
 }
 
 /// `create` and `render`.
@@ -158,10 +167,9 @@ pub struct CreateArgs {
     /// Snapshot schedule and restore.
     #[command(flatten)]
     pub snapshots: ScheduleArgs,
-    /// AWS VPC and subnet.
-    #[cfg(feature = "aws")]
+    /// Each provider's own `create` flags.
     #[command(flatten)]
-    pub aws_network: AwsNetworkArgs,
+    pub provider_create_flags: ProviderCreateFlags,
 }
 
 /// `destroy`.
@@ -184,7 +192,7 @@ pub struct DestroyArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Cloud provider.
-    #[arg(long, value_enum, default_value = "hetzner")]
+    #[arg(long, value_enum, default_value = crate::providers::DEFAULT_PROVIDER)]
     pub provider: ProviderKind,
     /// API base URL (default: the provider's; also BOOTSTRAP_<PROVIDER>_ENDPOINT).
     #[arg(long, value_name = "URL")]
@@ -192,19 +200,9 @@ pub struct ListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
-    /// AWS region and profile.
-    #[cfg(feature = "aws")]
+    /// Each provider's own flags.
     #[command(flatten)]
-    pub aws: AwsArgs,
-}
-
-/// Who keeps a server's snapshot schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SnapshotEngine {
-    /// `bootstrap snapshot run`, scheduled by you (any provider).
-    Job,
-    /// AWS Data Lifecycle Manager.
-    Dlm,
+    pub provider_flags: ProviderFlags,
 }
 
 /// Snapshot flags of `create`.
@@ -223,9 +221,10 @@ pub struct ScheduleArgs {
     /// Day of weekly snapshots.
     #[arg(long = "snapshot-day", default_value = "sun", value_name = "DAY")]
     pub day: String,
-    /// Who keeps the schedule (default: the job; on AWS, Data Lifecycle Manager).
-    #[arg(long = "snapshot-engine", value_enum)]
-    pub engine: Option<SnapshotEngine>,
+    /// Who keeps the schedule: `job` (`bootstrap snapshot run`, any provider) or the
+    /// provider's own service (`dlm`: AWS Data Lifecycle Manager, AWS's default).
+    #[arg(long = "snapshot-engine", value_name = "ENGINE")]
+    pub engine: Option<String>,
     /// Also turn on the provider's own backups (Hetzner: daily, 7 slots, +20% of the price).
     #[arg(long)]
     pub provider_backups: bool,
@@ -250,7 +249,7 @@ pub enum SnapshotCommand {
 /// `snapshot run`.
 #[derive(Debug, Args)]
 // Like `list`, the scheduled job defaults to Hetzner: `bootstrap snapshot run` alone works.
-#[command(mut_arg("provider", |a| a.required(false).default_value("hetzner")))]
+#[command(mut_arg("provider", |a| a.required(false).default_value(crate::providers::DEFAULT_PROVIDER)))]
 pub struct SnapshotRunArgs {
     /// Provider, endpoint, timeout, output.
     #[command(flatten)]
@@ -325,7 +324,7 @@ pub struct SnapshotInstallArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Provider the job runs for.
-    #[arg(long, value_enum, default_value = "hetzner")]
+    #[arg(long, value_enum, default_value = crate::providers::DEFAULT_PROVIDER)]
     pub provider: ProviderKind,
     /// Path of the bootstrap binary in the unit (default: this binary).
     #[arg(long, value_name = "PATH")]
@@ -362,7 +361,7 @@ pub struct HardeningArgs {
 #[derive(Debug, Args)]
 pub struct TargetArgs {
     /// Cloud provider (finds the server by its labels; also where the local state lives).
-    #[arg(long, value_enum, default_value = "hetzner")]
+    #[arg(long, value_enum, default_value = crate::providers::DEFAULT_PROVIDER)]
     pub provider: ProviderKind,
     /// API base URL (default: the provider's; also BOOTSTRAP_<PROVIDER>_ENDPOINT).
     #[arg(long, value_name = "URL")]
@@ -379,10 +378,9 @@ pub struct TargetArgs {
         help_heading = "Advanced"
     )]
     pub port: Option<u16>,
-    /// AWS region and profile.
-    #[cfg(feature = "aws")]
+    /// Each provider's own flags.
     #[command(flatten)]
-    pub aws: AwsArgs,
+    pub provider_flags: ProviderFlags,
 }
 
 /// `verify`.

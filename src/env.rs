@@ -1,15 +1,8 @@
-//! Every environment variable the tool reads, in one place.
+//! Every environment variable the binary itself reads, in one place.
 //!
-//! AWS's variables are read by `aws-config`'s standard chain, not here: `AWS_REGION`,
-//! `AWS_PROFILE`, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`,
-//! `AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`, `AWS_ENDPOINT_URL`, `AWS_MAX_ATTEMPTS`,
-//! `AWS_RETRY_MODE`, `AWS_EC2_METADATA_DISABLED` and the rest of the SDK's documented set.
-//! `BOOTSTRAP_AWS_ENDPOINT` is [`endpoint_var`]`("aws")`.
-
-/// Hetzner API token (the same variable the `hcloud` CLI reads).
-pub const HCLOUD_TOKEN: &str = "HCLOUD_TOKEN";
-/// Path of the `hcloud` CLI's config file (default `~/.config/hcloud/cli.toml`).
-pub const HCLOUD_CONFIG: &str = "HCLOUD_CONFIG";
+//! Each provider reads its own credentials in its crate's `config` (`HCLOUD_TOKEN` and the
+//! `hcloud` CLI's config; the AWS SDK's standard chain), listed in its `Description`.
+//! `BOOTSTRAP_<PROVIDER>_ENDPOINT` is [`endpoint_var`].
 /// Where private keys and other local state go (default: XDG state dir).
 pub const BOOTSTRAP_STATE_DIR: &str = "BOOTSTRAP_STATE_DIR";
 /// XDG base directory for state.
@@ -22,9 +15,6 @@ pub const BOOTSTRAP_RETRY_MAX: &str = "BOOTSTRAP_RETRY_MAX";
 pub const BOOTSTRAP_RETRY_BASE_MS: &str = "BOOTSTRAP_RETRY_BASE_MS";
 /// First polling interval in milliseconds (default 250).
 pub const BOOTSTRAP_POLL_MS: &str = "BOOTSTRAP_POLL_MS";
-/// Data Lifecycle Manager's endpoint alone (tests point it at a fake; moto has no DLM).
-#[cfg(feature = "aws")]
-pub const BOOTSTRAP_AWS_DLM_ENDPOINT: &str = "BOOTSTRAP_AWS_DLM_ENDPOINT";
 /// Log filter for `-v` output (tracing `EnvFilter` syntax).
 pub const BOOTSTRAP_LOG: &str = "BOOTSTRAP_LOG";
 

@@ -73,13 +73,21 @@ impl Output {
             plan["provider"].as_str().unwrap_or_default()
         ));
         let k = &plan["ssh_key"];
-        t.push_str(&format!(
-            "  ssh key   {}  {}  ({})\n            labels {}\n",
-            k["name"].as_str().unwrap_or_default(),
-            k["fingerprint"].as_str().unwrap_or_default(),
-            k["source"].as_str().unwrap_or_default(),
-            labels(&k["labels"])
-        ));
+        if k["resource"] == Value::Bool(false) {
+            t.push_str(&format!(
+                "  ssh key   {}  ({}; not uploaded: cloud-init installs it for the admin user)\n",
+                k["fingerprint"].as_str().unwrap_or_default(),
+                k["source"].as_str().unwrap_or_default(),
+            ));
+        } else {
+            t.push_str(&format!(
+                "  ssh key   {}  {}  ({})\n            labels {}\n",
+                k["name"].as_str().unwrap_or_default(),
+                k["fingerprint"].as_str().unwrap_or_default(),
+                k["source"].as_str().unwrap_or_default(),
+                labels(&k["labels"])
+            ));
+        }
         let f = &plan["firewall"];
         for r in f["inbound"].as_array().into_iter().flatten() {
             let sources: Vec<_> = r["sources"]

@@ -1,6 +1,7 @@
 //! Flags, environment and the provider CLIs' config files resolved into checked settings,
 //! before any network call. Bad input stops here with one line that names the fix (exit 2).
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,9 +43,8 @@ pub struct Connection {
     pub flow: FlowConfig,
     /// Output format.
     pub output: OutputFormat,
-    /// AWS region, profile, VPC and subnet (the endpoint is [`Connection::endpoint`]).
-    #[cfg(feature = "aws")]
-    pub aws: bootstrap_aws::AwsOptions,
+    /// The provider's own flags the user set (`--region`), by flag; checked by the provider.
+    pub provider_flags: BTreeMap<&'static str, String>,
 }
 
 impl Connection {
@@ -58,16 +58,22 @@ impl Connection {
         if let Some(e) = &self.endpoint {
             add("--endpoint", e);
         }
-        #[cfg(feature = "aws")]
-        {
-            if let Some(r) = &self.aws.region {
-                add("--region", r);
-            }
-            if let Some(p) = &self.aws.profile {
-                add("--profile", p);
+        // Only the flags every command takes: `--subnet` means nothing to `destroy`.
+        for (flag, v) in &self.provider_flags {
+            if self.kind.desc().flags.contains(flag) {
+                add(flag, v);
             }
         }
         out
+    }
+
+    /// What the provider needs to connect, in provider-neutral form.
+    pub fn options(&self) -> bootstrap_core::ConnectOptions {
+        bootstrap_core::ConnectOptions {
+            endpoint: self.endpoint.clone(),
+            context: None,
+            flags: self.provider_flags.clone(),
+        }
     }
 
     /// Resolves `--endpoint`/env, `--timeout` and the test-tuning variables.
@@ -77,7 +83,7 @@ impl Connection {
         timeout: Option<&str>,
         output: OutputFormat,
     ) -> anyhow::Result<Self> {
-        let name = crate::providers::name(kind);
+        let name = kind.name();
         let endpoint = endpoint
             .map(str::to_owned)
             .or_else(|| env::var(&env::endpoint_var(name)));
@@ -116,47 +122,30 @@ impl Connection {
         }
         Ok(Self {
             kind,
-            #[cfg(feature = "aws")]
-            aws: bootstrap_aws::AwsOptions {
-                endpoint: endpoint.clone(),
-                dlm_endpoint: env::var(env::BOOTSTRAP_AWS_DLM_ENDPOINT),
-                ..Default::default()
-            },
             endpoint,
             flow,
             output,
+            provider_flags: BTreeMap::new(),
         })
     }
 
-    /// Adds the AWS-only flags (`--region`, `--profile`, and for `create` `--vpc`, `--subnet`),
-    /// checked offline; they are refused with any other provider.
-    #[cfg(feature = "aws")]
-    pub fn with_aws(
-        mut self,
-        a: &crate::cli::AwsArgs,
-        net: Option<&crate::cli::AwsNetworkArgs>,
-    ) -> anyhow::Result<Self> {
-        self.aws.region.clone_from(&a.region);
-        self.aws.profile.clone_from(&a.profile);
-        if let Some(n) = net {
-            self.aws.vpc.clone_from(&n.vpc);
-            self.aws.subnet.clone_from(&n.subnet);
-        }
-        crate::providers::check_connection(&self)?;
+    /// Adds the provider-only flags (`--region`, `--subnet`), checked offline: another
+    /// provider's flags are refused, and the provider checks its own.
+    pub fn with_flags(mut self, flags: BTreeMap<&'static str, String>) -> anyhow::Result<Self> {
+        self.provider_flags = flags;
+        crate::providers::check_flags(self.kind, &self.provider_flags, &self.options())?;
         Ok(self)
     }
 
     /// From the shared `--provider/--endpoint/--timeout/--output` flags.
     pub fn from_args(a: &ConnectArgs) -> anyhow::Result<Self> {
-        let conn = Self::resolve(
+        Self::resolve(
             a.provider,
             a.endpoint.as_deref(),
             Some(&a.timeout),
             a.output,
-        )?;
-        #[cfg(feature = "aws")]
-        let conn = conn.with_aws(&a.aws, None)?;
-        Ok(conn)
+        )?
+        .with_flags(a.provider_flags.values())
     }
 }
 
@@ -340,7 +329,7 @@ pub struct CreateSettings {
     /// Snapshot schedule (`None`: off).
     pub schedule: Option<bootstrap_core::schedule::Schedule>,
     /// Who keeps the schedule.
-    pub engine: crate::cli::SnapshotEngine,
+    pub engine: &'static str,
     /// Turn on the provider's own backups too.
     pub provider_backups: bool,
     /// Restore from this snapshot id.
@@ -352,16 +341,23 @@ pub struct CreateSettings {
 impl CreateSettings {
     /// Checks every flag; no network.
     pub fn from_args(a: &CreateArgs) -> anyhow::Result<Self> {
-        let conn = Connection::from_args(&a.connect)?;
-        #[cfg(feature = "aws")]
-        let conn = conn.with_aws(&a.connect.aws, Some(&a.aws_network))?;
+        let c = &a.connect;
+        let mut flags = c.provider_flags.values();
+        flags.extend(a.provider_create_flags.values());
+        let conn = Connection::resolve(
+            c.provider,
+            c.endpoint.as_deref(),
+            Some(&c.timeout),
+            c.output,
+        )?
+        .with_flags(flags)?;
         let name = DeploymentName::parse(&a.name).map_err(|e| bad(e.to_string()))?;
         let schedule = schedule(&a.snapshots.spec, &a.snapshots.time, &a.snapshots.day)?;
-        let engine = snapshot_engine(conn.kind, a.snapshots.engine)?;
-        if a.snapshots.provider_backups && !crate::providers::has_provider_backups(conn.kind) {
+        let engine = snapshot_engine(conn.kind, a.snapshots.engine.as_deref())?;
+        if a.snapshots.provider_backups && !conn.kind.desc().provider_backups {
             return Err(bad(format!(
                 "--provider-backups is not available on {}; drop it (the snapshot schedule still applies)",
-                crate::providers::name(conn.kind)
+                conn.kind.name()
             )));
         }
         let from_snapshot = match &a.snapshots.from_snapshot {
@@ -396,8 +392,8 @@ impl CreateSettings {
             })?)),
             None => None,
         };
-        let provider = crate::providers::name(conn.kind);
-        let d = crate::providers::defaults(conn.kind);
+        let provider = conn.kind.name();
+        let d = conn.kind.desc().defaults;
         let non_empty = |flag: &str, v: &Option<String>, default: &str| -> anyhow::Result<String> {
             match v {
                 Some(v) if v.trim().is_empty() || v.chars().any(char::is_whitespace) => Err(bad(
@@ -410,7 +406,8 @@ impl CreateSettings {
         let server_type = non_empty("server-type", &a.server_type, d.server_type)?;
         let image = non_empty("image", &a.image, d.image)?;
         let location = non_empty("location", &a.location, d.location)?;
-        crate::providers::check_server(&conn, &server_type, &image, &location)?;
+        (conn.kind.desc().check_server)(&server_type, &image, &location, &conn.options())
+            .map_err(|e| bad(e.to_string()))?;
         let hardening = HardeningSettings::from_args(a, &image, from_snapshot.as_deref())?;
         Ok(Self {
             hardening,
@@ -464,19 +461,21 @@ pub fn schedule(
 }
 
 /// The snapshot engine: the user's choice if the provider has it, else the provider's default.
-pub fn snapshot_engine(
-    kind: ProviderKind,
-    chosen: Option<crate::cli::SnapshotEngine>,
-) -> anyhow::Result<crate::cli::SnapshotEngine> {
-    let available = crate::providers::snapshot_engines(kind);
+pub fn snapshot_engine(kind: ProviderKind, chosen: Option<&str>) -> anyhow::Result<&'static str> {
+    let available = kind.desc().snapshot_engines;
     match chosen {
-        Some(e) if available.contains(&e) => Ok(e),
-        Some(e) => Err(bad(format!(
-            "--snapshot-engine {e:?} is not available on {}; use --snapshot-engine job",
-            crate::providers::name(kind)
-        ))),
+        Some(e) => available.iter().copied().find(|a| *a == e).ok_or_else(|| {
+            bad(format!(
+                "--snapshot-engine {e:?} is not available on {}; use one of: {}",
+                kind.name(),
+                available.join(", ")
+            ))
+        }),
         // The first is the provider's default (a native engine where one exists).
-        None => Ok(available[0]),
+        None => available
+            .first()
+            .copied()
+            .ok_or_else(|| bad(format!("{} has no snapshot engine", kind.name()))),
     }
 }
 
@@ -582,9 +581,8 @@ impl TargetSettings {
         t: &crate::cli::TargetArgs,
         output: OutputFormat,
     ) -> anyhow::Result<Self> {
-        let conn = Connection::resolve(t.provider, t.endpoint.as_deref(), None, output)?;
-        #[cfg(feature = "aws")]
-        let conn = conn.with_aws(&t.aws, None)?;
+        let conn = Connection::resolve(t.provider, t.endpoint.as_deref(), None, output)?
+            .with_flags(t.provider_flags.values())?;
         let name = DeploymentName::parse(name).map_err(|e| bad(e.to_string()))?;
         let address = match &t.host {
             None => None,

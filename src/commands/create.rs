@@ -103,26 +103,22 @@ fn render_user_data(
             s.template.name()
         ))
     })?;
-    let provider = providers::name(s.conn.kind);
-    bootstrap_cloudinit::check_size(&ud, providers::user_data_limit(s.conn.kind), provider)
+    let provider = s.conn.kind.name();
+    bootstrap_cloudinit::check_size(&ud, s.conn.kind.desc().limits.user_data_max_bytes, provider)
         .map_err(|e| bad(e.to_string()))?;
     Ok(ud)
 }
 
 fn plan(s: &CreateSettings, key: &PublicKey, user_data: String) -> CreatePlan {
     let labels = Labels::deployment(&s.name);
-    let resource_name = format!("bootstrap-{}", s.name);
+    let resource_name = bootstrap_core::describe::resource_name(&s.name);
     // The schedule lives on the server, so the job can run from anywhere.
     let mut server_labels = labels.clone();
     if let Some(sched) = &s.schedule {
         for (k, v) in sched.to_labels().iter() {
             server_labels.insert(k, v);
         }
-        let engine = match s.engine {
-            crate::cli::SnapshotEngine::Job => "job",
-            crate::cli::SnapshotEngine::Dlm => "dlm",
-        };
-        server_labels.insert(bootstrap_core::schedule::LABEL_ENGINE, engine);
+        server_labels.insert(bootstrap_core::schedule::LABEL_ENGINE, s.engine);
     }
     CreatePlan {
         provider_backups: s.provider_backups,
@@ -187,7 +183,7 @@ pub async fn render(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
             s.name
         ));
     }
-    let dir = DeploymentDir::new(providers::name(s.conn.kind), &s.name)?;
+    let dir = DeploymentDir::new(s.conn.kind.name(), &s.name)?;
     let secrets = Secrets::for_preview(&s, &dir)?;
     let ud = render_user_data(&s, &key, &secrets)?;
     Output::new(crate::cli::OutputFormat::Text).user_data(&ud)
@@ -198,7 +194,7 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
     let s = CreateSettings::from_args(a)?;
     warn_open_ssh(&s, progress);
     let out = Output::new(s.conn.output);
-    let provider_name = providers::name(s.conn.kind);
+    let provider_name = s.conn.kind.name();
 
     let dir = DeploymentDir::new(provider_name, &s.name)?;
     if s.dry_run {
@@ -211,6 +207,8 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
             "provider": provider_name,
             "deployment": s.name,
             "ssh_key": {
+                // False where the key reaches the server through cloud-init only.
+                "resource": s.conn.kind.desc().key_resource,
                 "name": p.ssh_key.name,
                 "fingerprint": key.fingerprint_sha256(),
                 "source": source.describe(),
@@ -219,7 +217,7 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
             "firewall": p.firewall,
             "server": p.server,
             "user_data_bytes": ud.len(),
-            "user_data_limit": providers::user_data_limit(s.conn.kind),
+            "user_data_limit": s.conn.kind.desc().limits.user_data_max_bytes,
         });
         return out.plan(&doc, &ud);
     }

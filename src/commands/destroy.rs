@@ -24,9 +24,7 @@ pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()>
         flow::Snapshots::Keep
     };
     let t = flow::destroy(p.as_ref(), &name, &conn.flow, progress, snapshots).await?;
-    let local = state_dir()?
-        .join(providers::name(conn.kind))
-        .join(name.as_str());
+    let local = state_dir()?.join(conn.kind.name()).join(name.as_str());
     let removed_local = if local.exists() {
         std::fs::remove_dir_all(&local)?;
         Some(local.display().to_string())

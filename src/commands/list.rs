@@ -9,9 +9,8 @@ use crate::settings::Connection;
 
 /// Lists deployments.
 pub async fn run(a: &ListArgs) -> anyhow::Result<()> {
-    let conn = Connection::resolve(a.provider, a.endpoint.as_deref(), None, a.output)?;
-    #[cfg(feature = "aws")]
-    let conn = conn.with_aws(&a.aws, None)?;
+    let conn = Connection::resolve(a.provider, a.endpoint.as_deref(), None, a.output)?
+        .with_flags(a.provider_flags.values())?;
     let p = providers::build(&conn).await?;
     let deployments = flow::list(p.as_ref(), &conn.flow).await?;
     Output::new(conn.output).list(&deployments)

@@ -10,8 +10,8 @@ use bootstrap_core::{DeploymentName, Labels, Progress};
 use serde_json::json;
 
 use crate::cli::{
-    InstallTarget, ProviderKind, SnapshotCommand, SnapshotInstallArgs, SnapshotListArgs,
-    SnapshotRunArgs, SnapshotSetArgs,
+    InstallTarget, SnapshotCommand, SnapshotInstallArgs, SnapshotListArgs, SnapshotRunArgs,
+    SnapshotSetArgs,
 };
 use crate::output::Output;
 use crate::providers;
@@ -174,15 +174,6 @@ async fn set(a: &SnapshotSetArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The environment variables the job needs for a provider's credentials.
-fn credential_vars(kind: ProviderKind) -> &'static [&'static str] {
-    match kind {
-        ProviderKind::Hetzner => &["HCLOUD_TOKEN"],
-        #[cfg(feature = "aws")]
-        ProviderKind::Aws => &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"],
-    }
-}
-
 fn install(a: &SnapshotInstallArgs) -> anyhow::Result<()> {
     let target = if a.systemd {
         InstallTarget::Systemd
@@ -191,7 +182,7 @@ fn install(a: &SnapshotInstallArgs) -> anyhow::Result<()> {
     } else {
         InstallTarget::Kubernetes
     };
-    let provider = providers::name(a.provider);
+    let provider = a.provider.name();
     let binary = match &a.binary {
         Some(b) => b.clone(),
         None => std::env::current_exe()?,
@@ -205,7 +196,7 @@ fn install(a: &SnapshotInstallArgs) -> anyhow::Result<()> {
             "--binary {bin:?}: use a path without spaces, quotes or %"
         )));
     }
-    let vars = credential_vars(a.provider);
+    let vars = a.provider.desc().credential_vars;
     let files: Vec<(String, String)> = match target {
         InstallTarget::Systemd => vec![
             (

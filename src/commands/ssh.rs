@@ -97,7 +97,7 @@ async fn lookup(t: &TargetSettings) -> anyhow::Result<String> {
         anyhow::anyhow!(
             "no server of deployment {} at {}; `bootstrap list` shows what exists",
             t.name,
-            providers::name(t.conn.kind)
+            t.conn.kind.name()
         )
     })?;
     server
@@ -110,7 +110,7 @@ async fn lookup(t: &TargetSettings) -> anyhow::Result<String> {
 /// Replaces this process with `ssh` (its exit code becomes ours).
 pub async fn run(a: &SshArgs) -> anyhow::Result<()> {
     let t = TargetSettings::from_args(&a.name, &a.target, OutputFormat::Text)?;
-    let dir = DeploymentDir::new(providers::name(t.conn.kind), &t.name)?;
+    let dir = DeploymentDir::new(t.conn.kind.name(), &t.name)?;
     let record = dir.require_record("ssh")?;
     let target = Target::resolve(&t, &dir, &record).await?;
     let mut cmd = std::process::Command::new("ssh");

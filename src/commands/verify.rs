@@ -29,7 +29,6 @@ use tokio::io::AsyncWriteExt;
 use crate::cli::VerifyArgs;
 use crate::commands::ssh::Target;
 use crate::output::Output;
-use crate::providers;
 use crate::settings::{TargetSettings, bad, parse_duration};
 use crate::state::{
     DeploymentDir, DeploymentRecord, PINNED_FROM_USER_DATA, PINNED_ROTATED, SudoMode,
@@ -199,7 +198,7 @@ fn safe_path(p: &str) -> Option<&str> {
 pub async fn run(a: &VerifyArgs, progress: &dyn Progress) -> anyhow::Result<()> {
     let t = TargetSettings::from_args(&a.name, &a.target, a.output)?;
     let wait = parse_duration(&a.timeout)?;
-    let dir = DeploymentDir::new(providers::name(t.conn.kind), &t.name)?;
+    let dir = DeploymentDir::new(t.conn.kind.name(), &t.name)?;
     let record = dir.require_record("verify")?;
     let password = match record.sudo {
         SudoMode::Nopasswd => None,

@@ -5,7 +5,7 @@
 //! `RateLimit-Limit`/`-Remaining`/`-Reset` and shared by concurrent requests, so that when the
 //! budget is spent the next requests wait for their token instead of drawing 429s.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -30,15 +30,53 @@ pub enum Auth {
 /// status-based kind and a generic message.
 pub type ErrorParser = fn(StatusCode, &str) -> Option<(Option<ErrorKind>, String)>;
 
-/// A JSON API client bound to one base URL and token.
+/// How a provider's rate-limit headers read; the gate and the 429 wait follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RateLimitStyle {
+    /// `RateLimit-Limit`/`-Remaining`/`-Reset`, the reset being when the bucket is *full*
+    /// again, refilled one request at a time (Hetzner).
+    #[default]
+    ResetWhenFull,
+    /// `ratelimit-limit`/`-remaining`/`-reset`, the reset (epoch seconds) being when the
+    /// oldest counted request expires, i.e. when one more is allowed (DigitalOcean); burst
+    /// 429s carry `retry-after`.
+    ResetNextToken,
+    /// No rate headers at all (Scaleway): a 429 gets the retry loop's jittered backoff.
+    None,
+}
+
+/// A response body of a request sent with [`HttpClient::send_full`], with its headers (for
+/// `X-Total-Count`, `Link` and the like).
 #[derive(Debug)]
+pub struct Response<T> {
+    /// The decoded body.
+    pub body: T,
+    /// The response headers.
+    pub headers: HeaderMap,
+}
+
+/// What a request carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    /// Nothing.
+    Empty,
+    /// A JSON document.
+    Json(&'a serde_json::Value),
+    /// Text with its content type (Scaleway's user-data is `text/plain`).
+    Text(&'static str, &'a str),
+}
+
+/// A JSON API client bound to one base URL and token.
+#[derive(Debug, Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
     base: String,
     auth: Auth,
     provider: &'static str,
     parse_error: ErrorParser,
-    gate: Mutex<Budget>,
+    style: RateLimitStyle,
+    /// Shared with [`HttpClient::sibling`]s: one provider, one budget.
+    gate: Arc<Mutex<Budget>>,
 }
 
 impl HttpClient {
@@ -56,7 +94,25 @@ impl HttpClient {
             auth,
             provider,
             parse_error,
-            gate: Mutex::new(Budget::default()),
+            style: RateLimitStyle::default(),
+            gate: Arc::new(Mutex::new(Budget::default())),
+        }
+    }
+
+    /// The same client reading rate-limit headers in `style`.
+    #[must_use]
+    pub fn with_rate_limit_style(mut self, style: RateLimitStyle) -> Self {
+        self.style = style;
+        self
+    }
+
+    /// A client for another base URL of the same provider (Scaleway's Instance, IAM and Block
+    /// APIs) sharing the connection pool, token and rate-limit budget.
+    #[must_use]
+    pub fn sibling(&self, base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            ..self.clone()
         }
     }
 
@@ -106,9 +162,44 @@ impl HttpClient {
         query: &[(&str, String)],
         body: Option<&B>,
     ) -> Result<T> {
+        let json = match body {
+            Some(b) => Some(serde_json::to_value(b).map_err(|e| {
+                Error::new(ErrorKind::Other, format!("encoding the request body: {e}"))
+            })?),
+            None => None,
+        };
+        let body = json.as_ref().map_or(Body::Empty, Body::Json);
+        Ok(self.send_full(method, path, query, body).await?.body)
+    }
+
+    /// Sends text (`content_type`, e.g. `text/plain`) and decodes a JSON answer (or `null`).
+    pub async fn send_text<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &'static str,
+        text: &str,
+    ) -> Result<T> {
+        Ok(self
+            .send_full(method, path, &[], Body::Text(content_type, text))
+            .await?
+            .body)
+    }
+
+    /// Sends one request and returns the decoded body with the response headers. `path` is
+    /// relative to the base URL, or an absolute URL on the base's own origin (DigitalOcean's
+    /// `links.pages.next`); any other origin is refused, so the token never goes elsewhere.
+    pub async fn send_full<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Body<'_>,
+    ) -> Result<Response<T>> {
         let what = format!("{} {} {}", self.provider, method, path);
+        let url = self.url(path)?;
         let ticket = self.wait_for_gate().await;
-        let answer = self.send_once(&what, method, path, query, body).await;
+        let answer = self.send_once(&what, method, &url, query, body).await;
         ticket.answered(answer.as_ref().ok().map(|(_, h, _)| h));
         let (status, headers, text) = answer?;
         if status.is_success() {
@@ -117,33 +208,65 @@ impl HttpClient {
             } else {
                 &text
             };
-            return serde_json::from_str(text).map_err(|e| {
+            let body = serde_json::from_str(text).map_err(|e| {
                 Error::new(
                     ErrorKind::Other,
                     format!("{what}: unexpected response body: {e}"),
                 )
-            });
+            })?;
+            return Ok(Response { body, headers });
         }
         Err(self.status_error(&what, status, &headers, &text))
     }
 
+    /// The URL for `path`: the base plus a relative path, or an absolute URL on the base's origin.
+    fn url(&self, path: &str) -> Result<String> {
+        if !(path.starts_with("http://") || path.starts_with("https://")) {
+            return Ok(format!("{}{}", self.base, path));
+        }
+        let origin = |u: &str| -> Option<String> {
+            let parsed = reqwest::Url::parse(u).ok()?;
+            Some(format!(
+                "{}://{}:{}",
+                parsed.scheme(),
+                parsed.host_str()?,
+                parsed.port_or_known_default()?
+            ))
+        };
+        match (origin(path), origin(&self.base)) {
+            (Some(a), Some(b)) if a == b => Ok(path.to_owned()),
+            _ => Err(Error::new(
+                ErrorKind::Other,
+                format!(
+                    "{}: the API pointed at a URL outside {}; not following it",
+                    self.provider, self.base
+                ),
+            )),
+        }
+    }
+
     /// One exchange on the wire: status, headers and body text.
-    async fn send_once<B: Serialize + ?Sized>(
+    async fn send_once(
         &self,
         what: &str,
         method: Method,
-        path: &str,
+        url: &str,
         query: &[(&str, String)],
-        body: Option<&B>,
+        body: Body<'_>,
     ) -> Result<(StatusCode, HeaderMap, String)> {
-        let url = format!("{}{}", self.base, path);
-        let mut req = self.client.request(method, &url).query(query);
+        let mut req = self.client.request(method, url).query(query);
         req = match &self.auth {
             Auth::Bearer(t) => req.bearer_auth(t.expose()),
             Auth::Header(name, t) => req.header(*name, t.expose()),
         };
-        if let Some(b) = body {
-            req = req.json(b);
+        match body {
+            Body::Empty => {}
+            Body::Json(v) => req = req.json(v),
+            Body::Text(ct, t) => {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, ct)
+                    .body(t.to_owned());
+            }
         }
         tracing::debug!(request = %what, "sending");
         let resp = req.send().await.map_err(|e| transport_error(what, e))?;
@@ -161,7 +284,7 @@ impl HttpClient {
         headers: &HeaderMap,
         body: &str,
     ) -> Error {
-        let mut kind = kind_for_status(status, headers);
+        let mut kind = kind_for_status_in(status, headers, self.style);
         let mut message = format!("HTTP {}", status.as_u16());
         if let Some((k, m)) = (self.parse_error)(status, body) {
             if let Some(k) = k {
@@ -186,6 +309,7 @@ impl HttpClient {
             .unwrap_or(Duration::ZERO);
         let mut ticket = Ticket {
             gate: &self.gate,
+            style: self.style,
             sent: Instant::now(),
             open: true,
         };
@@ -202,6 +326,7 @@ impl HttpClient {
 /// cancelled) hands the count back to the gate.
 struct Ticket<'a> {
     gate: &'a Mutex<Budget>,
+    style: RateLimitStyle,
     /// When the request left; orders its answer against the others.
     sent: Instant,
     open: bool,
@@ -211,8 +336,10 @@ impl Ticket<'_> {
     /// Feeds the answer's headers (`None`: no answer came) to the gate.
     fn answered(mut self, headers: Option<&HeaderMap>) {
         self.open = false;
+        // Headers of a style the gate cannot read are not fed to it.
+        let headers = headers.filter(|_| self.style != RateLimitStyle::None);
         if let Ok(mut g) = self.gate.lock() {
-            g.observe(Instant::now(), self.sent, headers);
+            g.observe(Instant::now(), self.sent, headers, self.style);
         }
     }
 }
@@ -222,7 +349,7 @@ impl Drop for Ticket<'_> {
         if self.open
             && let Ok(mut g) = self.gate.lock()
         {
-            g.observe(Instant::now(), self.sent, None);
+            g.observe(Instant::now(), self.sent, None, self.style);
         }
     }
 }
@@ -282,7 +409,13 @@ impl Budget {
     }
 
     /// Corrects the estimate from the answer to a request that left at `sent` (`None`: no answer).
-    fn observe(&mut self, now: Instant, sent: Instant, headers: Option<&HeaderMap>) {
+    fn observe(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        headers: Option<&HeaderMap>,
+        style: RateLimitStyle,
+    ) {
         self.in_flight = self.in_flight.saturating_sub(1);
         let Some(h) = headers else { return };
         let Some(remaining) = header_u64(h, "ratelimit-remaining") else {
@@ -293,7 +426,7 @@ impl Budget {
             None => self.limit = self.limit.max(remaining as f64),
         }
         // A full budget says nothing about the rate: keep the last one.
-        if let Some(rate) = refill_rate(h) {
+        if let Some(rate) = refill_rate(h, style) {
             self.per_sec = Some(rate);
         }
         // Requests still in flight will spend tokens the server has not counted yet.
@@ -308,7 +441,7 @@ impl Budget {
             }
         }
         self.until = if remaining == 0 {
-            token_wait(h).map(|d| now + d.min(MAX_GATE_WAIT))
+            token_wait(h, style).map(|d| now + d.min(MAX_GATE_WAIT))
         } else {
             None
         };
@@ -328,8 +461,17 @@ fn transport_error(what: &str, e: reqwest::Error) -> Error {
     Error::new(kind, format!("{what}: {e}"))
 }
 
-/// The kind for an HTTP status, with the rate-limit wait read from the headers.
+/// The kind for an HTTP status, with the rate-limit wait read from Hetzner-style headers.
 pub fn kind_for_status(status: StatusCode, headers: &HeaderMap) -> ErrorKind {
+    kind_for_status_in(status, headers, RateLimitStyle::ResetWhenFull)
+}
+
+/// The kind for an HTTP status, with the rate-limit wait read from headers in `style`.
+pub fn kind_for_status_in(
+    status: StatusCode,
+    headers: &HeaderMap,
+    style: RateLimitStyle,
+) -> ErrorKind {
     match status.as_u16() {
         404 => ErrorKind::NotFound,
         409 => ErrorKind::Conflict,
@@ -337,7 +479,7 @@ pub fn kind_for_status(status: StatusCode, headers: &HeaderMap) -> ErrorKind {
         400 | 422 => ErrorKind::InvalidInput,
         408 | 504 => ErrorKind::Timeout,
         429 => ErrorKind::RateLimited {
-            retry_after: retry_after(headers),
+            retry_after: retry_after_in(headers, style),
         },
         s if s >= 500 => ErrorKind::Transient,
         _ => ErrorKind::Other,
@@ -347,23 +489,45 @@ pub fn kind_for_status(status: StatusCode, headers: &HeaderMap) -> ErrorKind {
 /// The wait a 429 asks for: `Retry-After` seconds, else the time one request takes to come back
 /// by `RateLimit-*` (see [`token_wait`]).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    header_u64(headers, "retry-after")
-        .map(Duration::from_secs)
-        .or_else(|| token_wait(headers))
+    retry_after_in(headers, RateLimitStyle::ResetWhenFull)
 }
 
-/// How long until one more request is allowed. `RateLimit-Reset` is when the budget is *full*
-/// again (Hetzner refills it one request at a time, 3600/h), so the wait for one request is
+/// [`retry_after`] for headers in `style`; `None` (jittered backoff) without any.
+pub fn retry_after_in(headers: &HeaderMap, style: RateLimitStyle) -> Option<Duration> {
+    if style == RateLimitStyle::None {
+        return None;
+    }
+    header_u64(headers, "retry-after")
+        .map(Duration::from_secs)
+        .or_else(|| token_wait(headers, style))
+}
+
+/// How long until one more request is allowed.
+///
+/// Hetzner ([`RateLimitStyle::ResetWhenFull`]): `RateLimit-Reset` is when the budget is *full*
+/// again, refilled one request at a time (3600/h), so the wait for one request is
 /// `(reset - now) / (limit - remaining)`, not the whole time to reset. Without `RateLimit-Limit`
-/// the whole wait to reset is the only safe answer.
-pub fn token_wait(headers: &HeaderMap) -> Option<Duration> {
+/// the whole wait to reset is the only safe answer. DigitalOcean
+/// ([`RateLimitStyle::ResetNextToken`]): the reset is when one request is allowed again.
+pub fn token_wait(headers: &HeaderMap, style: RateLimitStyle) -> Option<Duration> {
     let to_reset = reset_in(headers)?;
+    match style {
+        RateLimitStyle::None => return None,
+        RateLimitStyle::ResetNextToken => {
+            let wait = match header_u64(headers, "ratelimit-remaining") {
+                Some(0) | None => to_reset,
+                Some(_) => Duration::ZERO,
+            };
+            return Some(wait.max(Duration::from_millis(100)));
+        }
+        RateLimitStyle::ResetWhenFull => {}
+    }
     let wait = match (
         header_u64(headers, "ratelimit-limit"),
         header_u64(headers, "ratelimit-remaining"),
     ) {
         (Some(limit), Some(remaining)) if limit > remaining => {
-            Duration::from_secs_f64(1.0 / refill_rate(headers)?)
+            Duration::from_secs_f64(1.0 / refill_rate(headers, style)?)
         }
         (Some(_), Some(_)) => return Some(Duration::ZERO),
         _ => to_reset,
@@ -373,9 +537,12 @@ pub fn token_wait(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// Requests per second the budget refills at: what is missing, over the time until it is full
-/// again (`RateLimit-Reset`, in whole seconds, so at least one). `None` without the headers or
-/// with a full budget.
-fn refill_rate(headers: &HeaderMap) -> Option<f64> {
+/// again (`RateLimit-Reset`, in whole seconds, so at least one). `None` without the headers, with
+/// a full budget, or where the reset says nothing about the rate (DigitalOcean).
+fn refill_rate(headers: &HeaderMap, style: RateLimitStyle) -> Option<f64> {
+    if style != RateLimitStyle::ResetWhenFull {
+        return None;
+    }
     let limit = header_u64(headers, "ratelimit-limit")?;
     let remaining = header_u64(headers, "ratelimit-remaining")?;
     let to_reset = reset_in(headers)?;
@@ -405,6 +572,8 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const H: RateLimitStyle = RateLimitStyle::ResetWhenFull;
 
     fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -476,7 +645,7 @@ mod tests {
             assert_eq!(b.take(now), Duration::ZERO);
         }
         for _ in 0..10 {
-            b.observe(now, now, None);
+            b.observe(now, now, None, H);
         }
         assert_eq!(b.in_flight, 0);
         assert_eq!(b.take(now), Duration::ZERO, "no headers, no gate");
@@ -488,7 +657,7 @@ mod tests {
         let mut b = Budget::default();
         let now = Instant::now();
         b.take(now);
-        b.observe(now, now, Some(&bucket_headers(3600, 2, 1799)));
+        b.observe(now, now, Some(&bucket_headers(3600, 2, 1799)), H);
         let waits: Vec<Duration> = (0..5).map(|_| b.take(now)).collect();
         assert_eq!(waits[0], Duration::ZERO);
         assert_eq!(waits[1], Duration::ZERO);
@@ -513,7 +682,7 @@ mod tests {
         b.take(now);
         b.take(now);
         b.take(now);
-        b.observe(now, now, Some(&bucket_headers(10, 1, 9)));
+        b.observe(now, now, Some(&bucket_headers(10, 1, 9)), H);
         // Two still in flight will spend that one and one more: the next request waits.
         assert!(b.take(now) > Duration::from_millis(500));
     }
@@ -527,8 +696,8 @@ mod tests {
         b.take(t0);
         // Both were in flight together, so the server may have counted them in either order:
         // the answer saying 0 is left arrives before the one saying 1 is left.
-        b.observe(t1, t0, Some(&bucket_headers(3600, 0, 3600)));
-        b.observe(t1, t0, Some(&bucket_headers(3600, 1, 3599)));
+        b.observe(t1, t0, Some(&bucket_headers(3600, 0, 3600)), H);
+        b.observe(t1, t0, Some(&bucket_headers(3600, 1, 3599)), H);
         assert!(b.take(t1) >= Duration::from_millis(900));
         // A request sent after the last answer is news, up or down.
         let t2 = t1 + Duration::from_millis(10);
@@ -536,8 +705,91 @@ mod tests {
             t2 + Duration::from_millis(10),
             t2,
             Some(&bucket_headers(3600, 5, 3595)),
+            H,
         );
         assert_eq!(b.take(t2 + Duration::from_millis(10)), Duration::ZERO);
+    }
+
+    #[test]
+    fn each_provider_style_reads_its_own_headers() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // DigitalOcean: the reset (epoch) is when the oldest request expires; until then
+        // nothing, and with requests left no wait at all.
+        let spent = headers(&[
+            ("ratelimit-limit", "5000".into()),
+            ("ratelimit-remaining", "0".into()),
+            ("ratelimit-reset", (now + 20).to_string()),
+        ]);
+        let d = token_wait(&spent, RateLimitStyle::ResetNextToken).unwrap();
+        assert!(
+            d > Duration::from_secs(18) && d <= Duration::from_secs(20),
+            "{d:?}"
+        );
+        // Read as Hetzner's, the same headers mean one token every 4 ms.
+        let h = token_wait(&spent, H).unwrap();
+        assert!(h < Duration::from_secs(1), "{h:?}");
+        // A burst 429 carries retry-after, which wins.
+        let mut burst = spent.clone();
+        burst.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(
+            kind_for_status_in(
+                StatusCode::TOO_MANY_REQUESTS,
+                &burst,
+                RateLimitStyle::ResetNextToken
+            ),
+            ErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(3))
+            }
+        );
+        // Scaleway: no headers are read, a 429 is left to the jittered backoff.
+        assert_eq!(
+            kind_for_status_in(StatusCode::TOO_MANY_REQUESTS, &burst, RateLimitStyle::None),
+            ErrorKind::RateLimited { retry_after: None }
+        );
+        let mut b = Budget::default();
+        let t = Instant::now();
+        b.take(t);
+        b.observe(t, t, Some(&spent), RateLimitStyle::ResetNextToken);
+        let w = b.take(t);
+        assert!(w > Duration::from_secs(18), "DO: wait for the reset, {w:?}");
+    }
+
+    #[tokio::test]
+    async fn absolute_urls_are_followed_only_on_the_base_origin() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let c = HttpClient::new(
+            reqwest::Client::new(),
+            "https://api.example.com/v2/",
+            Auth::Bearer(Secret::new("t")),
+            "test",
+            |_, _| None,
+        );
+        assert_eq!(
+            c.url("/droplets").unwrap(),
+            "https://api.example.com/v2/droplets"
+        );
+        assert_eq!(
+            c.url("https://api.example.com:443/v2/droplets?page=2")
+                .unwrap(),
+            "https://api.example.com:443/v2/droplets?page=2"
+        );
+        for evil in [
+            "https://evil.example/v2/droplets",
+            "http://api.example.com/v2/droplets",
+            "https://api.example.com.evil.example/",
+            "https://api.example.com@evil.example/",
+        ] {
+            assert!(c.url(evil).is_err(), "{evil}");
+        }
+        let s = c.sibling("https://api.example.com/iam/v1alpha1");
+        assert_eq!(
+            s.url("/ssh-keys").unwrap(),
+            "https://api.example.com/iam/v1alpha1/ssh-keys"
+        );
+        assert!(Arc::ptr_eq(&c.gate, &s.gate), "one budget per provider");
     }
 
     #[test]
@@ -552,6 +804,7 @@ mod tests {
                 ("ratelimit-remaining", "0".into()),
                 ("ratelimit-reset", "5".into()),
             ])),
+            H,
         );
         let w = b.take(now);
         assert!(

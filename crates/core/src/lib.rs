@@ -13,6 +13,7 @@
 //!   bootstrap-core   (never names a provider)
 //! ```
 
+pub mod describe;
 pub mod error;
 pub mod flow;
 pub mod http;
@@ -26,6 +27,7 @@ pub mod secret;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use describe::{ConnectOptions, Defaults, Description, Ownership, OwnershipModel};
 pub use error::{Error, ErrorKind, Result};
 pub use model::{
     DeploymentName, Firewall, FirewallRule, FirewallSpec, Labels, NativeSchedule,

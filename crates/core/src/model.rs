@@ -92,6 +92,11 @@ impl Labels {
         self.0.insert(key.into(), value.into());
     }
 
+    /// True without any label.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
@@ -112,12 +117,22 @@ impl Labels {
         self.get(LABEL_DEPLOYMENT)
     }
 
-    /// A Kubernetes-style selector `k=v,k2=v2`, sorted by key (Hetzner's `label_selector`).
-    pub fn to_selector(&self) -> String {
-        self.iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
+    /// The labels as flat string tags `key<sep>value`, sorted by key: DigitalOcean's
+    /// `key:value` tags, Scaleway's `key=value`. One codec for both.
+    pub fn to_flat_tags(&self, sep: char) -> Vec<String> {
+        self.iter().map(|(k, v)| format!("{k}{sep}{v}")).collect()
+    }
+
+    /// Reads flat tags back: each tag splits at its first `sep`; tags without one are someone
+    /// else's and are skipped.
+    pub fn from_flat_tags<S: AsRef<str>>(tags: impl IntoIterator<Item = S>, sep: char) -> Self {
+        tags.into_iter()
+            .filter_map(|t| {
+                t.as_ref()
+                    .split_once(sep)
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            })
+            .collect()
     }
 }
 
@@ -135,15 +150,27 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Labels {
 /// that an API (or a mock) that ignores `label_selector` can never make them touch or delete a
 /// resource that is not theirs.
 pub trait Labelled {
-    /// The resource's labels.
+    /// The resource's labels (those the adapter could read; none where the cloud has no tags).
     fn labels(&self) -> &Labels;
+    /// The resource's name at the provider (the proof of ownership where it cannot be tagged).
+    fn name(&self) -> &str;
 }
 
 /// Keeps only the items whose labels carry all of `selector`.
 pub fn only_matching<T: Labelled>(items: Vec<T>, selector: &Labels) -> Vec<T> {
+    only_ours(items, selector, crate::describe::Ownership::Labels)
+}
+
+/// Keeps only the items proven ours per `how` and selected by `selector`
+/// (see [`crate::describe::is_ours`]).
+pub fn only_ours<T: Labelled>(
+    items: Vec<T>,
+    selector: &Labels,
+    how: crate::describe::Ownership,
+) -> Vec<T> {
     items
         .into_iter()
-        .filter(|i| i.labels().matches(selector))
+        .filter(|i| crate::describe::is_ours(how, i.name(), i.labels(), selector))
         .collect()
 }
 
@@ -185,6 +212,9 @@ pub struct SshKey {
 impl Labelled for SshKey {
     fn labels(&self) -> &Labels {
         &self.labels
+    }
+    fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -310,6 +340,9 @@ impl Labelled for Firewall {
     fn labels(&self) -> &Labels {
         &self.labels
     }
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// The server to create.
@@ -383,6 +416,9 @@ impl Labelled for Server {
     fn labels(&self) -> &Labels {
         &self.labels
     }
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// Where a snapshot is in its life.
@@ -417,6 +453,9 @@ impl Labelled for Snapshot {
     fn labels(&self) -> &Labels {
         &self.labels
     }
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// A provider's own snapshot schedule for one deployment (an AWS Data Lifecycle Manager policy
@@ -435,6 +474,9 @@ pub struct NativeSchedule {
 impl Labelled for NativeSchedule {
     fn labels(&self) -> &Labels {
         &self.labels
+    }
+    fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -503,8 +545,14 @@ mod tests {
         let name = DeploymentName::parse("web1").unwrap();
         let l = Labels::deployment(&name);
         assert_eq!(
-            l.to_selector(),
-            "bootstrap-deployment=web1,managed-by=bootstrap"
+            l.to_flat_tags(':'),
+            ["bootstrap-deployment:web1", "managed-by:bootstrap"]
+        );
+        assert_eq!(
+            Labels::from_flat_tags(["managed-by=bootstrap", "plain", "a=b=c"], '='),
+            [("managed-by", "bootstrap"), ("a", "b=c")]
+                .into_iter()
+                .collect()
         );
         let mut server = l.clone();
         server.insert(LABEL_SSH_KEY, "42");

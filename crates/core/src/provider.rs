@@ -15,18 +15,13 @@
 
 use async_trait::async_trait;
 
+use crate::describe::Description;
+pub use crate::describe::Limits;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     Firewall, FirewallRule, FirewallSpec, Labels, NativeSchedule, NativeScheduleSpec, Operation,
     OperationStatus, PublicKeyInfo, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
 };
-
-/// Fixed facts about a provider that the core checks before any API call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest user-data the API accepts, in bytes of the raw cloud-config.
-    pub user_data_max_bytes: usize,
-}
 
 /// A created resource plus the operations to wait for before it is usable.
 #[derive(Debug, Clone)]
@@ -50,11 +45,18 @@ impl<T> Created<T> {
 /// The primitives of one cloud. See the module doc for the contract.
 #[async_trait]
 pub trait Provider: Send + Sync {
+    /// What this provider is and can do: the same static the binary's registry lists.
+    fn description(&self) -> &'static Description;
+
     /// Short lowercase name (`hetzner`), used in messages and the `--provider` flag.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.description().name
+    }
 
     /// Limits checked before any call.
-    fn limits(&self) -> Limits;
+    fn limits(&self) -> Limits {
+        self.description().limits
+    }
 
     /// Read-only check, before anything is created, that `server_type`, `image` and `location`
     /// exist here: an unknown one is `ErrorKind::InvalidInput` naming the flag and valid values.
@@ -92,8 +94,16 @@ pub trait Provider: Send + Sync {
     async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>>;
     /// One server; `None` once it is gone (or terminated, for clouds that keep them visible).
     async fn get_server(&self, id: &str) -> Result<Option<Server>>;
-    /// Creates (and starts) a server with user-data, keys, firewalls and labels.
+    /// Creates a server with keys, firewalls and labels (and user-data, where the create call
+    /// takes it); most clouds also start it.
     async fn create_server(&self, spec: &ServerSpec) -> Result<Created<Server>>;
+    /// Completes a server that exists, created by this run or found by a re-run: whatever the
+    /// cloud needs after create (Scaleway: the user-data PATCH, then `poweron`). Idempotent:
+    /// a server already complete needs nothing. The default is nothing to do.
+    async fn complete_server(&self, server: &Server, spec: &ServerSpec) -> Result<Vec<Operation>> {
+        let _ = (server, spec);
+        Ok(Vec::new())
+    }
     /// Starts deleting a server; returns the operations to wait for (may be none).
     async fn delete_server(&self, id: &str) -> Result<Vec<Operation>>;
 
@@ -116,6 +126,19 @@ pub trait Provider: Send + Sync {
         name: &str,
         labels: &Labels,
     ) -> Result<Created<Snapshot>>;
+
+    /// Finishes a snapshot whose operations are done: where the cloud only tells the image id
+    /// after the wait (DigitalOcean), find the image and put `labels` on it, so that no snapshot
+    /// stays untagged. Idempotent. The default returns the snapshot as created.
+    async fn finish_snapshot(
+        &self,
+        server: &Server,
+        snapshot: &Snapshot,
+        labels: &Labels,
+    ) -> Result<Snapshot> {
+        let _ = (server, labels);
+        Ok(snapshot.clone())
+    }
 
     /// Deletes a snapshot (one carrying our labels; anything else is refused).
     async fn delete_snapshot(&self, id: &str) -> Result<()>;

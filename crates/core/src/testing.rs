@@ -7,12 +7,43 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::describe::{Defaults, Description, Limits, OwnershipModel};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     Firewall, FirewallRule, FirewallSpec, Labels, Operation, OperationStatus, PublicKeyInfo,
-    Server, ServerSpec, ServerStatus, SshKey, SshKeySpec, merge_rules,
+    Server, ServerSpec, ServerStatus, Snapshot, SnapshotStatus, SshKey, SshKeySpec, merge_rules,
 };
-use crate::provider::{Created, Limits, Provider};
+use crate::provider::{Created, Provider};
+
+/// The in-memory cloud's description: labels on everything, a key resource, EC2's grace.
+pub static FAKE: Description = FAKE_DESCRIPTION;
+
+/// [`FAKE`] as a constant, for tests that describe variants (`..FAKE_DESCRIPTION`).
+pub const FAKE_DESCRIPTION: Description = Description {
+    name: "fake",
+    title: "in-memory fake",
+    credential_vars: &[],
+    credential_sources: "nothing",
+    defaults: Defaults {
+        server_type: "small",
+        image: "ubuntu-24.04",
+        location: "here",
+    },
+    limits: Limits {
+        user_data_max_bytes: 32 * 1024,
+    },
+    snapshot_engines: &[crate::describe::ENGINE_JOB],
+    provider_backups: false,
+    ownership: OwnershipModel::LABELS,
+    key_resource: true,
+    visibility_grace: std::time::Duration::from_secs(60),
+    flags: &[],
+    create_flags: &[],
+    location_help: "anything",
+    check_flags: |_| Ok(()),
+    check_server: |_, _, _, _| Ok(()),
+    connect: |_| Box::pin(async { Ok(Box::new(FakeProvider::new()) as Box<dyn Provider>) }),
+};
 
 /// How an injected failure behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +52,8 @@ pub enum Fault {
     Before,
     /// Does the work, then fails (the answer was lost).
     After,
+    /// Fails before doing anything with an error worth a retry (a 503).
+    Transient,
 }
 
 #[derive(Debug, Default)]
@@ -35,22 +68,42 @@ struct State {
     faults: Vec<(usize, Fault)>,
     named_faults: Vec<(String, Fault)>,
     hidden_gets: u32,
+    snapshots: BTreeMap<String, Snapshot>,
+    /// Servers that still need `complete_server` (created stopped, without user-data).
+    incomplete: Vec<String>,
+    /// Snapshot ids that only become known (and labelled) through `finish_snapshot`.
+    unfinished: Vec<String>,
+    /// Seconds added to the clock of every new snapshot.
+    clock: i64,
 }
 
 #[derive(Debug, Clone)]
 enum OpEffect {
     Start(String),
     Delete(String),
+    Snapshot(String),
 }
 
 /// The in-memory provider.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FakeProvider {
     state: Mutex<State>,
     /// Polls a server-start operation stays running.
     pub op_polls: u32,
     /// Polls a server-delete operation stays running.
     pub delete_polls: u32,
+    /// What it says it is; tests swap in variants (no key resource, a completing step, ...).
+    pub description: &'static Description,
+    /// Servers come up stopped and need `complete_server` (Scaleway's shape).
+    pub needs_completion: bool,
+    /// A snapshot's id and labels only appear in `finish_snapshot` (DigitalOcean's shape).
+    pub deferred_snapshots: bool,
+}
+
+impl Default for FakeProvider {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl FakeProvider {
@@ -60,7 +113,66 @@ impl FakeProvider {
             state: Mutex::default(),
             op_polls: 2,
             delete_polls: 2,
+            description: &FAKE,
+            needs_completion: false,
+            deferred_snapshots: false,
         }
+    }
+
+    /// The same cloud describing itself as `description` (no key resource, name ownership...).
+    #[must_use]
+    pub fn describing(mut self, description: &'static Description) -> Self {
+        self.description = description;
+        self
+    }
+
+    /// Servers come up stopped and need `complete_server` (Scaleway's shape).
+    #[must_use]
+    pub fn completing(mut self) -> Self {
+        self.needs_completion = true;
+        self
+    }
+
+    /// Snapshot ids appear only in `finish_snapshot` (DigitalOcean's shape).
+    #[must_use]
+    pub fn deferring_snapshots(mut self) -> Self {
+        self.deferred_snapshots = true;
+        self
+    }
+
+    /// Every snapshot, including unfinished ones, in id order.
+    pub fn snapshots(&self) -> Vec<Snapshot> {
+        self.lock().snapshots.values().cloned().collect()
+    }
+
+    /// Adds a snapshot as if taken earlier (or by someone else), `age_hours` ago.
+    pub fn add_snapshot(&self, name: &str, labels: Labels, age_hours: i64) -> String {
+        let mut s = self.lock();
+        let id = next(&mut s);
+        let created = time::OffsetDateTime::now_utc() - time::Duration::hours(age_hours);
+        s.snapshots.insert(
+            id.clone(),
+            Snapshot {
+                id: id.clone(),
+                name: name.to_owned(),
+                created,
+                status: SnapshotStatus::Available,
+                labels,
+            },
+        );
+        id
+    }
+
+    /// Marks a snapshot failed (a provider image that ended in error).
+    pub fn break_snapshot(&self, id: &str) {
+        if let Some(x) = self.lock().snapshots.get_mut(id) {
+            x.status = SnapshotStatus::Other("error".into());
+        }
+    }
+
+    /// Whether a server still waits for `complete_server`.
+    pub fn is_incomplete(&self, id: &str) -> bool {
+        self.lock().incomplete.iter().any(|x| x == id)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -94,13 +206,17 @@ impl FakeProvider {
         self.lock().calls.clone()
     }
 
-    /// How many resources carry all of `selector`'s labels.
+    /// How many resources carry all of `selector`'s labels (snapshots included).
     pub fn count(&self, selector: &Labels) -> usize {
         let s = self.lock();
-        s.keys
+        s.snapshots
             .values()
-            .filter(|k| k.labels.matches(selector))
+            .filter(|x| x.labels.matches(selector))
             .count()
+            + s.keys
+                .values()
+                .filter(|k| k.labels.matches(selector))
+                .count()
             + s.firewalls
                 .values()
                 .filter(|f| f.0.labels.matches(selector))
@@ -172,6 +288,10 @@ impl FakeProvider {
     }
 }
 
+fn by_name(how: crate::describe::Ownership) -> bool {
+    how == crate::describe::Ownership::Name
+}
+
 fn next(s: &mut State) -> String {
     s.next_id += 1;
     s.next_id.to_string()
@@ -185,6 +305,10 @@ fn injected(name: &str) -> Error {
 fn faulty<T>(fault: Option<Fault>, name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
     match fault {
         Some(Fault::Before) => Err(injected(name)),
+        Some(Fault::Transient) => Err(Error::new(
+            ErrorKind::Transient,
+            format!("injected transient failure of {name}"),
+        )),
         Some(Fault::After) => {
             work()?;
             Err(injected(name))
@@ -195,14 +319,8 @@ fn faulty<T>(fault: Option<Fault>, name: &str, work: impl FnOnce() -> Result<T>)
 
 #[async_trait]
 impl Provider for FakeProvider {
-    fn name(&self) -> &'static str {
-        "fake"
-    }
-
-    fn limits(&self) -> Limits {
-        Limits {
-            user_data_max_bytes: 32 * 1024,
-        }
+    fn description(&self) -> &'static Description {
+        self.description
     }
 
     async fn find_ssh_key(&self, key: &PublicKeyInfo) -> Result<Option<SshKey>> {
@@ -224,7 +342,10 @@ impl Provider for FakeProvider {
                 .lock()
                 .keys
                 .values()
-                .filter(|k| k.labels.matches(selector))
+                // A kind owned by name cannot be filtered by the API: the flow filters it.
+                .filter(|k| {
+                    by_name(self.description.ownership.ssh_key) || k.labels.matches(selector)
+                })
                 .cloned()
                 .collect())
         })
@@ -273,7 +394,9 @@ impl Provider for FakeProvider {
                 .lock()
                 .firewalls
                 .values()
-                .filter(|x| x.0.labels.matches(selector))
+                .filter(|x| {
+                    by_name(self.description.ownership.firewall) || x.0.labels.matches(selector)
+                })
                 .map(|x| x.0.clone())
                 .collect())
         })
@@ -375,7 +498,11 @@ impl Provider for FakeProvider {
             let server = Server {
                 id: id.clone(),
                 name: spec.name.clone(),
-                status: ServerStatus::Starting,
+                status: if self.needs_completion {
+                    ServerStatus::Off
+                } else {
+                    ServerStatus::Starting
+                },
                 ipv4: Some(std::net::IpAddr::from([203, 0, 113, 10])),
                 ipv6: None,
                 labels: spec.labels.clone(),
@@ -387,6 +514,11 @@ impl Provider for FakeProvider {
             }
             s.servers
                 .insert(id.clone(), (server.clone(), spec.firewall_ids.clone()));
+            if self.needs_completion {
+                // Created stopped, without user-data: `complete_server` must follow.
+                s.incomplete.push(id);
+                return Ok(Created::ready(server));
+            }
             let op = next(&mut s);
             s.ops.insert(op.clone(), (polls, OpEffect::Start(id)));
             Ok(Created {
@@ -438,37 +570,169 @@ impl Provider for FakeProvider {
                 OpEffect::Delete(id) => {
                     s.servers.remove(&id);
                 }
+                OpEffect::Snapshot(id) => {
+                    if let Some(x) = s.snapshots.get_mut(&id)
+                        && x.status == SnapshotStatus::Creating
+                    {
+                        x.status = SnapshotStatus::Available;
+                    }
+                }
             }
             Ok(OperationStatus::Succeeded)
         })
     }
 
-    // The flow tests of create/destroy need no snapshots: the job is tested on the Hetzner fake.
-    async fn set_server_labels(&self, _server: &Server, _labels: &Labels) -> Result<()> {
-        Err(crate::provider::unsupported(
-            self.name(),
-            "changing server labels",
-        ))
+    async fn complete_server(&self, server: &Server, _spec: &ServerSpec) -> Result<Vec<Operation>> {
+        let f = self.call("complete_server");
+        let polls = self.op_polls;
+        faulty(f, "complete_server", || {
+            let mut s = self.lock();
+            let Some(pos) = s.incomplete.iter().position(|x| *x == server.id) else {
+                return Ok(Vec::new());
+            };
+            s.incomplete.remove(pos);
+            if let Some(x) = s.servers.get_mut(&server.id) {
+                x.0.status = ServerStatus::Starting;
+            }
+            let op = next(&mut s);
+            s.ops
+                .insert(op.clone(), (polls, OpEffect::Start(server.id.clone())));
+            Ok(vec![Operation {
+                id: op,
+                what: "poweron".into(),
+            }])
+        })
     }
 
-    async fn list_snapshots(&self, _selector: &Labels) -> Result<Vec<crate::model::Snapshot>> {
-        Err(crate::provider::unsupported(self.name(), "snapshots"))
+    async fn set_server_labels(&self, server: &Server, labels: &Labels) -> Result<()> {
+        let f = self.call("set_server_labels");
+        faulty(f, "set_server_labels", || {
+            match self.lock().servers.get_mut(&server.id) {
+                Some(x) => {
+                    x.0.labels = labels.clone();
+                    Ok(())
+                }
+                None => Err(Error::new(ErrorKind::NotFound, "not_found")),
+            }
+        })
     }
 
-    async fn get_snapshot(&self, _id: &str) -> Result<Option<crate::model::Snapshot>> {
-        Err(crate::provider::unsupported(self.name(), "snapshots"))
+    async fn list_snapshots(&self, selector: &Labels) -> Result<Vec<Snapshot>> {
+        let f = self.call("list_snapshots");
+        faulty(f, "list_snapshots", || {
+            Ok(self
+                .lock()
+                .snapshots
+                .values()
+                .filter(|x| x.labels.matches(selector))
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>> {
+        let f = self.call("get_snapshot");
+        faulty(f, "get_snapshot", || {
+            Ok(self.lock().snapshots.get(id).cloned())
+        })
     }
 
     async fn create_snapshot(
         &self,
-        _server: &Server,
-        _name: &str,
-        _labels: &Labels,
-    ) -> Result<Created<crate::model::Snapshot>> {
-        Err(crate::provider::unsupported(self.name(), "snapshots"))
+        server: &Server,
+        name: &str,
+        labels: &Labels,
+    ) -> Result<Created<Snapshot>> {
+        let f = self.call("create_snapshot");
+        let polls = self.op_polls;
+        let deferred = self.deferred_snapshots;
+        faulty(f, "create_snapshot", || {
+            let mut s = self.lock();
+            if !s.servers.contains_key(&server.id) {
+                return Err(Error::new(ErrorKind::NotFound, "no such server"));
+            }
+            if s.snapshots.values().any(|x| x.name == name) {
+                return Err(Error::new(ErrorKind::Conflict, "duplicate image name"));
+            }
+            let id = next(&mut s);
+            s.clock += 1;
+            let snap = Snapshot {
+                id: id.clone(),
+                name: name.to_owned(),
+                created: time::OffsetDateTime::now_utc() + time::Duration::seconds(s.clock),
+                status: SnapshotStatus::Creating,
+                // Deferred: like a DigitalOcean image, untagged until finished.
+                labels: if deferred {
+                    Labels::new()
+                } else {
+                    labels.clone()
+                },
+            };
+            s.snapshots.insert(id.clone(), snap.clone());
+            let op = next(&mut s);
+            s.ops
+                .insert(op.clone(), (polls, OpEffect::Snapshot(id.clone())));
+            let resource = if deferred {
+                s.unfinished.push(id);
+                // The action answer carries no image id.
+                Snapshot {
+                    id: String::new(),
+                    ..snap
+                }
+            } else {
+                snap
+            };
+            Ok(Created {
+                resource,
+                pending: vec![Operation {
+                    id: op,
+                    what: "snapshot".into(),
+                }],
+            })
+        })
     }
 
-    async fn delete_snapshot(&self, _id: &str) -> Result<()> {
-        Err(crate::provider::unsupported(self.name(), "snapshots"))
+    async fn finish_snapshot(
+        &self,
+        server: &Server,
+        snapshot: &Snapshot,
+        labels: &Labels,
+    ) -> Result<Snapshot> {
+        let f = self.call("finish_snapshot");
+        faulty(f, "finish_snapshot", || {
+            let _ = server;
+            let mut s = self.lock();
+            if !snapshot.id.is_empty() {
+                return Ok(snapshot.clone());
+            }
+            // Found by name among the unfinished images, then tagged.
+            let Some(id) = s
+                .snapshots
+                .values()
+                .find(|x| x.name == snapshot.name)
+                .map(|x| x.id.clone())
+            else {
+                return Err(Error::new(ErrorKind::NotFound, "snapshot image not found"));
+            };
+            s.unfinished.retain(|u| *u != id);
+            let x = s
+                .snapshots
+                .get_mut(&id)
+                .ok_or_else(|| Error::new(ErrorKind::NotFound, "snapshot image not found"))?;
+            x.labels = labels.clone();
+            Ok(x.clone())
+        })
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> Result<()> {
+        let f = self.call("delete_snapshot");
+        faulty(f, "delete_snapshot", || {
+            let mut s = self.lock();
+            if s.snapshots.get(id).is_some_and(|x| x.labels.is_empty()) {
+                return Err(Error::new(ErrorKind::InvalidInput, "not our snapshot"));
+            }
+            s.snapshots.remove(id);
+            Ok(())
+        })
     }
 }

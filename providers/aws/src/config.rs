@@ -25,6 +25,22 @@ pub struct AwsOptions {
 }
 
 impl AwsOptions {
+    /// The AWS flags and endpoint from the provider-neutral options; the DLM endpoint from
+    /// [`crate::DLM_ENDPOINT_VAR`].
+    pub fn from_connect(c: &bootstrap_core::ConnectOptions) -> Self {
+        let flag = |f: &str| c.flag(f).map(str::to_owned);
+        Self {
+            region: flag("--region"),
+            profile: flag("--profile"),
+            endpoint: c.endpoint.clone(),
+            dlm_endpoint: std::env::var(crate::DLM_ENDPOINT_VAR)
+                .ok()
+                .filter(|v| !v.is_empty()),
+            vpc: flag("--vpc"),
+            subnet: flag("--subnet"),
+        }
+    }
+
     /// Checks the shape of every flag, offline; the cloud checks that they exist.
     pub fn validate(&self) -> Result<()> {
         if let Some(r) = &self.region {

@@ -19,6 +19,7 @@
 //! those retries reaches the core with its kind (`RateLimited`, `Transient`), and the core's
 //! one retry loop decides. The adapter adds no loop of its own.
 
+pub mod cli;
 mod config;
 pub mod dlm;
 mod error;
@@ -31,10 +32,11 @@ mod tags;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
+use bootstrap_core::describe::{ENGINE_JOB, Limits};
 use bootstrap_core::{
-    Created, Error, ErrorKind, Firewall, FirewallRule, FirewallSpec, Labels, Limits,
-    NativeSchedule, NativeScheduleSpec, Operation, OperationStatus, Provider, PublicKeyInfo,
-    Result, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
+    Created, Defaults, Description, Error, ErrorKind, Firewall, FirewallRule, FirewallSpec, Labels,
+    NativeSchedule, NativeScheduleSpec, Operation, OperationStatus, OwnershipModel, Provider,
+    PublicKeyInfo, Result, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
 };
 
 pub use config::{AwsOptions, check_instance_type, check_region, check_zone};
@@ -53,6 +55,59 @@ pub mod defaults {
     /// No availability zone: EC2 picks one in the region (or the subnet's).
     pub const LOCATION: &str = "auto";
 }
+
+/// The snapshot engine that keeps the schedule in Data Lifecycle Manager (the default here).
+pub const ENGINE_DLM: &str = "dlm";
+
+/// `BOOTSTRAP_AWS_DLM_ENDPOINT`: Data Lifecycle Manager's endpoint alone (tests point it at a
+/// fake; moto has no DLM).
+pub const DLM_ENDPOINT_VAR: &str = "BOOTSTRAP_AWS_DLM_ENDPOINT";
+
+/// AWS EC2 as the binary's registry lists it.
+pub static DESCRIPTION: Description = Description {
+    name: "aws",
+    title: "AWS EC2",
+    credential_vars: &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"],
+    credential_sources: "the standard AWS chain (AWS_PROFILE, ~/.aws/config, SSO, instance role)",
+    defaults: Defaults {
+        server_type: defaults::SERVER_TYPE,
+        image: defaults::IMAGE,
+        location: defaults::LOCATION,
+    },
+    limits: Limits {
+        user_data_max_bytes: USER_DATA_MAX_BYTES,
+    },
+    // Data Lifecycle Manager by default; the job where DLM cannot be used (no role, or a
+    // schedule kept from any machine alongside other providers').
+    snapshot_engines: &[ENGINE_DLM, ENGINE_JOB],
+    provider_backups: false,
+    ownership: OwnershipModel::LABELS,
+    key_resource: true,
+    // EC2 is eventually consistent: an instance RunInstances just returned can be unknown to
+    // DescribeInstances for a few seconds.
+    visibility_grace: std::time::Duration::from_secs(60),
+    flags: &["--region", "--profile"],
+    create_flags: &["--vpc", "--subnet"],
+    location_help: "an availability zone such as eu-central-1a (default: EC2 picks one in --region)",
+    check_flags: |c| AwsOptions::from_connect(c).validate(),
+    check_server: |server_type, image_name, location, c| {
+        check_instance_type(server_type)?;
+        image::check(image_name)?;
+        check_zone(location)?;
+        if c.flag("--subnet").is_some() && location != defaults::LOCATION {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "--location and --subnet both choose the availability zone: give one of them",
+            ));
+        }
+        Ok(())
+    },
+    connect: |c| {
+        Box::pin(async move {
+            Ok(Box::new(Aws::connect(AwsOptions::from_connect(&c)).await?) as Box<dyn Provider>)
+        })
+    },
+};
 
 /// The AWS EC2 adapter.
 #[derive(Debug, Clone)]
@@ -90,14 +145,8 @@ impl Aws {
 
 #[async_trait]
 impl Provider for Aws {
-    fn name(&self) -> &'static str {
-        "aws"
-    }
-
-    fn limits(&self) -> Limits {
-        Limits {
-            user_data_max_bytes: USER_DATA_MAX_BYTES,
-        }
+    fn description(&self) -> &'static Description {
+        &DESCRIPTION
     }
 
     async fn check_server_options(

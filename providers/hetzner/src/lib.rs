@@ -6,14 +6,19 @@
 //! [`bootstrap_core::http::HttpClient`] because the `hcloud` crate's API functions drop response
 //! headers, and the `RateLimit-*` headers are what tells us how long to wait.
 
+pub mod config;
+mod describe;
 mod error;
 mod schema;
+mod selector;
+
+pub use describe::DESCRIPTION;
 
 use async_trait::async_trait;
 use bootstrap_core::http::{Auth, HttpClient};
 use bootstrap_core::model::Protocol;
 use bootstrap_core::{
-    Created, Error, ErrorKind, Firewall, FirewallRule, FirewallSpec, Labels, Limits, Operation,
+    Created, Error, ErrorKind, Firewall, FirewallRule, FirewallSpec, Labels, Operation,
     OperationStatus, Provider, PublicKeyInfo, Result, Secret, Server, ServerSpec, Snapshot, SshKey,
     SshKeySpec,
 };
@@ -141,14 +146,8 @@ fn ok_if_missing<T>(r: Result<T>) -> Result<Option<T>> {
 
 #[async_trait]
 impl Provider for Hetzner {
-    fn name(&self) -> &'static str {
-        "hetzner"
-    }
-
-    fn limits(&self) -> Limits {
-        Limits {
-            user_data_max_bytes: USER_DATA_MAX_BYTES,
-        }
+    fn description(&self) -> &'static bootstrap_core::Description {
+        &DESCRIPTION
     }
 
     async fn check_server_options(
@@ -191,7 +190,7 @@ impl Provider for Hetzner {
         let keys = self
             .list_all::<SshKeyList>(
                 "/ssh_keys",
-                vec![("label_selector", selector.to_selector())],
+                vec![("label_selector", selector::selector(selector))],
             )
             .await?;
         Ok(keys.into_iter().map(Into::into).collect())
@@ -216,7 +215,7 @@ impl Provider for Hetzner {
         let fws = self
             .list_all::<FirewallList>(
                 "/firewalls",
-                vec![("label_selector", selector.to_selector())],
+                vec![("label_selector", selector::selector(selector))],
             )
             .await?;
         Ok(fws.into_iter().map(Into::into).collect())
@@ -270,7 +269,10 @@ impl Provider for Hetzner {
 
     async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>> {
         let servers = self
-            .list_all::<ServerList>("/servers", vec![("label_selector", selector.to_selector())])
+            .list_all::<ServerList>(
+                "/servers",
+                vec![("label_selector", selector::selector(selector))],
+            )
             .await?;
         Ok(servers
             .into_iter()
@@ -354,7 +356,7 @@ impl Provider for Hetzner {
                 "/images",
                 vec![
                     ("type", "snapshot".to_owned()),
-                    ("label_selector", selector.to_selector()),
+                    ("label_selector", selector::selector(selector)),
                 ],
             )
             .await?;

@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     DeploymentName, Firewall, FirewallSpec, LABEL_MANAGED_BY, LABEL_SSH_KEY, Labels,
     NativeSchedule, NativeScheduleSpec, Server, ServerSpec, ServerStatus, SshKey, SshKeySpec,
-    merge_rules, only_matching, rule_changes,
+    merge_rules, only_matching, only_ours, rule_changes,
 };
 use crate::poll::wait_until;
 use crate::progress::Progress;
@@ -42,8 +42,9 @@ pub struct CreatePlan {
 pub struct CreateOutcome {
     /// The running server.
     pub server: Server,
-    /// The key installed on it.
-    pub ssh_key: SshKey,
+    /// The key resource installed on it; `None` where the provider takes the key through
+    /// cloud-init only (no key resource, see [`crate::Description::key_resource`]).
+    pub ssh_key: Option<SshKey>,
     /// The firewall applied to it.
     pub firewall: Firewall,
     /// The provider's own snapshot schedule, when a native engine keeps it.
@@ -106,10 +107,17 @@ async fn existing(
     native: bool,
 ) -> Result<Existing> {
     let r = &cfg.retry;
+    let own = p.description().ownership;
     let (servers, firewalls, keys, schedules) = futures::join!(
         retry(r, "list servers", || p.list_servers(selector)),
         retry(r, "list firewalls", || p.list_firewalls(selector)),
-        retry(r, "list ssh keys", || p.list_ssh_keys(selector)),
+        async {
+            if p.description().key_resource {
+                retry(r, "list ssh keys", || p.list_ssh_keys(selector)).await
+            } else {
+                Ok(Vec::new())
+            }
+        },
         async {
             if native {
                 retry(r, "list snapshot schedules", || {
@@ -123,17 +131,17 @@ async fn existing(
     );
     let mut set = Existing::new();
     set.extend(
-        only_matching(servers?, selector)
+        only_ours(servers?, selector, own.server)
             .into_iter()
             .map(|s| ("server", s.id)),
     );
     set.extend(
-        only_matching(firewalls?, selector)
+        only_ours(firewalls?, selector, own.firewall)
             .into_iter()
             .map(|f| ("firewall", f.id)),
     );
     set.extend(
-        only_matching(keys?, selector)
+        only_ours(keys?, selector, own.ssh_key)
             .into_iter()
             .map(|k| ("ssh_key", k.id)),
     );
@@ -153,24 +161,36 @@ async fn run(
 ) -> Result<CreateOutcome> {
     let deadline = Instant::now() + cfg.timeout;
     let selector = Labels::deployment(&plan.deployment);
+    let desc = p.description();
     let mut created = Vec::new();
 
-    progress.step("uploading SSH key and creating firewall");
+    progress.step(if desc.key_resource {
+        "uploading SSH key and creating firewall"
+    } else {
+        "creating firewall (the SSH key goes in through cloud-init)"
+    });
     // Both run to completion (join, not try_join): a create still in flight when the other
     // fails could otherwise land after the rollback looked.
     let (key, firewall) = futures::join!(
-        ensure_key(p, &plan.ssh_key, cfg),
+        async {
+            if desc.key_resource {
+                ensure_key(p, &plan.ssh_key, cfg).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        },
         ensure_firewall(p, &plan.firewall, &selector, cfg, progress, deadline),
     );
-    let (key, key_made) = key?;
+    let key = key?;
     let (firewall, fw_made) = firewall?;
-    if key_made {
+    if let Some((key, true)) = &key {
         created.push(ResourceRef {
             kind: "ssh_key",
             id: key.id.clone(),
             name: key.name.clone(),
         });
     }
+    let key = key.map(|(k, _)| k);
     if fw_made {
         created.push(ResourceRef {
             kind: "firewall",
@@ -178,10 +198,13 @@ async fn run(
             name: firewall.name.clone(),
         });
     }
-    progress.done(&format!(
-        "ssh key {} ({}), firewall {} ({})",
-        key.name, key.id, firewall.name, firewall.id
-    ));
+    progress.done(&match &key {
+        Some(key) => format!(
+            "ssh key {} ({}), firewall {} ({})",
+            key.name, key.id, firewall.name, firewall.id
+        ),
+        None => format!("firewall {} ({})", firewall.name, firewall.id),
+    });
 
     // A native engine (AWS DLM) keeps the schedule: its policy comes before the server, so that
     // a policy the provider refuses (e.g. a missing role) fails the create before an instance
@@ -216,9 +239,11 @@ async fn run(
 
     progress.step("creating server");
     let mut spec: ServerSpec = plan.server.clone();
-    spec.ssh_key_ids = vec![key.id.clone()];
+    if let Some(key) = &key {
+        spec.ssh_key_ids = vec![key.id.clone()];
+        spec.labels.insert(LABEL_SSH_KEY, key.id.clone());
+    }
     spec.firewall_ids = vec![firewall.id.clone()];
-    spec.labels.insert(LABEL_SSH_KEY, key.id.clone());
     let (selector, spec) = (&selector, &spec);
     let (
         Created {
@@ -230,10 +255,14 @@ async fn run(
         &cfg.retry,
         "server",
         || async move {
-            Ok(only_matching(p.list_servers(selector).await?, selector)
-                .into_iter()
-                .next()
-                .map(Created::ready))
+            Ok(only_ours(
+                p.list_servers(selector).await?,
+                selector,
+                desc.ownership.server,
+            )
+            .into_iter()
+            .next()
+            .map(Created::ready))
         },
         || p.create_server(spec),
     )
@@ -247,11 +276,18 @@ async fn run(
     }
     progress.step(&format!("waiting for server {} to start", server.id));
     wait_operations(p, &pending, cfg, deadline).await?;
+    // What the cloud needs after create (Scaleway: user-data, then power on); also for a
+    // server a re-run found half-made. A failure here rolls the server back like any other.
+    let ops = retry(&cfg.retry, "complete server", || {
+        p.complete_server(&server, spec)
+    })
+    .await?;
+    wait_operations(p, &ops, cfg, deadline).await?;
     let what = format!("server {} to be running", server.id);
-    // EC2 is eventually consistent: an instance RunInstances just returned can be unknown to
-    // DescribeInstances for a few seconds. Not seen yet is only "gone" once it was seen, or
-    // after a grace period.
-    let unseen_until = Instant::now() + NOT_YET_VISIBLE_GRACE;
+    // Some clouds are eventually consistent (EC2): a server just created can be unknown to a
+    // get for a while. Not seen yet is only "gone" once it was seen, or after the provider's
+    // grace period.
+    let unseen_until = Instant::now() + desc.visibility_grace;
     let seen = std::sync::atomic::AtomicBool::new(!server_made);
     let server = wait_until(&cfg.poll, deadline, &what, || async {
         match retry(&cfg.retry, &what, || p.get_server(&server.id)).await? {
@@ -288,10 +324,6 @@ async fn run(
         created,
     })
 }
-
-/// How long a server this run just created may stay invisible to `get_server` (EC2's eventual
-/// consistency) before it counts as gone.
-const NOT_YET_VISIBLE_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The native schedule a plan asks for: the server carries a schedule and names an engine
 /// other than the job (`bootstrap-snapshot-engine=dlm`).
@@ -349,7 +381,15 @@ async fn ensure_key(
             })
             .await?
             .into_iter()
-            .find(|k| k.name == spec.name && k.labels.matches(&spec.labels));
+            .find(|k| {
+                k.name == spec.name
+                    && crate::describe::is_ours(
+                        p.description().ownership.ssh_key,
+                        &k.name,
+                        &k.labels,
+                        &spec.labels,
+                    )
+            });
             match own {
                 Some(k) => Err(Error::new(
                     ErrorKind::InvalidInput,
@@ -377,10 +417,14 @@ async fn ensure_firewall(
         &cfg.retry,
         "firewall",
         || async move {
-            Ok(only_matching(p.list_firewalls(selector).await?, selector)
-                .into_iter()
-                .next()
-                .map(Created::ready))
+            Ok(only_ours(
+                p.list_firewalls(selector).await?,
+                selector,
+                p.description().ownership.firewall,
+            )
+            .into_iter()
+            .next()
+            .map(Created::ready))
         },
         || p.create_firewall(spec),
     )

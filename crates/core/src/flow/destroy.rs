@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::{Existing, FlowConfig, ResourceRef, wait_operations};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{DeploymentName, LABEL_SSH_KEY, Labels, only_matching};
+use crate::model::{DeploymentName, LABEL_SSH_KEY, Labels, only_matching, only_ours};
 use crate::poll::wait_until;
 use crate::progress::Progress;
 use crate::provider::Provider;
@@ -53,7 +53,7 @@ pub async fn destroy(
     let selector = Labels::deployment(deployment);
     let r = &cfg.retry;
     let snaps = match retry(r, "list snapshots", || p.list_snapshots(&selector)).await {
-        Ok(s) => only_matching(s, &selector),
+        Ok(s) => only_ours(s, &selector, p.description().ownership.snapshot),
         // A provider without snapshot support has none to keep or delete.
         Err(e) if e.kind() == &ErrorKind::Unsupported => Vec::new(),
         Err(e) => return Err(e),
@@ -97,11 +97,13 @@ pub async fn teardown(
     let selector = Labels::deployment(deployment);
     let r = &cfg.retry;
     let kept_id = |kind: &'static str, id: &str| keep.contains(&(kind, id.to_owned()));
+    let own = p.description().ownership;
     let mut out = Teardown::default();
 
-    let servers = only_matching(
+    let servers = only_ours(
         retry(r, "list servers", || p.list_servers(&selector)).await?,
         &selector,
+        own.server,
     );
     let native = native_schedule
         || servers
@@ -153,9 +155,10 @@ pub async fn teardown(
         });
     }
 
-    let firewalls = only_matching(
+    let firewalls = only_ours(
         retry(r, "list firewalls", || p.list_firewalls(&selector)).await?,
         &selector,
+        own.firewall,
     );
     for f in firewalls
         .into_iter()
@@ -179,17 +182,27 @@ pub async fn teardown(
         });
     }
 
-    let keys = only_matching(
-        retry(r, "list ssh keys", || p.list_ssh_keys(&selector)).await?,
-        &selector,
-    );
+    // A provider without key resources (the key went in through cloud-init) has none to delete.
+    let keys = if p.description().key_resource {
+        only_ours(
+            retry(r, "list ssh keys", || p.list_ssh_keys(&selector)).await?,
+            &selector,
+            own.ssh_key,
+        )
+    } else {
+        Vec::new()
+    };
     let keys: Vec<_> = keys
         .into_iter()
         .filter(|k| !kept_id("ssh_key", &k.id))
         .collect();
     if !keys.is_empty() {
         let all = Labels::managed();
-        let managed = retry(r, "list servers", || p.list_servers(&all)).await?;
+        let managed = only_ours(
+            retry(r, "list servers", || p.list_servers(&all)).await?,
+            &all,
+            own.server,
+        );
         for k in keys {
             let users: Vec<_> = managed
                 .iter()

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::FlowConfig;
+use crate::describe::deployment_of;
 use crate::error::Result;
-use crate::model::{Labels, Server, only_matching};
+use crate::model::{Labels, Server, only_ours};
 use crate::provider::Provider;
 use crate::retry::retry;
 
@@ -27,24 +28,31 @@ pub struct DeploymentSummary {
 pub async fn list(p: &dyn Provider, cfg: &FlowConfig) -> Result<Vec<DeploymentSummary>> {
     let sel = Labels::managed();
     let r = &cfg.retry;
+    let own = p.description().ownership;
     let (servers, firewalls, keys) = futures::join!(
         retry(r, "list servers", || p.list_servers(&sel)),
         retry(r, "list firewalls", || p.list_firewalls(&sel)),
-        retry(r, "list ssh keys", || p.list_ssh_keys(&sel)),
+        async {
+            if p.description().key_resource {
+                retry(r, "list ssh keys", || p.list_ssh_keys(&sel)).await
+            } else {
+                Ok(Vec::new())
+            }
+        },
     );
     let mut map: BTreeMap<String, DeploymentSummary> = BTreeMap::new();
-    for s in only_matching(servers?, &sel) {
-        if let Some(d) = entry(&mut map, s.labels.deployment_name()) {
+    for s in only_ours(servers?, &sel, own.server) {
+        if let Some(d) = entry(&mut map, deployment_of(own.server, &s.name, &s.labels)) {
             d.servers.push(s);
         }
     }
-    for f in only_matching(firewalls?, &sel) {
-        if let Some(d) = entry(&mut map, f.labels.deployment_name()) {
+    for f in only_ours(firewalls?, &sel, own.firewall) {
+        if let Some(d) = entry(&mut map, deployment_of(own.firewall, &f.name, &f.labels)) {
             d.firewalls.push(f.id);
         }
     }
-    for k in only_matching(keys?, &sel) {
-        if let Some(d) = entry(&mut map, k.labels.deployment_name()) {
+    for k in only_ours(keys?, &sel, own.ssh_key) {
+        if let Some(d) = entry(&mut map, deployment_of(own.ssh_key, &k.name, &k.labels)) {
             d.ssh_keys.push(k.id);
         }
     }

@@ -12,7 +12,9 @@ use tokio::time::Instant;
 
 use super::{FlowConfig, wait_operations};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{LABEL_DEPLOYMENT, Labels, Server, Snapshot, SnapshotStatus, only_matching};
+use crate::model::{
+    LABEL_DEPLOYMENT, Labels, Server, Snapshot, SnapshotStatus, only_matching, only_ours,
+};
 use crate::poll::wait_until;
 use crate::progress::Progress;
 use crate::provider::Provider;
@@ -138,11 +140,12 @@ pub async fn snapshot_run(
         retry(r, "list servers", || p.list_servers(&managed)),
         retry(r, "list snapshots", || p.list_snapshots(&managed)),
     );
-    let servers = only_matching(servers?, &managed);
+    let own = p.description().ownership;
+    let servers = only_ours(servers?, &managed, own.server);
     // One paginated list for all servers instead of one call per server: the job of 1,000
     // servers must fit Hetzner's 3,600 requests an hour.
     let mut by_deployment: BTreeMap<String, Vec<Snapshot>> = BTreeMap::new();
-    for s in only_matching(snapshots?, &managed) {
+    for s in only_ours(snapshots?, &managed, own.snapshot) {
         if let Some(d) = s.labels.deployment_name() {
             by_deployment.entry(d.to_owned()).or_default().push(s);
         }
@@ -287,19 +290,20 @@ async fn run_slot(
         labels.insert(LABEL_SLOT, slot);
         // Not retried blindly: a lost answer may still have made the snapshot, and the slot
         // check below (and the next run) finds it.
-        let (id, pending) = match p.create_snapshot(server, &name, &labels).await {
-            Ok(created) => (created.resource.id, created.pending),
+        let (snapshot, pending) = match p.create_snapshot(server, &name, &labels).await {
+            Ok(created) => (created.resource, created.pending),
             // The name is taken (AWS: AMI names are unique): by another run taking the same
             // slot right now, whose snapshot this run then waits for, or by something not ours.
             Err(e) if e.kind() == &ErrorKind::Conflict => {
-                let found = only_matching(
+                let found = only_ours(
                     retry(r, "list snapshots", || p.list_snapshots(&selector)).await?,
                     &selector,
+                    p.description().ownership.snapshot,
                 )
                 .into_iter()
                 .find(|s| has_slot(s));
                 match found {
-                    Some(s) => (s.id, Vec::new()),
+                    Some(s) => (s, Vec::new()),
                     None => {
                         return Err(Error::new(
                             ErrorKind::Conflict,
@@ -312,6 +316,7 @@ async fn run_slot(
             }
             Err(e) => return Err(e),
         };
+        let id = snapshot.id.clone();
         let deadline = Instant::now() + cfg.timeout;
         wait_operations(p, &pending, cfg, deadline).await?;
         // Where the provider reports an operation, its success means the snapshot is usable
@@ -334,11 +339,18 @@ async fn run_slot(
             })
             .await?;
         }
-        report.outcome = Outcome::Created { id };
+        // Where the image id only appears now (DigitalOcean), the provider finds the image and
+        // tags it; retried, so that a snapshot never stays untagged and unprunable.
+        let finished = retry(r, "finish snapshot", || {
+            p.finish_snapshot(server, &snapshot, &labels)
+        })
+        .await?;
+        report.outcome = Outcome::Created { id: finished.id };
         // Re-read: another run may have taken the same slot at the same time.
-        snaps = only_matching(
+        snaps = only_ours(
             retry(r, "list snapshots", || p.list_snapshots(&selector)).await?,
             &selector,
+            p.description().ownership.snapshot,
         );
         let mut twins: Vec<Snapshot> = snaps.iter().filter(|s| has_slot(s)).cloned().collect();
         if twins.len() > 1 {

@@ -82,7 +82,7 @@ async fn create_then_rerun_makes_nothing_new_then_destroy_twice() {
     assert_eq!(o.created.len(), 3);
     assert_eq!(
         o.server.labels.get(LABEL_SSH_KEY),
-        Some(o.ssh_key.id.as_str())
+        Some(o.ssh_key.as_ref().unwrap().id.as_str())
     );
     let sel = Labels::deployment(&pl.deployment);
     assert_eq!(p.count(&sel), 3);
@@ -335,7 +335,8 @@ async fn a_key_used_by_another_deployment_is_kept() {
     let a = run_create(&p, &plan("a", k.clone())).await.unwrap();
     let b = run_create(&p, &plan("b", k)).await.unwrap();
     assert_eq!(
-        a.ssh_key.id, b.ssh_key.id,
+        a.ssh_key.unwrap().id,
+        b.ssh_key.unwrap().id,
         "same fingerprint: reused, not uploaded twice"
     );
     assert!(b.created.iter().all(|r| r.kind != "ssh_key"));
@@ -360,7 +361,7 @@ async fn foreign_key_is_reused_and_never_deleted() {
     let id = p.add_foreign_key(&k, "laptop");
     let pl = plan("web1", k);
     let o = run_create(&p, &pl).await.unwrap();
-    assert_eq!(o.ssh_key.id, id);
+    assert_eq!(o.ssh_key.unwrap().id, id);
     destroy(&p, &pl.deployment, &cfg(), &Silent, Snapshots::Keep)
         .await
         .unwrap();
@@ -379,4 +380,264 @@ async fn a_foreign_firewall_with_our_name_is_a_clear_conflict() {
         0,
         "the key made meanwhile was rolled back"
     );
+}
+
+// --- The four-clouds interface on the in-memory provider -------------------------------------
+
+use crate::describe::{Description, Ownership, OwnershipModel};
+use crate::schedule::{LABEL_SLOT, Schedule};
+use crate::testing::FAKE_DESCRIPTION;
+use crate::{Firewall, Snapshot, SnapshotStatus};
+
+/// Scaleway's shape: no key resource (the key goes in through cloud-init).
+static NO_KEY: Description = Description {
+    key_resource: false,
+    ..FAKE_DESCRIPTION
+};
+
+/// DigitalOcean's shape: firewalls and keys are ours by name only.
+static BY_NAME: Description = Description {
+    ownership: OwnershipModel {
+        ssh_key: Ownership::Name,
+        firewall: Ownership::Name,
+        server: Ownership::FlatTags(':'),
+        snapshot: Ownership::FlatTags(':'),
+    },
+    ..FAKE_DESCRIPTION
+};
+
+fn fake(desc: &'static Description) -> FakeProvider {
+    FakeProvider::new().describing(desc)
+}
+
+#[tokio::test]
+async fn without_a_key_resource_nothing_is_uploaded_and_teardown_needs_none() {
+    let p = fake(&NO_KEY);
+    let pl = plan("web1", key(1));
+    let o = run_create(&p, &pl).await.unwrap();
+    assert!(o.ssh_key.is_none());
+    assert_eq!(o.server.labels.get(LABEL_SSH_KEY), None);
+    assert!(
+        !p.calls().iter().any(|c| c.contains("ssh_key")),
+        "{:?}",
+        p.calls()
+    );
+    let kinds: Vec<_> = o.created.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, ["firewall", "server"]);
+    let t = destroy(&p, &pl.deployment, &cfg(), &Silent, Snapshots::Keep)
+        .await
+        .unwrap();
+    let kinds: Vec<_> = t.removed.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, ["server", "firewall"]);
+    assert_eq!(p.count(&Labels::managed()), 0);
+}
+
+#[tokio::test]
+async fn a_server_created_stopped_is_completed_also_by_a_rerun_and_rolled_back_if_that_fails() {
+    let p = FakeProvider::new().completing();
+    let pl = plan("web1", key(1));
+    let o = run_create(&p, &pl).await.unwrap();
+    assert_eq!(o.server.status, ServerStatus::Running);
+    assert!(!p.is_incomplete(&o.server.id));
+
+    // A run that died after the create: the server is there, stopped, without user-data.
+    let q = FakeProvider::new().completing();
+    q.fail_next("complete_server", Fault::Before);
+    let failed = run_create(&q, &pl).await.unwrap_err();
+    assert!(failed.error.to_string().contains("complete_server"));
+    assert_eq!(
+        q.count(&Labels::managed()),
+        0,
+        "the rollback removed the half-made server too"
+    );
+
+    // A re-run that finds an incomplete server (its first run lost) completes it, not waits.
+    let r = FakeProvider::new().completing();
+    let half = r.create_server(&pl.server).await.unwrap().resource;
+    assert!(r.is_incomplete(&half.id));
+    let again = run_create(&r, &pl).await.unwrap();
+    assert_eq!(again.server.status, ServerStatus::Running);
+    assert!(
+        !again.created.iter().any(|c| c.kind == "server"),
+        "found, not made"
+    );
+}
+
+#[tokio::test]
+async fn name_owned_resources_are_ours_only_where_every_readable_label_agrees() {
+    let p = fake(&BY_NAME);
+    let pl = plan("web1", key(1));
+    // Name-owned kinds carry no labels at the provider.
+    let mut unlabelled = pl.clone();
+    unlabelled.firewall.labels = Labels::new();
+    unlabelled.ssh_key.labels = Labels::new();
+    run_create(&p, &unlabelled).await.unwrap();
+    let listed = list(&p, &cfg()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].firewalls.len(), 1, "found by its name");
+    assert_eq!(listed[0].ssh_keys.len(), 1);
+
+    // A firewall named like web2's but pointing at another deployment is not web2's.
+    p.add_foreign_firewall("bootstrap-web2");
+    let foreign: Vec<Firewall> = p.firewalls();
+    let web2 = DeploymentName::parse("web2").unwrap();
+    assert!(crate::describe::is_ours(
+        Ownership::Name,
+        "bootstrap-web2",
+        &foreign[foreign.len() - 1].labels,
+        &Labels::deployment(&web2)
+    ));
+    let mut other = Labels::new();
+    other.insert(crate::model::LABEL_DEPLOYMENT, "web3");
+    assert!(!crate::describe::is_ours(
+        Ownership::Name,
+        "bootstrap-web2",
+        &other,
+        &Labels::deployment(&web2)
+    ));
+
+    destroy(&p, &pl.deployment, &cfg(), &Silent, Snapshots::Keep)
+        .await
+        .unwrap();
+    let names: Vec<_> = p.firewalls().into_iter().map(|f| f.name).collect();
+    assert_eq!(names, ["bootstrap-web2"], "only web1's firewall went");
+}
+
+fn job_cfg() -> FlowConfig {
+    FlowConfig {
+        retry: RetryConfig {
+            max_retries: 2,
+            ..cfg().retry
+        },
+        ..cfg()
+    }
+}
+
+fn at(day: i64) -> time::OffsetDateTime {
+    time::macros::datetime!(2026-11-25 03:30 UTC) + time::Duration::days(day)
+}
+
+async fn run_job(p: &FakeProvider, day: i64) -> Vec<ServerReport> {
+    let opts = JobOptions {
+        at: at(day),
+        dry_run: false,
+        concurrency: 4,
+    };
+    snapshot_run(p, &job_cfg(), &opts, &Silent).await.unwrap()
+}
+
+/// A running server of `name` with a `daily:KEEP` schedule at 03:00.
+async fn scheduled(p: &FakeProvider, name: &str, keep: u32) -> CreateOutcome {
+    let mut pl = plan(name, key(name.len() as u8));
+    let sched = Schedule::parse(
+        &format!("daily:{keep}"),
+        crate::schedule::parse_time("03:00").unwrap(),
+        crate::schedule::parse_weekday("sun").unwrap(),
+    )
+    .unwrap()
+    .unwrap();
+    for (k, v) in sched.to_labels().iter() {
+        pl.server.labels.insert(k, v);
+    }
+    run_create(p, &pl).await.unwrap()
+}
+
+fn ours(p: &FakeProvider, name: &str) -> Vec<Snapshot> {
+    let d = DeploymentName::parse(name).unwrap();
+    p.snapshots()
+        .into_iter()
+        .filter(|s| s.labels.matches(&Labels::deployment(&d)))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_job_over_four_days_keeps_two_prunes_the_oldest_and_never_a_backup() {
+    let p = FakeProvider::new();
+    scheduled(&p, "web1", 2).await;
+    // A provider backup: no labels of ours.
+    let backup = p.add_snapshot("web1-backup", Labels::new(), 100);
+    let mut first = None;
+    for day in 0..4 {
+        let r = run_job(&p, day).await;
+        assert_eq!(r.len(), 1);
+        assert!(matches!(r[0].outcome, Outcome::Created { .. }), "{r:?}");
+        if day == 0 {
+            first = ours(&p, "web1").first().map(|s| s.id.clone());
+        }
+        // A second run in the same slot creates nothing.
+        let again = run_job(&p, day).await;
+        assert_eq!(again[0].outcome, Outcome::UpToDate);
+    }
+    let left = ours(&p, "web1");
+    assert_eq!(left.len(), 2, "{left:?}");
+    let slots: Vec<_> = left
+        .iter()
+        .filter_map(|s| s.labels.get(LABEL_SLOT))
+        .collect();
+    assert_eq!(slots, ["20261127T0300Z", "20261128T0300Z"]);
+    assert!(!left.iter().any(|s| Some(&s.id) == first.as_ref()));
+    assert!(
+        p.snapshots().iter().any(|s| s.id == backup),
+        "backup untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_image_holding_the_slot_name_fails_that_server_and_deletes_nothing() {
+    let p = FakeProvider::new();
+    scheduled(&p, "web1", 1).await;
+    run_job(&p, 0).await;
+    let before = p.snapshots();
+    // Someone else's image took tomorrow's name.
+    p.add_snapshot("web1-20261126T0300Z", Labels::new(), 0);
+    let r = run_job(&p, 1).await;
+    assert!(r[0].failed(), "{r:?}");
+    assert!(r[0].pruned.is_empty());
+    for s in before {
+        assert!(
+            p.snapshots().iter().any(|x| x.id == s.id),
+            "kept {}",
+            s.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_broken_snapshot_of_the_slot_is_replaced_not_counted() {
+    let p = FakeProvider::new();
+    scheduled(&p, "web1", 3).await;
+    run_job(&p, 0).await;
+    let broken = ours(&p, "web1")[0].id.clone();
+    p.break_snapshot(&broken);
+    let r = run_job(&p, 0).await;
+    assert!(matches!(r[0].outcome, Outcome::Created { .. }), "{r:?}");
+    let left = ours(&p, "web1");
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0].id, broken);
+    assert_eq!(left[0].status, SnapshotStatus::Available);
+}
+
+#[tokio::test]
+async fn a_snapshot_whose_id_comes_after_the_wait_is_found_and_tagged_even_after_a_failure() {
+    let p = FakeProvider::new().deferring_snapshots();
+    scheduled(&p, "web1", 2).await;
+    // The first finishing attempt fails; the retry tags it.
+    p.fail_next("finish_snapshot", Fault::Transient);
+    let r = run_job(&p, 0).await;
+    let Outcome::Created { id } = &r[0].outcome else {
+        panic!("{r:?}")
+    };
+    assert!(!id.is_empty(), "the real image id, not the action's");
+    let all = p.snapshots();
+    assert_eq!(all.len(), 1);
+    assert!(
+        all.iter().all(|s| s.labels.get(LABEL_SLOT).is_some()),
+        "no snapshot stays untagged: {all:?}"
+    );
+    // Tagged, so the next days prune it like any other.
+    for day in 1..3 {
+        run_job(&p, day).await;
+    }
+    assert_eq!(ours(&p, "web1").len(), 2);
+    assert!(!ours(&p, "web1").iter().any(|s| s.id == *id));
 }
