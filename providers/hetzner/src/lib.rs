@@ -6,6 +6,7 @@
 //! [`bootstrap_core::http::HttpClient`] because the `hcloud` crate's API functions drop response
 //! headers, and the `RateLimit-*` headers are what tells us how long to wait.
 
+pub mod config;
 mod error;
 mod schema;
 
@@ -20,6 +21,8 @@ use bootstrap_core::{
 use hcloud::models;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
+
+pub use crate::config::{ConfigError, Credentials, TokenSource, credentials};
 
 use crate::schema::{
     ActionEnvelope, ActionsEnvelope, FirewallCreated, FirewallEnvelope, FirewallList, ImageCreated,
