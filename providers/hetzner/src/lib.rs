@@ -7,7 +7,7 @@
 //! headers, and the `RateLimit-*` headers are what tells us how long to wait.
 
 pub mod config;
-mod error;
+pub mod error;
 mod schema;
 
 use async_trait::async_trait;
@@ -23,6 +23,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 
 pub use crate::config::{ConfigError, Credentials, TokenSource, credentials};
+pub use crate::error::{ApiError, ErrorCode, is_code};
 
 use crate::schema::{
     ActionEnvelope, ActionsEnvelope, FirewallCreated, FirewallEnvelope, FirewallList, ImageCreated,
