@@ -26,9 +26,12 @@ pub enum Auth {
     Header(&'static str, Secret),
 }
 
-/// Turns an error response body into the provider's (kind, message); `None` keeps the
-/// status-based kind and a generic message.
-pub type ErrorParser = fn(StatusCode, &str) -> Option<(Option<ErrorKind>, String)>;
+/// Turns an error response (status, headers, body) into the provider's error: its kind (start
+/// from [`kind_for_status`] for codes it does not know, which keeps the rate-limit wait), the API's
+/// message, and its typed error as the source when it has one (so callers can test API codes).
+/// The client prefixes the message with the request and status. `None` keeps the status-based
+/// kind and a generic message.
+pub type ErrorParser = fn(StatusCode, &HeaderMap, &str) -> Option<Error>;
 
 /// How a provider's rate-limit headers read; the gate and the 429 wait follow it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -284,20 +287,11 @@ impl HttpClient {
         headers: &HeaderMap,
         body: &str,
     ) -> Error {
-        let mut kind = kind_for_status_in(status, headers, self.style);
-        let mut message = format!("HTTP {}", status.as_u16());
-        if let Some((k, m)) = (self.parse_error)(status, body) {
-            if let Some(k) = k {
-                // A rate-limit code keeps the header-derived wait.
-                if !matches!(kind, ErrorKind::RateLimited { .. })
-                    || !matches!(k, ErrorKind::RateLimited { .. })
-                {
-                    kind = k;
-                }
-            }
-            message = format!("{message}: {m}");
+        let prefix = format!("{what}: HTTP {}", status.as_u16());
+        match (self.parse_error)(status, headers, body) {
+            Some(e) => e.context(prefix),
+            None => Error::new(kind_for_status_in(status, headers, self.style), prefix),
         }
-        Error::new(kind, format!("{what}: {message}"))
     }
 
     /// Takes a token from the shared estimate, sleeping first when none is left.
@@ -765,7 +759,7 @@ mod tests {
             "https://api.example.com/v2/",
             Auth::Bearer(Secret::new("t")),
             "test",
-            |_, _| None,
+            |_, _, _| None,
         );
         assert_eq!(
             c.url("/droplets").unwrap(),

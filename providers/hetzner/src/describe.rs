@@ -36,8 +36,9 @@ pub static DESCRIPTION: Description = Description {
             let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
             let creds = config::credentials(c.context.as_deref(), &env)
                 .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?;
-            let endpoint = c.endpoint.clone().or(creds.endpoint);
-            Ok(Box::new(Hetzner::new(creds.token, endpoint.as_deref())?) as Box<dyn Provider>)
+            // --endpoint / BOOTSTRAP_HETZNER_ENDPOINT, else HCLOUD_ENDPOINT or the context's.
+            Ok(Box::new(Hetzner::with_credentials(&creds, c.endpoint.as_deref())?)
+                as Box<dyn Provider>)
         })
     },
 };
