@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -120,12 +120,7 @@ impl Run {
 }
 
 /// The specs directory: `$BOOTSTRAP_SPECS_DIR`, else `../shared/specs` beside the repo.
-pub fn specs_dir() -> PathBuf {
-    match std::env::var_os("BOOTSTRAP_SPECS_DIR") {
-        Some(d) if !d.is_empty() => d.into(),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/specs"),
-    }
-}
+pub use fakecloud::openapi::specs_dir;
 
 /// An answer read by [`http`].
 #[derive(Clone, Debug)]

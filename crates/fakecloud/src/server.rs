@@ -310,7 +310,21 @@ async fn connection(sock: tokio::net::TcpStream, ctl: Arc<Control>, app: Router)
     let hang_up = Arc::new(Notify::new());
     let signal = hang_up.clone();
     let service = hyper::service::service_fn(move |req| {
-        pipeline(req, ctl.clone(), app.clone(), signal.clone())
+        // The work runs on a task of its own, as on a real server: a client that goes away
+        // (Ctrl-C, a timeout) does not undo what its request started.
+        let work = tokio::spawn(pipeline(req, ctl.clone(), app.clone()));
+        let signal = signal.clone();
+        async move {
+            match work.await {
+                Ok(Some(answer)) => Ok::<_, Infallible>(answer),
+                // Drop the connection: this future never finishes, and the connection task,
+                // woken, drops the socket.
+                _ => {
+                    signal.notify_one();
+                    std::future::pending().await
+                }
+            }
+        }
     });
     let conn =
         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(sock), service);
@@ -333,15 +347,15 @@ fn logged_body(bytes: &[u8]) -> Option<Value> {
     })
 }
 
+/// One request through faults, rate limit and router; `None`: drop the connection.
 async fn pipeline(
     req: Request<hyper::body::Incoming>,
     ctl: Arc<Control>,
     app: Router,
-    hang_up: Arc<Notify>,
-) -> Result<Response<Body>, Infallible> {
+) -> Option<Response<Body>> {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(Body::new(body), MAX_BODY).await else {
-        return Ok((ctl.error)(
+        return Some((ctl.error)(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request_too_large",
         ));
@@ -382,7 +396,7 @@ async fn pipeline(
     let answer = match fault {
         Some(Fault::Drop) => {
             log(0, None);
-            return hang_up_now(&hang_up).await;
+            return None;
         }
         Some(Fault::Status(code, error)) => (ctl.error)(status(code), error),
         Some(Fault::RateLimited { .. }) => {
@@ -404,7 +418,7 @@ async fn pipeline(
                 Some(Fault::DropAfter) => {
                     let (_, body) = read(answer).await;
                     log(0, serde_json::from_slice(&body).ok());
-                    return hang_up_now(&hang_up).await;
+                    return None;
                 }
                 _ => answer,
             }
@@ -420,13 +434,7 @@ async fn pipeline(
         }
     }
     log(head.status.as_u16(), serde_json::from_slice(&body).ok());
-    Ok(Response::from_parts(head, Body::from(body)))
-}
-
-/// Closes the connection: the future never finishes, the connection task drops the socket.
-async fn hang_up_now(hang_up: &Notify) -> Result<Response<Body>, Infallible> {
-    hang_up.notify_one();
-    std::future::pending().await
+    Some(Response::from_parts(head, Body::from(body)))
 }
 
 /// An answer's head and its whole body.
