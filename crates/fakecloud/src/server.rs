@@ -47,7 +47,8 @@ pub struct LoggedRequest {
     pub fault: Option<Fault>,
     /// The request body if it is JSON; a form body as an object of its fields.
     pub body: Option<Value>,
-    /// The JSON response body, if any (for `DropAfter`, what would have been sent).
+    /// The response body, if any (for `DropAfter`, what would have been sent): JSON, or the
+    /// text of any other (EC2's XML) as a string.
     pub response: Option<Value>,
 }
 
@@ -234,6 +235,11 @@ impl Server {
             .collect()
     }
 
+    /// Forgets the requests logged so far (the arrival count goes on).
+    pub fn clear_log(&self) {
+        self.control.lock().log.clear();
+    }
+
     /// How many requests arrived so far, answered or not (more than the log while one waits).
     pub fn request_count(&self) -> u64 {
         self.control.lock().count
@@ -334,17 +340,32 @@ async fn connection(sock: tokio::net::TcpStream, ctl: Arc<Control>, app: Router)
     }
 }
 
-/// The request body as the log keeps it: JSON, or a form as an object of its fields.
-fn logged_body(bytes: &[u8]) -> Option<Value> {
+/// The request body as the log keeps it: JSON, or a form (EC2's query API) as an object of its
+/// fields.
+fn logged_body(headers: &axum::http::HeaderMap, bytes: &[u8]) -> Option<Value> {
+    let form = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|t| {
+            t.as_bytes()
+                .starts_with(b"application/x-www-form-urlencoded")
+        });
+    if form {
+        let fields = form_urlencoded::parse(bytes)
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect();
+        return Some(Value::Object(fields));
+    }
+    serde_json::from_slice(bytes).ok()
+}
+
+/// The response body as the log keeps it: JSON, or text as a string.
+fn logged_response(bytes: &[u8]) -> Option<Value> {
     if bytes.is_empty() {
         return None;
     }
-    serde_json::from_slice(bytes).ok().or_else(|| {
-        let form: serde_json::Map<String, Value> = form_urlencoded::parse(bytes)
-            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-            .collect();
-        (!form.is_empty() && !bytes.contains(&b'{')).then_some(Value::Object(form))
-    })
+    serde_json::from_slice(bytes)
+        .ok()
+        .or_else(|| Some(Value::String(String::from_utf8_lossy(bytes).into_owned())))
 }
 
 /// One request through faults, rate limit and router; `None`: drop the connection.
@@ -384,7 +405,7 @@ async fn pipeline(
                 .to_owned(),
             status,
             fault,
-            body: logged_body(&bytes),
+            body: logged_body(&parts.headers, &bytes),
             response,
         });
     };
@@ -417,7 +438,7 @@ async fn pipeline(
                 Some(Fault::StatusAfter(code, error)) => (ctl.error)(status(code), error),
                 Some(Fault::DropAfter) => {
                     let (_, body) = read(answer).await;
-                    log(0, serde_json::from_slice(&body).ok());
+                    log(0, logged_response(&body));
                     return None;
                 }
                 _ => answer,
@@ -433,7 +454,7 @@ async fn pipeline(
             }
         }
     }
-    log(head.status.as_u16(), serde_json::from_slice(&body).ok());
+    log(head.status.as_u16(), logged_response(&body));
     Some(Response::from_parts(head, Body::from(body)))
 }
 

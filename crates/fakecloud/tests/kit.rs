@@ -188,7 +188,7 @@ fn only_loopback_and_stop_closes_every_connection() {
 }
 
 #[test]
-fn form_bodies_are_logged_as_objects() {
+fn form_bodies_and_text_answers_are_logged() {
     let app = Router::new().fallback(|| async { "ok" });
     let s = Builder::new("x").start(app).unwrap();
     let mut conn = std::net::TcpStream::connect(s.addr()).unwrap();
@@ -204,4 +204,12 @@ fn form_bodies_are_logged_as_objects() {
         s.requests()[0].body,
         Some(json!({"Action": "RunInstances", "X": "a b"}))
     );
+    assert_eq!(
+        s.requests()[0].response,
+        Some(json!("ok")),
+        "text kept as a string"
+    );
+    s.clear_log();
+    assert!(s.requests().is_empty());
+    assert_eq!(s.request_count(), 1);
 }
