@@ -71,7 +71,7 @@ impl Ec2Proxy {
             .fallback(handle)
             .with_state((state.clone(), http));
         let server = fakecloud::Builder::new("ec2-proxy")
-            .errors(|status, code| error_response(status, code))
+            .errors(error_response)
             .start(app)
             .unwrap();
         Ec2Proxy { state, server }
