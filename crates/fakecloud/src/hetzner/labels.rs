@@ -189,6 +189,7 @@ pub fn md5_fingerprint(public_key: &str) -> Result<String, String> {
         .decode(b64)
         .map_err(|e| format!("is not an OpenSSH public key: {e}"))?;
     let embedded = blob.get(..4).and_then(|len| {
+        // `get(..4)` gave exactly four bytes.
         let n = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
         blob.get(4..4 + n)
     });

@@ -130,7 +130,8 @@ impl FakeHetzner {
     /// Starts a fake on 127.0.0.1 on a free port, on its own thread and runtime.
     ///
     /// # Panics
-    /// If no loopback port can be bound: a test cannot run without one.
+    /// If no loopback port can be bound: a test cannot run without one, and a panic is how a
+    /// test fails ([`FakeHetzner::start_on`] returns the error instead).
     #[allow(clippy::expect_used)]
     pub fn start(config: FakeConfig) -> FakeHetzner {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -254,7 +255,8 @@ impl FakeHetzner {
     /// Adds an SSH key directly; returns its id.
     ///
     /// # Panics
-    /// On a public key that is not an OpenSSH key line: the test's fixture is broken.
+    /// On a public key that is not an OpenSSH key line: the test's fixture is broken, and a
+    /// panic is how a test fails.
     #[allow(clippy::expect_used)]
     pub fn insert_ssh_key(&self, name: &str, public_key: &str, labels: &[(&str, &str)]) -> u64 {
         let fingerprint = md5_fingerprint(public_key).expect("valid OpenSSH public key");

@@ -31,6 +31,7 @@ impl State {
         let server_type = SERVER_TYPES
             .iter()
             .find(|t| t.name == server_type)
+            // The catalog is a non-empty constant.
             .unwrap_or(&SERVER_TYPES[0]);
         let location = LOCATIONS.iter().position(|l| l.1 == location).unwrap_or(0);
         let server = Server {
@@ -318,6 +319,7 @@ impl State {
     }
 
     pub(crate) fn server_json(&self, s: &Server) -> Value {
+        // `location` is an index into the non-empty constant, clamped anyway.
         let loc = &LOCATIONS[s.location.min(LOCATIONS.len() - 1)];
         let mut firewalls: Vec<Value> = s
             .firewalls
