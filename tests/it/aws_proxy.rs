@@ -83,6 +83,11 @@ impl Ec2Proxy {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The kit server underneath: its fault rules and request log.
+    pub fn kit(&self) -> &fakecloud::Server {
+        &self.server
+    }
+
     /// The proxy's URL, to give the binary as its EC2 endpoint.
     pub fn url(&self) -> String {
         self.server.url()

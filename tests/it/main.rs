@@ -20,6 +20,7 @@ mod hardening_target;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;
+mod scenario;
 mod snapshots;
 mod support;
 mod verify;
