@@ -164,9 +164,22 @@ pub(crate) async fn delete(c: &Client, id: &str) -> Result<()> {
         ));
     }
     c.delete(&path).await?;
+    // Its slot tag was its own; its deployment tag goes too once nothing carries it and no
+    // firewall applies to it (a deployment destroyed with --delete-snapshots).
     let slot = format!("{}{TAG_SEP}", bootstrap_core::schedule::LABEL_SLOT);
-    for t in image.tags.iter().flatten().filter(|t| t.starts_with(&slot)) {
-        tags::delete_if_unused(c, t).await?;
+    let deployment = format!("{}{TAG_SEP}", bootstrap_core::model::LABEL_DEPLOYMENT);
+    for t in image.tags.iter().flatten() {
+        if t.starts_with(&slot) {
+            tags::delete_if_unused(c, t).await?;
+        } else if t.starts_with(&deployment) {
+            let fws = crate::firewall::list(c).await?;
+            let targeted = fws
+                .iter()
+                .any(|f| f.labels.to_flat_tags(TAG_SEP).iter().any(|x| x == t));
+            if !targeted {
+                tags::delete_if_unused(c, t).await?;
+            }
+        }
     }
     Ok(())
 }

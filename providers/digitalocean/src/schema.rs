@@ -218,6 +218,8 @@ pub(crate) struct Droplet {
     #[serde(default)]
     pub networks: Option<Networks>,
     #[serde(default)]
+    pub features: Option<Vec<String>>,
+    #[serde(default)]
     pub tags: Option<Vec<String>>,
 }
 

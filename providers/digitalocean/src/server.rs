@@ -173,15 +173,21 @@ pub(crate) async fn create(c: &Client, spec: &ServerSpec) -> Result<Created<Serv
 /// Tags without a `:` are someone else's and stay.
 pub(crate) async fn set_labels(c: &Client, server: &Server, labels: &Labels) -> Result<()> {
     let id = id_of(&server.id)?.to_string();
-    let now = match get(c, &server.id).await? {
-        Some(s) => s.labels,
-        None => {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("droplet {} is gone", server.id),
-            ));
-        }
+    let Some(droplet) = c
+        .get_opt::<DropletEnvelope>(&format!("/v2/droplets/{id}"))
+        .await?
+        .map(|e| e.droplet)
+    else {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("droplet {} is gone", server.id),
+        ));
     };
+    let backups_on = droplet
+        .features
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == "backups"));
+    let now = Server::from(droplet).labels;
     let want = labels.to_flat_tags(TAG_SEP);
     let have = now.to_flat_tags(TAG_SEP);
     for t in &want {
@@ -193,6 +199,16 @@ pub(crate) async fn set_labels(c: &Client, server: &Server, labels: &Labels) -> 
     }
     for t in have.iter().filter(|t| !want.contains(t)) {
         tags::detach(c, t, &res).await?;
+    }
+    // DigitalOcean's own backups follow a new schedule through `change_backup_policy`.
+    let schedule = |l: &Labels| bootstrap_core::schedule::Schedule::from_labels(l).ok().flatten();
+    if backups_on
+        && let Some(new) = schedule(labels)
+        && schedule(&now) != Some(new)
+    {
+        let mut s = server.clone();
+        s.labels = labels.clone();
+        image::set_backups(c, &s, true).await?;
     }
     Ok(())
 }
