@@ -116,7 +116,14 @@ fn size(slug: &str) -> Value {
            "description": "Basic"})
 }
 
-fn image_json(id: i64, name: &str, kind: &str, distribution: &str, created: &str, slug: Option<&str>) -> Value {
+fn image_json(
+    id: i64,
+    name: &str,
+    kind: &str,
+    distribution: &str,
+    created: &str,
+    slug: Option<&str>,
+) -> Value {
     json!({"id": id, "name": name, "type": kind, "distribution": distribution, "slug": slug,
            "public": slug.is_some(), "regions": REGIONS, "created_at": created, "min_disk_size": 25,
            "size_gigabytes": 2.3, "description": "", "tags": [], "status": "available",
@@ -128,7 +135,10 @@ impl FakeDo {
     pub fn start() -> FakeDo {
         let mut images = BTreeMap::new();
         for (id, slug, dist) in SYSTEM_IMAGES {
-            images.insert(*id, image_json(*id, slug, "base", dist, "2024-05-01T00:00:00Z", Some(slug)));
+            images.insert(
+                *id,
+                image_json(*id, slug, "base", dist, "2024-05-01T00:00:00Z", Some(slug)),
+            );
         }
         let state = Arc::new(Mutex::new(State {
             next_id: 1000,
@@ -185,9 +195,17 @@ impl FakeDo {
     pub fn leftovers(&self) -> Vec<String> {
         let s = self.state();
         let mut out = Vec::new();
-        out.extend(s.droplets.values().map(|d| format!("droplet {}", d["name"])));
+        out.extend(
+            s.droplets
+                .values()
+                .map(|d| format!("droplet {}", d["name"])),
+        );
         out.extend(s.keys.values().map(|k| format!("key {}", k["name"])));
-        out.extend(s.firewalls.values().map(|f| format!("firewall {}", f["name"])));
+        out.extend(
+            s.firewalls
+                .values()
+                .map(|f| format!("firewall {}", f["name"])),
+        );
         out.extend(
             s.images
                 .values()
@@ -244,12 +262,21 @@ impl FakeDo {
         let Some(d) = s.droplets.get(&id) else {
             return false;
         };
-        let tags: Vec<&str> = d["tags"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        let tags: Vec<&str> = d["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
         let applying: Vec<&Value> = s
             .firewalls
             .values()
             .filter(|f| {
-                f["tags"].as_array().unwrap().iter().any(|t| tags.contains(&t.as_str().unwrap()))
+                f["tags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| tags.contains(&t.as_str().unwrap()))
                     || f["droplet_ids"].as_array().unwrap().contains(&json!(id))
             })
             .collect();
@@ -297,7 +324,9 @@ impl State {
 
     /// Finishes an action and applies what it does.
     fn complete(&mut self, id: i64) {
-        let Some((a, _)) = self.actions.get_mut(&id) else { return };
+        let Some((a, _)) = self.actions.get_mut(&id) else {
+            return;
+        };
         if a["status"] != "in-progress" {
             return;
         }
@@ -316,9 +345,15 @@ impl State {
                 let img_id = self.id();
                 let name = a["snapshot_name"].as_str().unwrap_or("").to_owned();
                 let started = a["started_at"].as_str().unwrap().to_owned();
-                self.images.insert(img_id, image_json(img_id, &name, "snapshot", "Ubuntu", &started, None));
+                self.images.insert(
+                    img_id,
+                    image_json(img_id, &name, "snapshot", "Ubuntu", &started, None),
+                );
                 if let Some(d) = self.droplets.get_mut(&droplet) {
-                    d["snapshot_ids"].as_array_mut().unwrap().push(json!(img_id));
+                    d["snapshot_ids"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!(img_id));
                 }
             }
             _ => {}
@@ -326,14 +361,21 @@ impl State {
     }
 
     fn tag_count(&self, tag: &str) -> usize {
-        let has = |v: &Value| v["tags"].as_array().is_some_and(|t| t.contains(&json!(tag)));
+        let has = |v: &Value| {
+            v["tags"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!(tag)))
+        };
         self.droplets.values().filter(|d| has(d)).count()
             + self.images.values().filter(|i| has(i)).count()
     }
 }
 
 fn err(status: StatusCode, id: &str, message: &str) -> (StatusCode, Value) {
-    (status, json!({"id": id, "message": message, "request_id": "fake-req-0001"}))
+    (
+        status,
+        json!({"id": id, "message": message, "request_id": "fake-req-0001"}),
+    )
 }
 
 fn tag_err(status: StatusCode, message: &str) -> (StatusCode, Value) {
@@ -341,15 +383,27 @@ fn tag_err(status: StatusCode, message: &str) -> (StatusCode, Value) {
 }
 
 fn not_found() -> (StatusCode, Value) {
-    err(StatusCode::NOT_FOUND, "not_found", "The resource you requested could not be found.")
+    err(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "The resource you requested could not be found.",
+    )
 }
 
 fn md5_fingerprint(public_key: &str) -> Option<String> {
     use base64::Engine as _;
     let blob = public_key.split_whitespace().nth(1)?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(blob).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .ok()?;
     let digest = md5(&bytes);
-    Some(digest.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
+    Some(
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
 }
 
 /// MD5 for fingerprints (RFC 1321), small enough to keep the fake free of dependencies.
@@ -362,7 +416,8 @@ fn md5(input: &[u8]) -> [u8; 16] {
     let k: Vec<u32> = (0..64)
         .map(|i| ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32)
         .collect();
-    let (mut a0, mut b0, mut c0, mut d0) = (0x67452301u32, 0xefcdab89u32, 0x98badcfeu32, 0x10325476u32);
+    let (mut a0, mut b0, mut c0, mut d0) =
+        (0x67452301u32, 0xefcdab89u32, 0x98badcfeu32, 0x10325476u32);
     let mut msg = input.to_vec();
     let bits = (input.len() as u64).wrapping_mul(8);
     msg.push(0x80);
@@ -371,7 +426,10 @@ fn md5(input: &[u8]) -> [u8; 16] {
     }
     msg.extend_from_slice(&bits.to_le_bytes());
     for chunk in msg.chunks(64) {
-        let m: Vec<u32> = chunk.chunks(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect();
+        let m: Vec<u32> = chunk
+            .chunks(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
         let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
         for i in 0..64 {
             let (f, g) = match i {
@@ -407,24 +465,57 @@ fn query_map(q: &str) -> BTreeMap<String, String> {
 }
 
 /// One page of `items` under `key`, with `links.pages.next` as an absolute URL.
-fn page(s: &State, path: &str, q: &BTreeMap<String, String>, key: &str, items: Vec<Value>) -> (StatusCode, Value) {
-    let per_page: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(20).clamp(1, 200);
-    let page_no: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+fn page(
+    s: &State,
+    path: &str,
+    q: &BTreeMap<String, String>,
+    key: &str,
+    items: Vec<Value>,
+) -> (StatusCode, Value) {
+    let per_page: usize = q
+        .get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(20)
+        .clamp(1, 200);
+    let page_no: usize = q
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let total = items.len();
-    let chunk: Vec<Value> = items.into_iter().skip((page_no - 1) * per_page).take(per_page).collect();
+    let chunk: Vec<Value> = items
+        .into_iter()
+        .skip((page_no - 1) * per_page)
+        .take(per_page)
+        .collect();
     let mut pages = serde_json::Map::new();
     if page_no * per_page < total {
         let mut nq = q.clone();
         nq.insert("page".into(), (page_no + 1).to_string());
         nq.insert("per_page".into(), per_page.to_string());
-        let qs: Vec<String> = nq.iter().map(|(k, v)| format!("{k}={}", v.replace(':', "%3A"))).collect();
-        pages.insert("next".into(), json!(format!("{}{path}?{}", s.base, qs.join("&"))));
+        let qs: Vec<String> = nq
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.replace(':', "%3A")))
+            .collect();
+        pages.insert(
+            "next".into(),
+            json!(format!("{}{path}?{}", s.base, qs.join("&"))),
+        );
         let last = total.div_ceil(per_page);
         nq.insert("page".into(), last.to_string());
-        let qs: Vec<String> = nq.iter().map(|(k, v)| format!("{k}={}", v.replace(':', "%3A"))).collect();
-        pages.insert("last".into(), json!(format!("{}{path}?{}", s.base, qs.join("&"))));
+        let qs: Vec<String> = nq
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.replace(':', "%3A")))
+            .collect();
+        pages.insert(
+            "last".into(),
+            json!(format!("{}{path}?{}", s.base, qs.join("&"))),
+        );
     }
-    (StatusCode::OK, json!({key: chunk, "links": {"pages": pages}, "meta": {"total": total}}))
+    (
+        StatusCode::OK,
+        json!({key: chunk, "links": {"pages": pages}, "meta": {"total": total}}),
+    )
 }
 
 async fn handle(AxState(state): AxState<Arc<Mutex<State>>>, req: Request) -> Response {
@@ -432,7 +523,9 @@ async fn handle(AxState(state): AxState<Arc<Mutex<State>>>, req: Request) -> Res
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let headers = req.headers().clone();
-    let bytes: Bytes = axum::body::to_bytes(req.into_body(), 16 << 20).await.unwrap_or_default();
+    let bytes: Bytes = axum::body::to_bytes(req.into_body(), 16 << 20)
+        .await
+        .unwrap_or_default();
     let body: Option<Value> = serde_json::from_slice(&bytes).ok();
     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
     s.log.push(Logged {
@@ -445,8 +538,15 @@ async fn handle(AxState(state): AxState<Arc<Mutex<State>>>, req: Request) -> Res
     let now = Instant::now();
     let window = s.window;
     s.hits.retain(|t| now.duration_since(*t) < window);
-    let reset = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-        + s.hits.first().map_or(0, |t| (window.saturating_sub(now.duration_since(*t))).as_secs().max(1));
+    let reset = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + s.hits.first().map_or(0, |t| {
+            (window.saturating_sub(now.duration_since(*t)))
+                .as_secs()
+                .max(1)
+        });
     let limited = s.hits.len() >= s.limit;
     if !limited {
         s.hits.push(now);
@@ -457,19 +557,23 @@ async fn handle(AxState(state): AxState<Arc<Mutex<State>>>, req: Request) -> Res
         .and_then(|v| v.to_str().ok())
         .is_none_or(|v| !v.starts_with("Bearer ") || v.len() <= 7)
     {
-        err(StatusCode::UNAUTHORIZED, "unauthorized", "Unable to authenticate you")
+        err(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unable to authenticate you",
+        )
     } else if limited {
-        err(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "API Rate limit exceeded.")
-    } else if {
-        let m = method.to_string();
-        let mut fire = false;
-        for f in s.faults.iter_mut().filter(|f| f.method == m && path.starts_with(&f.path_prefix)) {
-            f.seen += 1;
-            fire |= f.seen == f.nth;
-        }
-        fire
-    } {
-        err(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Server was unable to give you a response.")
+        err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "API Rate limit exceeded.",
+        )
+    } else if fault_fires(&mut s, &method, &path) {
+        err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "Server was unable to give you a response.",
+        )
     } else {
         route(&mut s, &method, &path, &query_map(&query), body)
     };
@@ -489,7 +593,28 @@ async fn handle(AxState(state): AxState<Arc<Mutex<State>>>, req: Request) -> Res
     resp
 }
 
-fn route(s: &mut State, method: &Method, path: &str, q: &BTreeMap<String, String>, body: Option<Value>) -> (StatusCode, Value) {
+/// Counts the request against every fault for its method and path; true when one is due.
+fn fault_fires(s: &mut State, method: &Method, path: &str) -> bool {
+    let m = method.to_string();
+    let mut fire = false;
+    for f in s
+        .faults
+        .iter_mut()
+        .filter(|f| f.method == m && path.starts_with(&f.path_prefix))
+    {
+        f.seen += 1;
+        fire |= f.seen == f.nth;
+    }
+    fire
+}
+
+fn route(
+    s: &mut State,
+    method: &Method,
+    path: &str,
+    q: &BTreeMap<String, String>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let body = body.unwrap_or(Value::Null);
     match (method.as_str(), seg.as_slice()) {
@@ -520,15 +645,22 @@ fn route(s: &mut State, method: &Method, path: &str, q: &BTreeMap<String, String
             };
             found.map_or_else(not_found, |i| (StatusCode::OK, json!({"image": i})))
         }
-        ("DELETE", ["v2", "images", id]) => match id.parse::<i64>().ok().and_then(|n| s.images.remove(&n)) {
-            Some(_) => (StatusCode::NO_CONTENT, Value::Null),
-            None => not_found(),
-        },
+        ("DELETE", ["v2", "images", id]) => {
+            match id.parse::<i64>().ok().and_then(|n| s.images.remove(&n)) {
+                Some(_) => (StatusCode::NO_CONTENT, Value::Null),
+                None => not_found(),
+            }
+        }
         ("GET", ["v2", "account", "keys"]) => {
             let now = Instant::now();
-            s.key_lists.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+            s.key_lists
+                .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
             if s.key_lists.len() >= 10 {
-                return err(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "API Rate limit exceeded.");
+                return err(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    "API Rate limit exceeded.",
+                );
             }
             s.key_lists.push(now);
             let items = s.keys.values().cloned().collect();
@@ -537,18 +669,33 @@ fn route(s: &mut State, method: &Method, path: &str, q: &BTreeMap<String, String
         ("GET", ["v2", "account", "keys", k]) => s
             .keys
             .values()
-            .find(|v| v["id"].to_string() == *k || v["fingerprint"] == json!(k))
+            .find(|v| {
+                v["id"].as_i64().is_some_and(|i| k.parse() == Ok(i)) || v["fingerprint"] == json!(k)
+            })
             .cloned()
             .map_or_else(not_found, |k| (StatusCode::OK, json!({"ssh_key": k}))),
         ("POST", ["v2", "account", "keys"]) => {
-            let (Some(name), Some(pk)) = (body["name"].as_str(), body["public_key"].as_str()) else {
-                return err(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_entity", "name and public_key are required");
+            let (Some(name), Some(pk)) = (body["name"].as_str(), body["public_key"].as_str())
+            else {
+                return err(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unprocessable_entity",
+                    "name and public_key are required",
+                );
             };
             let Some(fp) = md5_fingerprint(pk) else {
-                return err(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_entity", "Key invalid type, we support 'ssh-rsa', 'ssh-ed25519'");
+                return err(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unprocessable_entity",
+                    "Key invalid type, we support 'ssh-rsa', 'ssh-ed25519'",
+                );
             };
             if s.keys.values().any(|k| k["fingerprint"] == json!(fp)) {
-                return err(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_entity", "SSH Key is already in use on your account");
+                return err(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unprocessable_entity",
+                    "SSH Key is already in use on your account",
+                );
             }
             let id = s.id();
             let k = json!({"id": id, "fingerprint": fp, "public_key": pk, "name": name});
@@ -556,7 +703,14 @@ fn route(s: &mut State, method: &Method, path: &str, q: &BTreeMap<String, String
             (StatusCode::CREATED, json!({"ssh_key": k}))
         }
         ("DELETE", ["v2", "account", "keys", k]) => {
-            let id = s.keys.values().find(|v| v["id"].to_string() == *k || v["fingerprint"] == json!(k)).map(|v| v["id"].as_i64().unwrap());
+            let id = s
+                .keys
+                .values()
+                .find(|v| {
+                    v["id"].as_i64().is_some_and(|i| k.parse() == Ok(i))
+                        || v["fingerprint"] == json!(k)
+                })
+                .map(|v| v["id"].as_i64().unwrap());
             match id {
                 Some(id) => {
                     s.keys.remove(&id);
@@ -569,7 +723,12 @@ fn route(s: &mut State, method: &Method, path: &str, q: &BTreeMap<String, String
             let Some(name) = body["name"].as_str() else {
                 return tag_err(StatusCode::BAD_REQUEST, "name is required");
             };
-            if name.is_empty() || name.len() > 255 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':')) {
+            if name.is_empty()
+                || name.len() > 255
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':'))
+            {
                 return tag_err(StatusCode::BAD_REQUEST, "tag name is invalid");
             }
             s.tags.insert(name.to_owned());
@@ -587,7 +746,12 @@ fn route(s: &mut State, method: &Method, path: &str, q: &BTreeMap<String, String
                 return tag_err(StatusCode::NOT_FOUND, "tag not found");
             }
             // Deleting a tag untags everything, firewalls' targets included.
-            for v in s.droplets.values_mut().chain(s.images.values_mut()).chain(s.firewalls.values_mut()) {
+            for v in s
+                .droplets
+                .values_mut()
+                .chain(s.images.values_mut())
+                .chain(s.firewalls.values_mut())
+            {
                 if let Some(a) = v["tags"].as_array_mut() {
                     a.retain(|x| x != &json!(t));
                 }
@@ -600,7 +764,10 @@ fn route(s: &mut State, method: &Method, path: &str, q: &BTreeMap<String, String
             }
             let add = method == Method::POST;
             for r in body["resources"].as_array().cloned().unwrap_or_default() {
-                let id: i64 = r["resource_id"].as_str().and_then(|i| i.parse().ok()).unwrap_or(-1);
+                let id: i64 = r["resource_id"]
+                    .as_str()
+                    .and_then(|i| i.parse().ok())
+                    .unwrap_or(-1);
                 let target = match r["resource_type"].as_str() {
                     Some("droplet") => s.droplets.get_mut(&id),
                     Some("image") => s.images.get_mut(&id),
@@ -631,9 +798,14 @@ fn route(s: &mut State, method: &Method, path: &str, q: &BTreeMap<String, String
         ("DELETE", ["v2", "droplets"]) => {
             // The trap: every droplet carrying the tag goes, whoever made it.
             let Some(tag) = q.get("tag_name") else {
-                return err(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_entity", "tag_name is required");
+                return err(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unprocessable_entity",
+                    "tag_name is required",
+                );
             };
-            s.droplets.retain(|_, d| !d["tags"].as_array().unwrap().contains(&json!(tag)));
+            s.droplets
+                .retain(|_, d| !d["tags"].as_array().unwrap().contains(&json!(tag)));
             (StatusCode::NO_CONTENT, Value::Null)
         }
         ("POST", ["v2", "droplets"]) => create_droplet(s, &body),
@@ -642,12 +814,18 @@ fn route(s: &mut State, method: &Method, path: &str, q: &BTreeMap<String, String
             .ok()
             .and_then(|n| s.droplets.get(&n).cloned())
             .map_or_else(not_found, |d| (StatusCode::OK, json!({"droplet": d}))),
-        ("DELETE", ["v2", "droplets", id]) => match id.parse::<i64>().ok().and_then(|n| s.droplets.remove(&n)) {
-            Some(_) => (StatusCode::NO_CONTENT, Value::Null),
-            None => not_found(),
-        },
+        ("DELETE", ["v2", "droplets", id]) => {
+            match id.parse::<i64>().ok().and_then(|n| s.droplets.remove(&n)) {
+                Some(_) => (StatusCode::NO_CONTENT, Value::Null),
+                None => not_found(),
+            }
+        }
         ("GET", ["v2", "droplets", id, "snapshots"]) => {
-            let Some(d) = id.parse::<i64>().ok().and_then(|n| s.droplets.get(&n).cloned()) else {
+            let Some(d) = id
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| s.droplets.get(&n).cloned())
+            else {
                 return not_found();
             };
             let items = d["snapshot_ids"]
@@ -664,7 +842,11 @@ fn route(s: &mut State, method: &Method, path: &str, q: &BTreeMap<String, String
             page(s, path, q, "snapshots", items)
         }
         ("POST", ["v2", "droplets", id, "actions"]) => {
-            let Some(n) = id.parse::<i64>().ok().filter(|n| s.droplets.contains_key(n)) else {
+            let Some(n) = id
+                .parse::<i64>()
+                .ok()
+                .filter(|n| s.droplets.contains_key(n))
+            else {
                 return not_found();
             };
             let kind = body["type"].as_str().unwrap_or("").to_owned();
@@ -691,7 +873,11 @@ fn route(s: &mut State, method: &Method, path: &str, q: &BTreeMap<String, String
                     s.settle(a["id"].as_i64().unwrap());
                     (StatusCode::CREATED, json!({"action": a}))
                 }
-                _ => err(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_entity", "unknown action type"),
+                _ => err(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unprocessable_entity",
+                    "unknown action type",
+                ),
             }
         }
         ("GET", ["v2", "actions", id]) => {
@@ -751,7 +937,10 @@ fn route(s: &mut State, method: &Method, path: &str, q: &BTreeMap<String, String
             let Some(f) = s.firewalls.get_mut(*id) else {
                 return not_found();
             };
-            for (key, side) in [("inbound_rules", "sources"), ("outbound_rules", "destinations")] {
+            for (key, side) in [
+                ("inbound_rules", "sources"),
+                ("outbound_rules", "destinations"),
+            ] {
                 for r in body[key].as_array().cloned().unwrap_or_default() {
                     let r = normalize_rule(&r, side);
                     let rules = f[key].as_array_mut().unwrap();
@@ -792,22 +981,46 @@ fn firewall_from(s: &mut State, id: &str, body: &Value) -> Result<Value, (Status
     let name = body["name"].as_str().unwrap_or("");
     let valid = name.len() >= 2
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
     if !valid {
-        return Err(err(StatusCode::BAD_REQUEST, "bad_request", "name: must match ^[a-zA-Z0-9][a-zA-Z0-9\\.-]+$"));
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "name: must match ^[a-zA-Z0-9][a-zA-Z0-9\\.-]+$",
+        ));
     }
-    let tags: Vec<String> = body["tags"].as_array().cloned().unwrap_or_default().iter().filter_map(|t| t.as_str().map(str::to_owned)).collect();
+    let tags: Vec<String> = body["tags"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
     if let Some(missing) = tags.iter().find(|t| !s.tags.contains(*t)) {
-        return Err(err(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_entity", &format!("tag '{missing}' does not exist")));
+        return Err(err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable_entity",
+            &format!("tag '{missing}' does not exist"),
+        ));
     }
     let rules = |key: &str, side: &str| -> Vec<Value> {
-        body[key].as_array().cloned().unwrap_or_default().iter().map(|r| normalize_rule(r, side)).collect()
+        body[key]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| normalize_rule(r, side))
+            .collect()
     };
     let t = now_rfc3339(s.tick());
-    Ok(json!({"id": id, "status": "succeeded", "created_at": t, "pending_changes": [],
+    Ok(
+        json!({"id": id, "status": "succeeded", "created_at": t, "pending_changes": [],
         "name": name, "inbound_rules": rules("inbound_rules", "sources"),
         "outbound_rules": rules("outbound_rules", "destinations"),
-        "droplet_ids": body["droplet_ids"].as_array().cloned().unwrap_or_default(), "tags": tags}))
+        "droplet_ids": body["droplet_ids"].as_array().cloned().unwrap_or_default(), "tags": tags}),
+    )
 }
 
 fn create_droplet(s: &mut State, body: &Value) -> (StatusCode, Value) {
@@ -815,27 +1028,67 @@ fn create_droplet(s: &mut State, body: &Value) -> (StatusCode, Value) {
     let region_slug = body["region"].as_str().unwrap_or("");
     let size_slug = body["size"].as_str().unwrap_or("");
     if name.is_empty() || !REGIONS.contains(&region_slug) || !SIZES.contains(&size_slug) {
-        return err(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_entity", "name, region and size must be valid");
+        return err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable_entity",
+            "name, region and size must be valid",
+        );
     }
-    if body["user_data"].as_str().is_some_and(|u| u.len() > 64 * 1024) {
-        return err(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_entity", "user_data is limited to 64 KiB");
+    if body["user_data"]
+        .as_str()
+        .is_some_and(|u| u.len() > 64 * 1024)
+    {
+        return err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable_entity",
+            "user_data is limited to 64 KiB",
+        );
     }
     let image = match &body["image"] {
         Value::Number(n) => s.images.get(&n.as_i64().unwrap_or(-1)).cloned(),
-        Value::String(slug) => s.images.values().find(|i| i["slug"] == json!(slug)).cloned(),
+        Value::String(slug) => s
+            .images
+            .values()
+            .find(|i| i["slug"] == json!(slug))
+            .cloned(),
         _ => None,
     };
     let Some(image) = image else {
-        return err(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_entity", "You specified an invalid image for Droplet creation.");
+        return err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable_entity",
+            "You specified an invalid image for Droplet creation.",
+        );
     };
     for k in body["ssh_keys"].as_array().cloned().unwrap_or_default() {
-        if !s.keys.values().any(|v| v["id"] == k || v["fingerprint"] == k) {
-            return err(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_entity", "You specified an invalid SSH key ID.");
+        if !s
+            .keys
+            .values()
+            .any(|v| v["id"] == k || v["fingerprint"] == k)
+        {
+            return err(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable_entity",
+                "You specified an invalid SSH key ID.",
+            );
         }
     }
-    let tags: Vec<String> = body["tags"].as_array().cloned().unwrap_or_default().iter().filter_map(|t| t.as_str().map(str::to_owned)).collect();
-    if let Some(bad) = tags.iter().find(|t| !t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':'))) {
-        return err(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_entity", &format!("invalid tag name {bad:?}"));
+    let tags: Vec<String> = body["tags"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    if let Some(bad) = tags.iter().find(|t| {
+        !t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':'))
+    }) {
+        return err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable_entity",
+            &format!("invalid tag name {bad:?}"),
+        );
     }
     // Droplet create makes missing tags.
     s.tags.extend(tags.iter().cloned());
@@ -852,5 +1105,8 @@ fn create_droplet(s: &mut State, body: &Value) -> (StatusCode, Value) {
     s.droplets.insert(id, d.clone());
     let a = s.action("create", id);
     s.settle(a["id"].as_i64().unwrap());
-    (StatusCode::ACCEPTED, json!({"droplet": d, "links": {"actions": [{"id": a["id"], "rel": "create", "href": format!("{}/v2/actions/{}", s.base, a["id"])}]}}))
+    (
+        StatusCode::ACCEPTED,
+        json!({"droplet": d, "links": {"actions": [{"id": a["id"], "rel": "create", "href": format!("{}/v2/actions/{}", s.base, a["id"])}]}}),
+    )
 }

@@ -252,7 +252,11 @@ mod tests {
     #[test]
     fn digitalocean_slugs_get_their_release_s_openssh() {
         for (slug, canonical, v) in [
-            ("ubuntu-24-04-x64", "ubuntu-24.04", OpensshVersion::new(9, 6)),
+            (
+                "ubuntu-24-04-x64",
+                "ubuntu-24.04",
+                OpensshVersion::new(9, 6),
+            ),
             ("debian-12-x64", "debian-12", OpensshVersion::new(9, 2)),
             ("debian-13-x64", "debian-13", OpensshVersion::new(10, 0)),
         ] {

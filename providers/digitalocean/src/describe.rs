@@ -37,7 +37,7 @@ pub static DESCRIPTION: Description = Description {
     create_flags: &[],
     location_help: "a DigitalOcean region such as fra1 (Frankfurt), ams3, lon1, nyc3, sfo3, sgp1",
     check_flags: |_| Ok(()),
-    check_server: check_server,
+    check_server,
     connect: |c| {
         Box::pin(async move {
             let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());

@@ -201,7 +201,11 @@ pub(crate) async fn set_labels(c: &Client, server: &Server, labels: &Labels) -> 
         tags::detach(c, t, &res).await?;
     }
     // DigitalOcean's own backups follow a new schedule through `change_backup_policy`.
-    let schedule = |l: &Labels| bootstrap_core::schedule::Schedule::from_labels(l).ok().flatten();
+    let schedule = |l: &Labels| {
+        bootstrap_core::schedule::Schedule::from_labels(l)
+            .ok()
+            .flatten()
+    };
     if backups_on
         && let Some(new) = schedule(labels)
         && schedule(&now) != Some(new)
