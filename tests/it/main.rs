@@ -19,7 +19,6 @@ mod faults;
 mod flow;
 mod hardening_cli;
 mod hardening_target;
-mod hetzner_fake;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;
