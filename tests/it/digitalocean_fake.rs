@@ -1,6 +1,6 @@
 //! A stateful fake of the DigitalOcean API (`/v2`), for flow and trap tests that run the real
 //! `bootstrap` binary against it (`--endpoint <fake.url()>`). Served by axum through
-//! [`AxumServer`] on 127.0.0.1; stopped on drop.
+//! the fakecloud kit's server on 127.0.0.1; stopped on drop.
 //!
 //! It behaves like the documented API where the adapter could get it wrong:
 //! - droplets: create 202 with `links.actions` (status `new` until the create action completes),
@@ -36,7 +36,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::support::{AxumServer, form_decode};
+use crate::support::form_decode;
 
 /// A request as the fake saw it.
 #[derive(Debug, Clone)]
@@ -86,7 +86,7 @@ pub struct State {
 
 /// The fake and its server.
 pub struct FakeDo {
-    server: AxumServer,
+    server: fakecloud::Server,
     state: Arc<Mutex<State>>,
 }
 
@@ -161,7 +161,9 @@ impl FakeDo {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(state.clone());
-        let server = AxumServer::start("fake-do", app);
+        // Served by the fakecloud kit's hyper server (its own rate limit and faults unused: this
+        // fake keeps DigitalOcean's own, until it moves into crates/fakecloud).
+        let server = fakecloud::Builder::new("fake-do").start(app).unwrap();
         state.lock().unwrap().base = server.url();
         FakeDo { server, state }
     }
