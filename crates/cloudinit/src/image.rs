@@ -41,7 +41,8 @@ impl std::fmt::Display for OpensshVersion {
     }
 }
 
-/// Images by the names Hetzner and bootstrap's AWS provider use, with their OpenSSH.
+/// Images by the names Hetzner and bootstrap's AWS provider use, with their OpenSSH. Other
+/// providers' names for the same releases are mapped onto these by [`canonical_name`].
 pub const KNOWN_IMAGES: &[(&str, OpensshVersion)] = &[
     ("ubuntu-20.04", OpensshVersion::new(8, 2)),
     ("ubuntu-22.04", OpensshVersion::new(8, 9)),
@@ -74,18 +75,37 @@ pub struct ImageProfile {
     openssh: Option<OpensshVersion>,
 }
 
+/// The [`KNOWN_IMAGES`] name of an image: DigitalOcean's slugs carry the architecture and
+/// write the version with dashes (`ubuntu-24-04-x64` is `ubuntu-24.04`, `debian-12-x64` is
+/// `debian-12`); other names are returned as they are.
+pub fn canonical_name(image: &str) -> String {
+    let Some(base) = image.strip_suffix("-x64") else {
+        return image.to_owned();
+    };
+    // `<distro>-<major>-<minor>` with a two-digit minor is `<distro>-<major>.<minor>`.
+    let parts: Vec<&str> = base.split('-').collect();
+    let number = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    match parts.as_slice() {
+        [distro, major, minor] if number(major) && number(minor) && minor.len() == 2 => {
+            format!("{distro}-{major}.{minor}")
+        }
+        _ => base.to_owned(),
+    }
+}
+
 /// Name prefixes of images outside the Debian family.
 const OTHER_FAMILIES: &[&str] = &[
     "centos", "rocky", "alma", "fedora", "opensuse", "rhel", "amzn", "al20", "arch", "freebsd",
 ];
 
 impl ImageProfile {
-    /// The profile of an image name: its OpenSSH when listed in [`KNOWN_IMAGES`], else none
-    /// (the common subset).
+    /// The profile of an image name: its OpenSSH when listed in [`KNOWN_IMAGES`] (under its
+    /// [`canonical_name`]), else none (the common subset).
     pub fn for_image(image: &str) -> Self {
+        let canonical = canonical_name(image);
         let openssh = KNOWN_IMAGES
             .iter()
-            .find(|(name, _)| *name == image)
+            .find(|(name, _)| *name == canonical)
             .map(|(_, v)| *v);
         Self {
             image: image.to_owned(),
@@ -228,6 +248,30 @@ impl SshAlgorithms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digitalocean_slugs_get_their_release_s_openssh() {
+        for (slug, canonical, v) in [
+            (
+                "ubuntu-24-04-x64",
+                "ubuntu-24.04",
+                OpensshVersion::new(9, 6),
+            ),
+            ("debian-12-x64", "debian-12", OpensshVersion::new(9, 2)),
+            ("debian-13-x64", "debian-13", OpensshVersion::new(10, 0)),
+        ] {
+            assert_eq!(canonical_name(slug), canonical);
+            let p = ImageProfile::for_image(slug);
+            assert_eq!(p.openssh(), Some(v), "{slug}");
+            assert_eq!(p.image(), slug, "the name given is kept");
+            assert_eq!(p.family(), Family::Debian);
+        }
+        // Other names pass through; a snapshot id says nothing.
+        assert_eq!(canonical_name("ubuntu-24.04"), "ubuntu-24.04");
+        assert_eq!(canonical_name("123456789"), "123456789");
+        assert_eq!(canonical_name("centos-stream-9-x64"), "centos-stream-9");
+        assert!(!ImageProfile::for_image("fedora-42-x64").is_known());
+    }
 
     #[test]
     fn mlkem_only_from_9_9() {

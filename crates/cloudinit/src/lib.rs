@@ -17,7 +17,9 @@
 mod image;
 mod params;
 
-pub use image::{Family, ImageProfile, KNOWN_IMAGES, OpensshVersion, SshAlgorithms};
+pub use image::{
+    Family, ImageProfile, KNOWN_IMAGES, OpensshVersion, SshAlgorithms, canonical_name,
+};
 pub use params::{HostKey, Sudo, WireGuard};
 
 use std::fmt::Write as _;

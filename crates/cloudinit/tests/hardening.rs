@@ -87,6 +87,26 @@ fn variants() -> Vec<(&'static str, Rendered)> {
             "unknown image (common subset)",
             Rendered::with(|p| p.image = ImageProfile::for_image("ami-0123456789abcdef0")),
         ),
+        // DigitalOcean's slugs name the same releases: the same per-image algorithm sets.
+        (
+            "digitalocean ubuntu-24-04-x64 (default)",
+            Rendered::with(|p| p.image = ImageProfile::for_image("ubuntu-24-04-x64")),
+        ),
+        (
+            "digitalocean debian-12-x64 --docker",
+            Rendered::with(|p| {
+                p.image = ImageProfile::for_image("debian-12-x64");
+                p.docker = true;
+            }),
+        ),
+        (
+            "digitalocean ubuntu-24-04-x64 --vpn wireguard --docker",
+            Rendered::with(|p| {
+                p.image = ImageProfile::for_image("ubuntu-24-04-x64");
+                p.vpn = Some(test_vpn());
+                p.docker = true;
+            }),
+        ),
         (
             "debian-12 --docker --vpn wireguard --sudo nopasswd --allow-tcp-forwarding",
             Rendered::with(|p| {
@@ -280,6 +300,9 @@ fn sshd_accepts_a_rendering_only_when_it_knows_the_algorithms() {
         "ubuntu-24.04",
         "debian-13",
         "ubuntu-25.04",
+        "ubuntu-24-04-x64",
+        "debian-12-x64",
+        "debian-13-x64",
     ] {
         let rendered = Rendered::with(|p| p.image = ImageProfile::for_image(image));
         let version = rendered.params.image.openssh().unwrap();

@@ -1,0 +1,283 @@
+//! # bootstrap-digitalocean: the DigitalOcean adapter
+//!
+//! Implements [`bootstrap_core::Provider`] for DigitalOcean and nothing else: ordering, retries,
+//! polling and rollback are the core's. No Rust client is maintained for this API (the
+//! generated ones pull a second HTTP stack or cover only droplets and keys), so the wire types
+//! are hand-written and cover only what the flows use.
+//!
+//! # Brief overview
+//!
+//! - [`credentials`] (`config.rs`) reads the token and endpoint like doctl
+//!   (`DIGITALOCEAN_TOKEN`, `DIGITALOCEAN_ACCESS_TOKEN`, doctl's `config.yaml` contexts).
+//! - `client.rs` is the one request path: the core's [`bootstrap_core::http::HttpClient`] with
+//!   DigitalOcean's origin, bearer token, `ratelimit-*` reading and error parser, and
+//!   `list_all` over `links.pages.next`.
+//! - [`ApiError`] (`error.rs`) keeps the error id and request id as the source of the core
+//!   error.
+//! - One module per resource: `ssh_key.rs`, `firewall.rs`, `server.rs` (droplets), `image.rs`
+//!   (snapshots, backups), `tags.rs`, `action.rs`; `schema.rs` holds the wire types.
+//! - Ownership (see [`DESCRIPTION`]): droplets and images carry `key:value` tags; firewalls and
+//!   keys cannot, and are ours by their `bootstrap-<name>` name (a firewall's target tag is
+//!   read as its labels, so it must agree too).
+//! - [`DigitalOcean`] below delegates each [`Provider`] method to its resource module, and
+//!   remembers two things the API will not list cheaply: the ids of the SSH keys it saw on
+//!   droplets or uploaded (listing keys is limited to 10 requests a minute, so keys are read
+//!   by id), and the tags of the droplets it deleted (removed once nothing carries them).
+
+mod action;
+mod client;
+pub mod config;
+mod describe;
+pub mod error;
+mod firewall;
+mod image;
+mod schema;
+mod server;
+mod ssh_key;
+mod tags;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bootstrap_core::model::LABEL_SSH_KEY;
+use bootstrap_core::{
+    Created, Firewall, FirewallRule, FirewallSpec, Labels, Operation, OperationStatus, Provider,
+    PublicKeyInfo, Result, Secret, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
+};
+
+use crate::client::Client;
+
+pub use crate::config::{ConfigError, Credentials, TokenSource, credentials};
+pub use crate::describe::DESCRIPTION;
+pub use crate::error::{ApiError, api_error, is_id};
+
+/// DigitalOcean's public API origin (paths carry `/v2`).
+pub const DEFAULT_ENDPOINT: &str = "https://api.digitalocean.com";
+/// DigitalOcean accepts at most 64 KiB of user-data.
+pub const USER_DATA_MAX_BYTES: usize = 64 * 1024;
+
+/// Defaults that fit a small self-hosted server.
+pub mod defaults {
+    /// 1 vCPU, 1 GB.
+    pub const SIZE: &str = "s-1vcpu-1gb";
+    /// Ubuntu 24.04 LTS.
+    pub const IMAGE: &str = "ubuntu-24-04-x64";
+    /// Frankfurt, Germany.
+    pub const REGION: &str = "fra1";
+}
+
+/// The DigitalOcean adapter.
+#[derive(Debug)]
+pub struct DigitalOcean {
+    client: Client,
+    /// Ids of SSH keys seen on droplets (their `bootstrap-ssh-key` tag) or uploaded.
+    keys: Mutex<BTreeSet<String>>,
+    /// Tags of droplets, by droplet id, as last seen.
+    droplet_tags: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Tags of droplets this adapter deleted, to remove once nothing carries them.
+    dropped_tags: Mutex<BTreeSet<String>>,
+}
+
+impl DigitalOcean {
+    /// An adapter for `endpoint` (the origin, default [`DEFAULT_ENDPOINT`]) with `token`.
+    pub fn new(token: Secret, endpoint: Option<&str>) -> Result<Self> {
+        Ok(Self {
+            client: Client::new(token, endpoint)?,
+            keys: Mutex::default(),
+            droplet_tags: Mutex::default(),
+            dropped_tags: Mutex::default(),
+        })
+    }
+
+    /// An adapter for what [`credentials`] found; `endpoint` (the tool's own override, e.g.
+    /// `--endpoint`) wins over doctl's `api-url`.
+    pub fn with_credentials(creds: &Credentials, endpoint: Option<&str>) -> Result<Self> {
+        Self::new(creds.token.clone(), endpoint.or(creds.endpoint.as_deref()))
+    }
+
+    /// Remembers what a droplet tells about its key and tags.
+    fn saw(&self, s: &Server) {
+        if let Some(k) = s.labels.get(LABEL_SSH_KEY)
+            && let Ok(mut keys) = self.keys.lock()
+        {
+            keys.insert(k.to_owned());
+        }
+        if let Ok(mut t) = self.droplet_tags.lock() {
+            t.insert(s.id.clone(), s.labels.to_flat_tags(schema::TAG_SEP));
+        }
+    }
+
+    fn saw_key(&self, k: &SshKey) {
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.insert(k.id.clone());
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for DigitalOcean {
+    fn description(&self) -> &'static bootstrap_core::Description {
+        &DESCRIPTION
+    }
+
+    async fn check_server_options(
+        &self,
+        server_type: &str,
+        image: &str,
+        location: &str,
+    ) -> Result<()> {
+        server::check_options(&self.client, server_type, image, location).await
+    }
+
+    async fn find_ssh_key(&self, key: &PublicKeyInfo) -> Result<Option<SshKey>> {
+        let found = ssh_key::get(&self.client, &key.md5).await?;
+        if let Some(k) = &found {
+            self.saw_key(k);
+        }
+        Ok(found)
+    }
+
+    /// Never lists keys (10 requests a minute): reads by id every key the deployment's droplets
+    /// name, and every key this adapter saw or uploaded. The flows keep those ours by name.
+    async fn list_ssh_keys(&self, selector: &Labels) -> Result<Vec<SshKey>> {
+        for s in server::list_by_labels(&self.client, selector).await? {
+            self.saw(&s);
+        }
+        let ids: Vec<String> = self
+            .keys
+            .lock()
+            .map(|k| k.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for id in ids.iter().filter(|id| id.parse::<i64>().is_ok()) {
+            if let Some(k) = ssh_key::get(&self.client, id).await? {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create_ssh_key(&self, spec: &SshKeySpec) -> Result<SshKey> {
+        let k = ssh_key::create(&self.client, spec).await?;
+        self.saw_key(&k);
+        Ok(k)
+    }
+
+    async fn delete_ssh_key(&self, id: &str) -> Result<()> {
+        ssh_key::delete(&self.client, id).await
+    }
+
+    async fn list_firewalls(&self, _selector: &Labels) -> Result<Vec<Firewall>> {
+        firewall::list(&self.client).await
+    }
+
+    async fn create_firewall(&self, spec: &FirewallSpec) -> Result<Created<Firewall>> {
+        firewall::create(&self.client, spec).await
+    }
+
+    async fn update_firewall_rules(
+        &self,
+        firewall: &Firewall,
+        inbound: &[FirewallRule],
+    ) -> Result<Vec<Operation>> {
+        firewall::set_inbound_rules(&self.client, firewall, inbound).await
+    }
+
+    /// Deletes the firewall, then the tags it targeted and those of the droplets deleted
+    /// before it, each only once nothing carries it.
+    async fn delete_firewall(&self, id: &str) -> Result<()> {
+        firewall::delete(&self.client, id).await?;
+        let dropped: Vec<String> = self
+            .dropped_tags
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        for t in dropped {
+            if tags::delete_if_unused(&self.client, &t).await?
+                && let Ok(mut d) = self.dropped_tags.lock()
+            {
+                d.remove(&t);
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>> {
+        let servers = server::list_by_labels(&self.client, selector).await?;
+        for s in &servers {
+            self.saw(s);
+        }
+        Ok(servers)
+    }
+
+    async fn get_server(&self, id: &str) -> Result<Option<Server>> {
+        let s = server::get(&self.client, id).await?;
+        if let Some(s) = &s {
+            self.saw(s);
+        }
+        Ok(s)
+    }
+
+    async fn create_server(&self, spec: &ServerSpec) -> Result<Created<Server>> {
+        let c = server::create(&self.client, spec).await?;
+        self.saw(&c.resource);
+        Ok(c)
+    }
+
+    async fn delete_server(&self, id: &str) -> Result<Vec<Operation>> {
+        let ops = server::delete(&self.client, id).await?;
+        let tags = self
+            .droplet_tags
+            .lock()
+            .ok()
+            .and_then(|mut t| t.remove(id))
+            .unwrap_or_default();
+        if let Ok(mut d) = self.dropped_tags.lock() {
+            d.extend(tags);
+        }
+        Ok(ops)
+    }
+
+    async fn operation_status(&self, op: &Operation) -> Result<OperationStatus> {
+        action::status(&self.client, op).await
+    }
+
+    async fn set_server_labels(&self, server: &Server, labels: &Labels) -> Result<()> {
+        server::set_labels(&self.client, server, labels).await
+    }
+
+    async fn list_snapshots(&self, selector: &Labels) -> Result<Vec<Snapshot>> {
+        image::list_by_labels(&self.client, selector).await
+    }
+
+    async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>> {
+        image::get(&self.client, id).await
+    }
+
+    async fn create_snapshot(
+        &self,
+        server: &Server,
+        name: &str,
+        labels: &Labels,
+    ) -> Result<Created<Snapshot>> {
+        image::create(&self.client, server, name, labels).await
+    }
+
+    async fn finish_snapshot(
+        &self,
+        server: &Server,
+        snapshot: &Snapshot,
+        labels: &Labels,
+    ) -> Result<Snapshot> {
+        image::finish(&self.client, server, snapshot, labels).await
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> Result<()> {
+        image::delete(&self.client, id).await
+    }
+
+    async fn enable_provider_backups(&self, server: &Server) -> Result<Vec<Operation>> {
+        image::set_backups(&self.client, server, false).await
+    }
+}

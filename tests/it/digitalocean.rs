@@ -1,0 +1,511 @@
+//! `bootstrap --provider digitalocean` end to end against the stateful fake
+//! ([`FakeDo`]): create, re-run, list, snapshots, backups, destroy, faults, and one test per
+//! trap of DigitalOcean's API (issue 9).
+
+use serde_json::{Value, json};
+
+use crate::digitalocean_fake::FakeDo;
+use crate::support::{Bin, http};
+
+fn bin() -> Bin {
+    let mut b = Bin::new();
+    b.unset("HCLOUD_TOKEN");
+    b.env("DIGITALOCEAN_TOKEN", "dop_v1_test-token-not-secret");
+    b
+}
+
+fn create<'a>(url: &'a str, name: &'a str, ssh_from: &'a str) -> Vec<&'a str> {
+    vec![
+        "create",
+        "--provider",
+        "digitalocean",
+        "--endpoint",
+        url,
+        "--name",
+        name,
+        "--ssh-from",
+        ssh_from,
+    ]
+}
+
+fn cmd<'a>(url: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    v.extend(["--provider", "digitalocean", "--endpoint", url]);
+    v
+}
+
+fn sent(fake: &FakeDo, method: &str, path_start: &str) -> Vec<crate::digitalocean_fake::Logged> {
+    fake.log()
+        .into_iter()
+        .filter(|l| l.method == method && l.path.starts_with(path_start))
+        .collect()
+}
+
+fn tags(v: &Value) -> Vec<String> {
+    v["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn create_rerun_list_destroy_leaves_nothing() {
+    let fake = FakeDo::start();
+    let url = fake.url();
+    let b = bin();
+    b.run(&create(&url, "web1", "203.0.113.7/32"))
+        .expect_code(0);
+
+    let droplets = fake.droplets();
+    assert_eq!(droplets.len(), 1);
+    let d = &droplets[0];
+    assert_eq!(d["status"], "active");
+    let t = tags(d);
+    for want in ["managed-by:bootstrap", "bootstrap-deployment:web1"] {
+        assert!(t.contains(&want.to_owned()), "{t:?}");
+    }
+    assert!(t.iter().all(|t| {
+        t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-:".contains(&b))
+    }));
+    let post = &sent(&fake, "POST", "/v2/droplets")[0];
+    let body = post.body.as_ref().unwrap();
+    assert_eq!(body["ipv6"], true);
+    assert!(body["ssh_keys"][0].is_i64(), "the key by id: {body}");
+    assert!(
+        body["user_data"]
+            .as_str()
+            .unwrap()
+            .starts_with("#cloud-config")
+    );
+    assert_eq!(
+        (
+            body["region"].as_str(),
+            body["size"].as_str(),
+            body["image"].as_str()
+        ),
+        (Some("fra1"), Some("s-1vcpu-1gb"), Some("ubuntu-24-04-x64"))
+    );
+
+    let fws = fake.firewalls();
+    assert_eq!(fws.len(), 1);
+    assert_eq!(fws[0]["name"], "bootstrap-web1");
+    assert_eq!(fws[0]["tags"], json!(["bootstrap-deployment:web1"]));
+    assert!(
+        fake.has_egress(d["id"].as_i64().unwrap()),
+        "explicit outbound rules"
+    );
+    // The tag existed before the firewall named it.
+    let log = fake.log();
+    let tag_at = log
+        .iter()
+        .position(|l| l.method == "POST" && l.path == "/v2/tags")
+        .unwrap();
+    let fw_at = log
+        .iter()
+        .position(|l| l.method == "POST" && l.path == "/v2/firewalls")
+        .unwrap();
+    assert!(tag_at < fw_at);
+
+    // A re-run finds everything; a new --ssh-from moves the SSH rule through /rules, never PUT.
+    b.run(&create(&url, "web1", "198.51.100.0/24"))
+        .expect_code(0);
+    assert_eq!(fake.droplets().len(), 1);
+    let fw = &fake.firewalls()[0];
+    let ssh: Vec<&Value> = fw["inbound_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ports"] == "22")
+        .collect();
+    assert_eq!(ssh.len(), 1, "{fw}");
+    assert_eq!(ssh[0]["sources"]["addresses"], json!(["198.51.100.0/24"]));
+    assert_eq!(
+        fw["tags"],
+        json!(["bootstrap-deployment:web1"]),
+        "targets kept"
+    );
+    assert!(sent(&fake, "PUT", "/v2/firewalls").is_empty());
+    assert!(!sent(&fake, "POST", "/v2/firewalls/").is_empty());
+
+    let out = b.run(&cmd(&url, &["list"])).expect_code(0).stdout();
+    assert!(out.contains("web1"), "{out}");
+
+    b.run(&cmd(&url, &["destroy", "web1", "--yes"]))
+        .expect_code(0);
+    assert_eq!(fake.leftovers(), Vec::<String>::new());
+    // Never the tag-wide delete, never a key listing.
+    assert!(
+        sent(&fake, "DELETE", "/v2/droplets")
+            .iter()
+            .all(|l| l.path != "/v2/droplets")
+    );
+    assert!(
+        sent(&fake, "GET", "/v2/account/keys")
+            .iter()
+            .all(|l| l.path != "/v2/account/keys")
+    );
+    // Idempotent.
+    b.run(&cmd(&url, &["destroy", "web1", "--yes"]))
+        .expect_code(0);
+}
+
+#[test]
+fn snapshot_job_keeps_two_and_never_touches_backups() {
+    let fake = FakeDo::start();
+    let url = fake.url();
+    let b = bin();
+    let mut args = create(&url, "web1", "203.0.113.7/32");
+    args.extend(["--snapshots", "daily:2"]);
+    b.run(&args).expect_code(0);
+    let droplet = fake.droplets()[0]["id"].as_i64().unwrap();
+    let backup = fake.add_backup(droplet, "web1 backup");
+    for day in ["25", "26", "27", "28"] {
+        let at = format!("2026-11-{day}T04:00:00Z");
+        b.run(&cmd(&url, &["snapshot", "run", "--at", &at]))
+            .expect_code(0);
+    }
+    let snaps: Vec<Value> = fake
+        .snapshots()
+        .into_iter()
+        .filter(|i| i["type"] == "snapshot")
+        .collect();
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    for s in &snaps {
+        let t = tags(s);
+        assert!(t.contains(&"bootstrap-deployment:web1".to_owned()), "{t:?}");
+        assert!(t.iter().any(|t| t.starts_with("bootstrap-slot:")), "{t:?}");
+    }
+    // The answer to the snapshot action carried no image id: each was found and tagged after.
+    assert_eq!(
+        sent(&fake, "GET", &format!("/v2/droplets/{droplet}/snapshots")).len(),
+        4
+    );
+    let out = b
+        .run(&cmd(&url, &["snapshot", "list", "web1"]))
+        .expect_code(0)
+        .stdout();
+    assert!(
+        out.contains("web1-20261128T0300Z") && !out.contains("web1 backup"),
+        "{out}"
+    );
+    b.run(&cmd(
+        &url,
+        &["destroy", "web1", "--yes", "--delete-snapshots"],
+    ))
+    .expect_code(0);
+    let left = fake.leftovers();
+    assert_eq!(
+        left,
+        vec![
+            "image \"web1 backup\"".to_owned(),
+            "tag managed-by:bootstrap".to_owned()
+        ],
+        "only the backup and its tag stay"
+    );
+    assert!(fake.state_has_image(backup));
+}
+
+#[test]
+fn provider_backups_get_a_policy_in_the_snapshot_window() {
+    let fake = FakeDo::start();
+    let url = fake.url();
+    let b = bin();
+    let mut args = create(&url, "web1", "203.0.113.7/32");
+    args.extend(["--provider-backups", "--snapshot-time", "05:30"]);
+    b.run(&args).expect_code(0);
+    let actions: Vec<Value> = sent(&fake, "POST", "/v2/droplets/")
+        .into_iter()
+        .filter_map(|l| l.body)
+        .filter(|b| b["type"] == "enable_backups")
+        .collect();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(
+        actions[0]["backup_policy"],
+        json!({"plan": "daily", "hour": 4})
+    );
+    b.run(&cmd(&url, &["destroy", "web1", "--yes"]))
+        .expect_code(0);
+    assert_eq!(fake.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn every_failing_call_leaves_nothing_behind() {
+    // Each write (and the lists the flow relies on) fails once with a 500: create either
+    // succeeds after retries or rolls back; destroy then leaves nothing.
+    for (method, path) in [
+        ("POST", "/v2/account/keys"),
+        ("POST", "/v2/tags"),
+        ("POST", "/v2/firewalls"),
+        ("POST", "/v2/droplets"),
+        ("GET", "/v2/actions/"),
+        ("GET", "/v2/droplets"),
+        ("GET", "/v2/firewalls"),
+        ("DELETE", "/v2/droplets/"),
+        ("DELETE", "/v2/firewalls/"),
+        ("DELETE", "/v2/account/keys/"),
+    ] {
+        let fake = FakeDo::start();
+        let url = fake.url();
+        let b = bin();
+        fake.fail_nth(method, path, 1);
+        let r = b.run(&create(&url, "web1", "203.0.113.7/32"));
+        assert!(
+            r.code() == 0 || r.code() == 1,
+            "{method} {path}: {}",
+            r.stderr()
+        );
+        b.run(&cmd(&url, &["destroy", "web1", "--yes"]))
+            .expect_code(0);
+        assert_eq!(fake.leftovers(), Vec::<String>::new(), "{method} {path}");
+    }
+    // A create that cannot finish at all rolls back everything it made.
+    let fake = FakeDo::start();
+    let url = fake.url();
+    let b = bin();
+    for n in 1..=6 {
+        fake.fail_nth("POST", "/v2/droplets", n);
+    }
+    b.run(&create(&url, "web1", "203.0.113.7/32"))
+        .expect_code(1);
+    assert_eq!(fake.leftovers(), Vec::<String>::new());
+}
+
+// ---- The traps, one test each, on the fake's own API (what the adapter must work around).
+
+fn call(
+    fake: &FakeDo,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value, crate::support::HttpReply) {
+    let text = body.map(|b| b.to_string());
+    let r = http(
+        &fake.url(),
+        method,
+        path,
+        &[("Authorization", "Bearer t")],
+        text.as_deref(),
+    )
+    .unwrap();
+    let v = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+    (r.status, v, r)
+}
+
+#[test]
+fn trap_a_firewall_without_outbound_rules_blocks_egress() {
+    let fake = FakeDo::start();
+    call(&fake, "POST", "/v2/tags", Some(json!({"name": "t1"})));
+    let (s, d, _) = call(
+        &fake,
+        "POST",
+        "/v2/droplets",
+        Some(json!({"name": "x", "region": "fra1",
+        "size": "s-1vcpu-1gb", "image": "debian-12-x64", "tags": ["t1"]})),
+    );
+    assert_eq!(s, 202);
+    let id = d["droplet"]["id"].as_i64().unwrap();
+    assert!(fake.has_egress(id));
+    let (s, _, _) = call(
+        &fake,
+        "POST",
+        "/v2/firewalls",
+        Some(json!({"name": "only-in", "tags": ["t1"],
+        "inbound_rules": [{"protocol": "tcp", "ports": "22", "sources": {"addresses": ["0.0.0.0/0"]}}]})),
+    );
+    assert_eq!(s, 202);
+    assert!(!fake.has_egress(id), "no outbound rules, no egress");
+}
+
+#[test]
+fn trap_a_tag_referenced_by_a_firewall_must_exist() {
+    let fake = FakeDo::start();
+    let fw = json!({"name": "fw", "tags": ["bootstrap-deployment:web1"], "inbound_rules": [],
+        "outbound_rules": [{"protocol": "icmp", "destinations": {"addresses": ["0.0.0.0/0"]}}]});
+    let (s, v, _) = call(&fake, "POST", "/v2/firewalls", Some(fw.clone()));
+    assert_eq!(s, 422, "{v}");
+    call(
+        &fake,
+        "POST",
+        "/v2/tags",
+        Some(json!({"name": "bootstrap-deployment:web1"})),
+    );
+    let (s, v, _) = call(&fake, "POST", "/v2/firewalls", Some(fw));
+    assert_eq!(s, 202);
+    // icmp reads back as "0".
+    assert_eq!(v["firewall"]["outbound_rules"][0]["ports"], "0");
+}
+
+#[test]
+fn trap_put_resets_the_targets() {
+    let fake = FakeDo::start();
+    call(&fake, "POST", "/v2/tags", Some(json!({"name": "t1"})));
+    let (_, v, _) = call(
+        &fake,
+        "POST",
+        "/v2/firewalls",
+        Some(json!({"name": "fw", "tags": ["t1"]})),
+    );
+    let id = v["firewall"]["id"].as_str().unwrap().to_owned();
+    let (s, v, _) = call(
+        &fake,
+        "PUT",
+        &format!("/v2/firewalls/{id}"),
+        Some(json!({"name": "fw",
+        "inbound_rules": [{"protocol": "tcp", "ports": "22", "sources": {"addresses": ["192.0.2.1"]}}]})),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(v["firewall"]["tags"], json!([]), "PUT dropped the targets");
+}
+
+#[test]
+fn trap_the_snapshot_action_returns_no_id() {
+    let fake = FakeDo::start();
+    fake.state().action_polls = 0;
+    let (_, d, _) = call(
+        &fake,
+        "POST",
+        "/v2/droplets",
+        Some(json!({"name": "x", "region": "fra1",
+        "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"})),
+    );
+    let id = d["droplet"]["id"].as_i64().unwrap();
+    let (s, a, _) = call(
+        &fake,
+        "POST",
+        &format!("/v2/droplets/{id}/actions"),
+        Some(json!({"type": "snapshot", "name": "snap"})),
+    );
+    assert_eq!(s, 201);
+    assert_eq!(
+        a.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["action"]
+    );
+    assert!(a["action"].get("snapshot_name").is_none() && a["action"].get("image_id").is_none());
+    let (_, l, _) = call(&fake, "GET", &format!("/v2/droplets/{id}/snapshots"), None);
+    assert_eq!(l["snapshots"][0]["created_at"], a["action"]["started_at"]);
+    assert!(l["snapshots"][0].get("tags").is_none());
+}
+
+#[test]
+fn trap_listing_keys_is_limited_to_ten_a_minute() {
+    let fake = FakeDo::start();
+    for _ in 0..10 {
+        assert_eq!(call(&fake, "GET", "/v2/account/keys", None).0, 200);
+    }
+    let (s, v, r) = call(&fake, "GET", "/v2/account/keys", None);
+    assert_eq!((s, v["id"].as_str()), (429, Some("too_many_requests")));
+    assert_eq!(r.header("retry-after"), Some("1"));
+}
+
+#[test]
+fn trap_a_duplicate_key_gets_422() {
+    let fake = FakeDo::start();
+    let pk = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl x";
+    let (s, k, _) = call(
+        &fake,
+        "POST",
+        "/v2/account/keys",
+        Some(json!({"name": "a", "public_key": pk})),
+    );
+    assert_eq!(s, 201);
+    let (s, v, _) = call(
+        &fake,
+        "POST",
+        "/v2/account/keys",
+        Some(json!({"name": "b", "public_key": pk})),
+    );
+    assert_eq!(s, 422);
+    assert_eq!(v["message"], "SSH Key is already in use on your account");
+    let fp = k["ssh_key"]["fingerprint"].as_str().unwrap();
+    assert_eq!(
+        call(&fake, "GET", &format!("/v2/account/keys/{fp}"), None).0,
+        200
+    );
+}
+
+#[test]
+fn trap_250_requests_a_minute_with_headers() {
+    let fake = FakeDo::start();
+    let (s, _, r) = call(&fake, "GET", "/v2/regions", None);
+    assert_eq!(s, 200);
+    assert_eq!(r.header("ratelimit-limit"), Some("250"));
+    assert_eq!(r.header("ratelimit-remaining"), Some("249"));
+    assert!(r.header("ratelimit-reset").unwrap().parse::<u64>().unwrap() > 1_700_000_000);
+    for _ in 0..249 {
+        call(&fake, "GET", "/v2/regions", None);
+    }
+    let (s, _, r) = call(&fake, "GET", "/v2/regions", None);
+    assert_eq!(s, 429);
+    assert_eq!(r.header("ratelimit-remaining"), Some("0"));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // The binary waits as told and still gets through a tight window.
+    let fake = FakeDo::start();
+    {
+        let mut st = fake.state();
+        st.limit = 8;
+        st.window = std::time::Duration::from_secs(1);
+    }
+    let b = bin();
+    b.run(&create(&fake.url(), "web1", "203.0.113.7/32"))
+        .expect_code(0);
+    b.run(&cmd(&fake.url(), &["destroy", "web1", "--yes"]))
+        .expect_code(0);
+    assert_eq!(fake.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn trap_lists_are_paginated() {
+    let fake = FakeDo::start();
+    let url = fake.url();
+    let b = bin();
+    for i in 0..22 {
+        call(
+            &fake,
+            "POST",
+            "/v2/droplets",
+            Some(json!({"name": format!("other{i}"), "region": "fra1",
+            "size": "s-1vcpu-1gb", "image": "debian-12-x64", "tags": ["managed-by:bootstrap"]})),
+        );
+    }
+    let (_, first, _) = call(&fake, "GET", "/v2/droplets", None);
+    assert_eq!(first["droplets"].as_array().unwrap().len(), 20);
+    let next = first["links"]["pages"]["next"].as_str().unwrap();
+    assert!(next.starts_with(&url), "absolute: {next}");
+    let (_, small, _) = call(&fake, "GET", "/v2/regions", None);
+    assert!(
+        small["links"]["pages"].get("next").is_none(),
+        "absent at 20 or fewer"
+    );
+    // The adapter follows pages: a firewall on the third page of 10 is still found.
+    call(&fake, "POST", "/v2/tags", Some(json!({"name": "x"})));
+    for i in 0..25 {
+        call(
+            &fake,
+            "POST",
+            "/v2/firewalls",
+            Some(json!({"name": format!("fw{i}")})),
+        );
+    }
+    b.run(&create(&url, "web1", "203.0.113.7/32"))
+        .expect_code(0);
+    let per_page: Vec<String> = sent(&fake, "GET", "/v2/firewalls")
+        .iter()
+        .map(|l| l.query.clone())
+        .collect();
+    assert!(
+        per_page.iter().all(|q| q.contains("per_page=200")),
+        "{per_page:?}"
+    );
+    b.run(&create(&url, "web1", "203.0.113.7/32"))
+        .expect_code(0);
+    assert_eq!(
+        fake.firewalls()
+            .iter()
+            .filter(|f| f["name"] == "bootstrap-web1")
+            .count(),
+        1
+    );
+}
