@@ -37,8 +37,10 @@ pub static DESCRIPTION: Description = Description {
             let creds = config::credentials(c.context.as_deref(), &env)
                 .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?;
             // --endpoint / BOOTSTRAP_HETZNER_ENDPOINT, else HCLOUD_ENDPOINT or the context's.
-            Ok(Box::new(Hetzner::with_credentials(&creds, c.endpoint.as_deref())?)
-                as Box<dyn Provider>)
+            Ok(
+                Box::new(Hetzner::with_credentials(&creds, c.endpoint.as_deref())?)
+                    as Box<dyn Provider>,
+            )
         })
     },
 };

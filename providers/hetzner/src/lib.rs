@@ -36,14 +36,14 @@ mod ssh_key;
 
 use async_trait::async_trait;
 use bootstrap_core::{
-    Created, Firewall, FirewallRule, FirewallSpec, Labels, Operation, OperationStatus,
-    Provider, PublicKeyInfo, Result, Secret, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
+    Created, Firewall, FirewallRule, FirewallSpec, Labels, Operation, OperationStatus, Provider,
+    PublicKeyInfo, Result, Secret, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
 };
 
 use crate::client::Client;
 
-pub use crate::describe::DESCRIPTION;
 pub use crate::config::{ConfigError, Credentials, TokenSource, credentials};
+pub use crate::describe::DESCRIPTION;
 pub use crate::error::{ApiError, ErrorCode, is_code};
 
 /// Hetzner's public API base URL.
