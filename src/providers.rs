@@ -14,6 +14,7 @@ use crate::settings::bad;
 /// Every provider this build knows, in the order `--help` lists them.
 pub static REGISTRY: &[&Description] = &[
     &bootstrap_hetzner::DESCRIPTION,
+    &bootstrap_scaleway::DESCRIPTION,
     #[cfg(feature = "aws")]
     &bootstrap_aws::DESCRIPTION,
 ];
