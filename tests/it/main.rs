@@ -21,6 +21,8 @@ mod hetzner_fake;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;
+mod scaleway;
+mod scaleway_fake;
 mod snapshots;
 mod support;
 mod verify;
