@@ -391,6 +391,7 @@ async fn handle(
     resp
 }
 
+#[allow(clippy::result_large_err)]
 fn json_body(body: &Bytes) -> Result<Value, Response> {
     serde_json::from_slice(body).map_err(|_| err(400, "invalid_arguments", "invalid JSON body"))
 }
