@@ -338,7 +338,11 @@ fn aws_lost_launch_answer_is_retried_with_the_same_client_token() {
     let mut b = bin(&proxy.url());
     // Let the SDK retry, as it does by default: the retry must carry the same token.
     b.env("AWS_MAX_ATTEMPTS", "2");
-    proxy.fail("RunInstances", Fault::After(500, "InternalError"), Some(1));
+    proxy.fail(
+        "RunInstances",
+        Fault::StatusAfter(500, "InternalError"),
+        Some(1),
+    );
     create(&b, "lost", &["--image", NOBLE_NEWEST]).expect_code(0);
     let runs = proxy.calls_of("RunInstances");
     assert_eq!(runs.len(), 2, "{:?}", proxy.actions());
@@ -443,9 +447,9 @@ fn aws_every_create_action_failing_leaves_nothing_behind() {
         let name = format!("fault{n}");
         // Alternate a server error (retried, then given up) and a refusal (not retried).
         let fault = if n % 2 == 0 {
-            Fault::Before(500, "InternalError")
+            Fault::Status(500, "InternalError")
         } else {
-            Fault::Before(403, "UnauthorizedOperation")
+            Fault::Status(403, "UnauthorizedOperation")
         };
         proxy.clear_faults();
         proxy.fail(action, fault, None);
@@ -497,12 +501,12 @@ fn aws_failed_rollback_prints_a_destroy_command_with_the_region_that_finishes_th
     b.unset("AWS_DEFAULT_REGION");
     proxy.fail(
         "RunInstances",
-        Fault::Before(403, "UnauthorizedOperation"),
+        Fault::Status(403, "UnauthorizedOperation"),
         None,
     );
     proxy.fail(
         "DeleteSecurityGroup",
-        Fault::Before(403, "UnauthorizedOperation"),
+        Fault::Status(403, "UnauthorizedOperation"),
         None,
     );
     let r = create(
@@ -544,7 +548,7 @@ fn aws_a_new_security_group_not_visible_yet_is_made_again_not_fatal() {
     // next call for a moment.
     proxy.fail(
         "AuthorizeSecurityGroupIngress",
-        Fault::Before(400, "InvalidGroup.NotFound"),
+        Fault::Status(400, "InvalidGroup.NotFound"),
         Some(1),
     );
     create(&b, "lag", &["--image", NOBLE_NEWEST]).expect_code(0);
@@ -565,7 +569,7 @@ fn aws_throttled_first_call_is_retried_by_the_sdk_then_the_core() {
     b.env("AWS_RETRY_MODE", "standard");
     proxy.fail(
         "DescribeInstances",
-        Fault::Before(503, "RequestLimitExceeded"),
+        Fault::Status(503, "RequestLimitExceeded"),
         Some(4),
     );
     let started = Instant::now();

@@ -9,7 +9,8 @@
 //!   group still attached; and `ClientToken` idempotency of `RunInstances` (a repeated token gets
 //!   the first answer again, no second instance).
 //!
-//! It runs on its own thread and runtime and stops on Drop.
+//! It runs on the fake-cloud kit's server (faults are the kit's [`Fault`]s, picked by `Action`;
+//! the calls are read from the kit's request log) and stops on Drop.
 
 #![allow(dead_code)]
 
@@ -17,11 +18,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::support::{AxumServer, form_decode};
+use crate::support::form_decode;
 use axum::body::Bytes;
 use axum::extract::State as AxState;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+pub use fakecloud::Fault;
+use serde_json::Value;
 
 /// One EC2 call as the proxy saw it.
 #[derive(Debug, Clone)]
@@ -36,28 +39,9 @@ pub struct Call {
     pub code: Option<String>,
 }
 
-/// How a rule answers.
-#[derive(Debug, Clone, Copy)]
-pub enum Fault {
-    /// Answer `status` with EC2 error `code`; moto never sees the request.
-    Before(u16, &'static str),
-    /// Let moto do it, then answer `status` with `code` (a lost answer).
-    After(u16, &'static str),
-}
-
-#[derive(Debug)]
-struct Rule {
-    action: String,
-    fault: Fault,
-    /// `None`: every time.
-    times: Option<u32>,
-}
-
 #[derive(Debug, Default)]
 struct State {
     upstream: String,
-    calls: Vec<Call>,
-    rules: Vec<Rule>,
     pending_describes: u32,
     shutting_down_describes: u32,
     sg_in_use: u32,
@@ -67,7 +51,7 @@ struct State {
 /// The running proxy.
 pub struct Ec2Proxy {
     state: Arc<Mutex<State>>,
-    server: AxumServer,
+    server: fakecloud::Server,
 }
 
 impl Ec2Proxy {
@@ -86,10 +70,11 @@ impl Ec2Proxy {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state((state.clone(), http));
-        Ec2Proxy {
-            state,
-            server: AxumServer::start("ec2-proxy", app),
-        }
+        let server = fakecloud::Builder::new("ec2-proxy")
+            .errors(error_response)
+            .start(app)
+            .unwrap();
+        Ec2Proxy { state, server }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -103,18 +88,20 @@ impl Ec2Proxy {
         self.server.url()
     }
 
-    /// Makes `action` fail with `fault`, `times` times (`None`: for good).
+    /// Makes `action` fail with `fault` (`Fault::Status`: before moto sees it;
+    /// `Fault::StatusAfter`: after moto did it, the answer lost), `times` times (`None`: for good).
     pub fn fail(&self, action: &str, fault: Fault, times: Option<u32>) {
-        self.state().rules.push(Rule {
-            action: action.to_owned(),
+        let action = action.to_owned();
+        self.server.fail_when(
+            move |r| parse_form(r.body).get("Action") == Some(&action),
             fault,
-            times,
-        });
+            times.map_or(usize::MAX, |t| t as usize),
+        );
     }
 
     /// Removes every rule.
     pub fn clear_faults(&self) {
-        self.state().rules.clear();
+        self.server.clear_faults();
     }
 
     /// The next `n` DescribeInstances answers show running instances as `pending`.
@@ -135,30 +122,44 @@ impl Ec2Proxy {
 
     /// Every call so far.
     pub fn calls(&self) -> Vec<Call> {
-        self.state().calls.clone()
+        self.server
+            .requests()
+            .into_iter()
+            .map(|r| {
+                let params: BTreeMap<String, String> = match r.body {
+                    Some(Value::Object(m)) => m
+                        .into_iter()
+                        .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
+                        .collect(),
+                    _ => BTreeMap::new(),
+                };
+                let text = r.response.as_ref().and_then(Value::as_str).unwrap_or("");
+                let code = (r.status >= 400).then(|| error_code(text));
+                Call {
+                    action: params.get("Action").cloned().unwrap_or_default(),
+                    params,
+                    status: r.status,
+                    code,
+                }
+            })
+            .collect()
     }
 
     /// Forgets the calls so far.
     pub fn clear_calls(&self) {
-        self.state().calls.clear();
+        self.server.clear_log();
     }
 
     /// The actions called so far, in order.
     pub fn actions(&self) -> Vec<String> {
-        self.state()
-            .calls
-            .iter()
-            .map(|c| c.action.clone())
-            .collect()
+        self.calls().into_iter().map(|c| c.action).collect()
     }
 
     /// Calls of `action` so far.
     pub fn calls_of(&self, action: &str) -> Vec<Call> {
-        self.state()
-            .calls
-            .iter()
+        self.calls()
+            .into_iter()
             .filter(|c| c.action == action)
-            .cloned()
             .collect()
     }
 }
@@ -175,17 +176,21 @@ fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The `<Code>` of an EC2 error document.
+fn error_code(xml: &str) -> String {
+    xml.split("<Code>")
+        .nth(1)
+        .and_then(|r| r.split("</Code>").next())
+        .unwrap_or("?")
+        .to_owned()
+}
+
 /// An EC2 error document.
-fn error_response(status: u16, code: &str, n: usize) -> Response {
+fn error_response(status: StatusCode, code: &str) -> Response {
     let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>proxy-{n}</RequestID></Response>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>proxy</RequestID></Response>"
     );
-    (
-        StatusCode::from_u16(status).unwrap(),
-        [("content-type", "text/xml;charset=UTF-8")],
-        body,
-    )
-        .into_response()
+    (status, [("content-type", "text/xml;charset=UTF-8")], body).into_response()
 }
 
 type Shared = (Arc<Mutex<State>>, reqwest::Client);
@@ -205,21 +210,9 @@ async fn handle(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
 
-    // Decide before forwarding.
-    let (fault, in_use, upstream, replay, n) = {
+    // Decide before forwarding (the kit has applied any fault that answers before moto).
+    let (in_use, upstream, replay) = {
         let mut s = lock();
-        let n = s.calls.len();
-        let mut fault = None;
-        if let Some(r) = s
-            .rules
-            .iter_mut()
-            .find(|r| r.action == action && r.times != Some(0))
-        {
-            if let Some(t) = r.times.as_mut() {
-                *t -= 1;
-            }
-            fault = Some(r.fault);
-        }
         let in_use = action == "DeleteSecurityGroup" && s.sg_in_use > 0;
         if in_use {
             s.sg_in_use -= 1;
@@ -231,23 +224,10 @@ async fn handle(
         } else {
             None
         };
-        (fault, in_use, s.upstream.clone(), replay, n)
+        (in_use, s.upstream.clone(), replay)
     };
-    let record = |status: u16, code: Option<&str>| {
-        lock().calls.push(Call {
-            action: action.clone(),
-            params: params.clone(),
-            status,
-            code: code.map(str::to_owned),
-        });
-    };
-    if let Some(Fault::Before(status, code)) = fault {
-        record(status, Some(code));
-        return error_response(status, code, n);
-    }
     if in_use {
-        record(400, Some("DependencyViolation"));
-        return error_response(400, "DependencyViolation", n);
+        return error_response(StatusCode::BAD_REQUEST, "DependencyViolation");
     }
     let (status, mut text) = if let Some((status, body)) = replay {
         (status, String::from_utf8_lossy(&body).into_owned())
@@ -263,10 +243,7 @@ async fn handle(
                 let status = r.status().as_u16();
                 (status, r.text().await.unwrap_or_default())
             }
-            Err(e) => {
-                record(502, Some("ProxyUpstreamError"));
-                return (StatusCode::BAD_GATEWAY, e.to_string()).into_response();
-            }
+            Err(_) => return error_response(StatusCode::BAD_GATEWAY, "ProxyUpstreamError"),
         }
     };
     if status == 200
@@ -297,18 +274,6 @@ async fn handle(
             );
         }
     }
-    if let Some(Fault::After(status, code)) = fault {
-        record(status, Some(code));
-        return error_response(status, code, n);
-    }
-    let code = (status >= 400).then(|| {
-        text.split("<Code>")
-            .nth(1)
-            .and_then(|r| r.split("</Code>").next())
-            .unwrap_or("?")
-            .to_owned()
-    });
-    record(status, code.as_deref());
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
         [("content-type", "text/xml;charset=UTF-8")],

@@ -474,7 +474,7 @@ fn aws_job_takes_over_the_ami_another_run_made_for_the_same_slot() {
     // names are unique per account, so of two runs in one slot only one CreateImage succeeds.
     proxy.fail(
         "CreateImage",
-        crate::aws_proxy::Fault::After(400, "InvalidAMIName.Duplicate"),
+        crate::aws_proxy::Fault::StatusAfter(400, "InvalidAMIName.Duplicate"),
         Some(1),
     );
     let out = job(&b, "2026-11-20T04:00:00Z");
@@ -517,7 +517,7 @@ fn aws_job_fails_without_deleting_when_a_foreign_ami_holds_the_slot_name() {
     // Someone else's AMI already carries today's name: EC2 refuses the name.
     proxy.fail(
         "CreateImage",
-        crate::aws_proxy::Fault::Before(400, "InvalidAMIName.Duplicate"),
+        crate::aws_proxy::Fault::Status(400, "InvalidAMIName.Duplicate"),
         Some(1),
     );
     let r = b.run(&[
@@ -563,7 +563,7 @@ fn aws_prune_retried_after_a_failed_ebs_delete_leaves_no_orphan() {
     // The AMI is deregistered, then deleting its EBS snapshot fails once.
     proxy.fail(
         "DeleteSnapshot",
-        crate::aws_proxy::Fault::Before(500, "InternalError"),
+        crate::aws_proxy::Fault::Status(500, "InternalError"),
         Some(1),
     );
     let out = job(&b, "2026-11-20T04:00:00Z");

@@ -413,7 +413,7 @@ fn plain_http_to_a_remote_endpoint_is_refused_so_the_token_stays_encrypted() {
 
 #[test]
 fn snapshot_run_without_provider_is_hetzner_like_list() {
-    let fake = crate::hetzner_fake::FakeHetzner::start_default();
+    let fake = fakecloud::hetzner::FakeHetzner::start_default();
     let mut b = Bin::new();
     b.env("BOOTSTRAP_HETZNER_ENDPOINT", &fake.url());
     let r = b.run(&["snapshot", "run", "--output", "json"]);

@@ -5,9 +5,9 @@
 //! flow runs and Prism checks each request and each of the fake's answers. In mock mode Prism
 //! answers from the document's examples, which proves the adapter reads the official shapes.
 
-use crate::hetzner_fake::FakeHetzner;
 use crate::prism::Prism;
 use crate::support::{Bin, hetzner_create};
+use fakecloud::hetzner::FakeHetzner;
 
 #[test]
 fn create_list_destroy_send_only_valid_requests() {

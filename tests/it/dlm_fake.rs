@@ -8,7 +8,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::support::AxumServer;
 use axum::body::Bytes;
 use axum::extract::State as AxState;
 use axum::http::{Method, StatusCode, Uri};
@@ -29,7 +28,7 @@ struct State {
 /// The running fake.
 pub struct FakeDlm {
     state: Arc<Mutex<State>>,
-    server: AxumServer,
+    server: fakecloud::Server,
 }
 
 impl FakeDlm {
@@ -41,7 +40,7 @@ impl FakeDlm {
             .with_state(state.clone());
         FakeDlm {
             state,
-            server: AxumServer::start("dlm-fake", app),
+            server: fakecloud::Builder::new("dlm-fake").start(app).unwrap(),
         }
     }
 

@@ -3,8 +3,9 @@
 //! Whatever happens, afterwards nothing labelled with the deployment remains (or, where the tool
 //! rode out the fault, the whole deployment exists).
 
-use crate::hetzner_fake::{FakeConfig, FakeHetzner, Fault};
 use crate::support::Bin;
+use fakecloud::Fault;
+use fakecloud::hetzner::{FakeConfig, FakeHetzner};
 
 fn create(b: &Bin, url: &str) -> crate::support::Run {
     b.run(&create_args(url))
@@ -36,9 +37,9 @@ fn every_failing_call_of_create_leaves_nothing_behind() {
     let mut failed_runs = 0;
     let mut report = Vec::new();
     for fault in [
-        Fault::Status500,
+        Fault::Status(500, "server_error"),
         Fault::Drop,
-        Fault::Status500After,
+        Fault::StatusAfter(500, "server_error"),
         Fault::DropAfter,
     ] {
         for i in 1..=calls {

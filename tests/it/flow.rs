@@ -3,8 +3,9 @@
 
 use serde_json::Value;
 
-use crate::hetzner_fake::{FakeConfig, FakeHetzner};
 use crate::support::{self, Bin};
+use fakecloud::Pace;
+use fakecloud::hetzner::{FakeConfig, FakeHetzner};
 
 fn create_args<'a>(url: &'a str, name: &'a str) -> Vec<&'a str> {
     let mut args = support::hetzner_create(url, name, "203.0.113.7/32");
@@ -169,7 +170,7 @@ fn a_second_create_makes_nothing_new() {
 
     // The server alone was deleted by hand: the re-run recreates only it.
     let id = fake.server_by_name("web1").unwrap()["id"].as_u64().unwrap();
-    crate::hetzner_fake::http_request(&url, "DELETE", &format!("/servers/{id}"), Some("t"), None)
+    fakecloud::client::http_request(&url, "DELETE", &format!("/servers/{id}"), Some("t"), None)
         .unwrap();
     fake.finish_all_actions();
     assert!(fake.server_by_name("web1").is_none());
@@ -317,7 +318,7 @@ fn unknown_server_type_image_or_location_is_refused_before_anything_is_made() {
 #[test]
 fn rate_limits_are_waited_out_using_the_headers() {
     let fake = FakeHetzner::start(FakeConfig {
-        action_polls: 1,
+        pace: Pace::Polls(1),
         ..FakeConfig::default()
     });
     // A nearly empty bucket refilling 5 requests a second: create needs more than that.

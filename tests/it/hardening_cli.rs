@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::hetzner_fake::FakeHetzner;
 use crate::support::Bin;
+use fakecloud::hetzner::FakeHetzner;
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777

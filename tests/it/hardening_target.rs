@@ -616,7 +616,7 @@ impl Target {
 /// IPv4 it reported.
 pub fn create_on_fake(
     b: &Bin,
-    fake: &crate::hetzner_fake::FakeHetzner,
+    fake: &fakecloud::hetzner::FakeHetzner,
     name: &str,
     admin: &str,
     extra: &[&str],

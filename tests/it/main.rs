@@ -17,12 +17,10 @@ mod faults;
 mod flow;
 mod hardening_cli;
 mod hardening_target;
-mod hetzner_fake;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;
 mod scaleway;
-mod scaleway_fake;
 mod snapshots;
 mod support;
 mod verify;

@@ -563,7 +563,7 @@ mod self_tests {
     #[test]
     fn proxy_mode_validates_the_upstream_too() {
         // Prism in front of the stateful fake: requests and the fake's responses are validated.
-        let fake = crate::hetzner_fake::FakeHetzner::start_default();
+        let fake = fakecloud::hetzner::FakeHetzner::start_default();
         let prism = Prism::start_proxy("hetzner-cloud.json", &fake.url());
         let url = prism.url();
         let mark = prism.log_len();

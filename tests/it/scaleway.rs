@@ -4,14 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::scaleway_fake::{FakeScaleway, PROJECT};
 use crate::support::{Bin, Run};
-
-/// Zones the fake serves (the Instance document's enum).
-pub const ZONES: &[&str] = &[
-    "fr-par-1", "fr-par-2", "fr-par-3", "nl-ams-1", "nl-ams-2", "nl-ams-3", "pl-waw-1", "pl-waw-2",
-    "pl-waw-3", "it-mil-1",
-];
+use fakecloud::scaleway::{FakeScaleway, PROJECT};
 
 fn bin() -> Bin {
     let mut b = Bin::new();

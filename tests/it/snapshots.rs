@@ -4,8 +4,10 @@
 
 use serde_json::Value;
 
-use crate::hetzner_fake::{FakeConfig, FakeHetzner, http_request};
 use crate::support::Bin;
+use fakecloud::Pace;
+use fakecloud::client::http_request;
+use fakecloud::hetzner::{FakeConfig, FakeHetzner};
 
 fn job(b: &Bin, url: &str, at: &str) -> crate::support::Run {
     b.run(&[
@@ -406,7 +408,7 @@ fn schedules_can_be_changed_and_turned_off() {
 #[test]
 fn a_thousand_servers_finish_under_rate_limits() {
     let fake = FakeHetzner::start(FakeConfig {
-        action_polls: 1,
+        pace: Pace::Polls(1),
         rate_limit: 3600,
         rate_refill_per_sec: 1000.0,
         ..FakeConfig::default()

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -120,12 +120,7 @@ impl Run {
 }
 
 /// The specs directory: `$BOOTSTRAP_SPECS_DIR`, else `../shared/specs` beside the repo.
-pub fn specs_dir() -> PathBuf {
-    match std::env::var_os("BOOTSTRAP_SPECS_DIR") {
-        Some(d) if !d.is_empty() => d.into(),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/specs"),
-    }
-}
+pub use fakecloud::openapi::specs_dir;
 
 /// An answer read by [`http`].
 #[derive(Clone, Debug)]
@@ -277,63 +272,6 @@ pub fn printed_destroy(err: &str) -> Option<Vec<String>> {
         .map(|w| w.trim_matches('\'').to_owned())
         .collect();
     Some(words[1..].to_vec())
-}
-
-/// An axum app served on a free port of 127.0.0.1 by its own thread and runtime (so it works
-/// from sync and async tests alike); stopped, and its thread joined, when dropped.
-pub struct AxumServer {
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl AxumServer {
-    /// Serves `app` on a thread named `name-<port>`.
-    pub fn start(name: &str, app: axum::Router) -> AxumServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(format!("{name}-{}", addr.port()))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        })
-                        .await;
-                });
-                rt.shutdown_timeout(Duration::from_millis(200));
-            })
-            .unwrap();
-        AxumServer {
-            addr,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
-    }
-
-    /// Its base URL.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for AxumServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// Decodes `application/x-www-form-urlencoded` text (and query strings): `+` is a space,

@@ -13,8 +13,8 @@ use serde_json::Value;
 use crate::hardening_target::{
     CLIENT_IP, SERVER_IP, STRANGER_IP, Target, Weakening, admin_name, create_on_fake,
 };
-use crate::hetzner_fake::FakeHetzner;
 use crate::support::Bin;
+use fakecloud::hetzner::FakeHetzner;
 
 /// The checklist of a `--output json` run, as id -> (status, detail).
 fn checklist(stdout: &str) -> BTreeMap<String, (String, String)> {

@@ -6,10 +6,13 @@
 //! its snapshot; a 429 carries no rate headers; the Instance API pages with `per_page` and
 //! `X-Total-Count`, Block with `page_size` and `total_count`.
 //!
-//! It is served by axum on 127.0.0.1 (see [`crate::support::AxumServer`]) and stops on drop.
-//! Everything is in one project; errors are `{type, message, resource, resource_id}`.
+//! It is served on 127.0.0.1 by the kit's [`Builder`] and stops on drop. Everything is in one
+//! project; errors are `{type, message, resource, resource_id}`. Its own fault switches
+//! (`fail_at`, `throttle_every`) live in its state, next to what they break.
 
-#![allow(dead_code)]
+// The fake's state is its own and every lookup follows an insert of the same request: a panic
+// here is a broken fake, which fails the test that drives it.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -20,12 +23,17 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::support::{AxumServer, form_decode};
+use crate::server::{Builder, Server};
 
 /// The project every test uses.
 pub const PROJECT: &str = "11111111-2222-3333-4444-555555555555";
 /// Image labels the Marketplace knows.
 pub const LABELS: &[&str] = &["ubuntu_noble", "debian_bookworm", "debian_trixie"];
+/// Zones served (the Instance document's `zone` enum).
+pub const ZONES: &[&str] = &[
+    "fr-par-1", "fr-par-2", "fr-par-3", "nl-ams-1", "nl-ams-2", "nl-ams-3", "pl-waw-1", "pl-waw-2",
+    "pl-waw-3", "it-mil-1",
+];
 /// Server types of every zone.
 pub const TYPES: &[&str] = &["PLAY2-PICO", "PLAY2-NANO", "DEV1-S"];
 
@@ -82,12 +90,21 @@ pub struct World {
 pub struct FakeScaleway {
     /// Its state, for assertions.
     pub world: Arc<Mutex<World>>,
-    server: AxumServer,
+    server: Server,
 }
 
 impl FakeScaleway {
-    /// A fresh fake with the project's default security group.
+    /// A fresh fake on a free loopback port.
     pub fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("a socket address"))
+            .expect("a loopback port to listen on")
+    }
+
+    /// A fresh fake with the project's default security group, listening on `addr`.
+    ///
+    /// # Errors
+    /// A non-loopback address or a bind error.
+    pub fn start_on(addr: std::net::SocketAddr) -> std::io::Result<Self> {
         let mut w = World {
             max_page: 100,
             polls: 1,
@@ -105,10 +122,10 @@ impl FakeScaleway {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(world.clone());
-        Self {
+        Ok(Self {
             world,
-            server: AxumServer::start("fake-scaleway", app),
-        }
+            server: Builder::new("fake-scaleway").listen(addr).start(app)?,
+        })
     }
 
     /// Base URL (`--endpoint`).
@@ -270,7 +287,13 @@ fn query(uri: &Uri) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (form_decode(k), form_decode(v))
+            let d = |x: &str| {
+                form_urlencoded::parse(format!("a={x}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            (d(k), d(v))
         })
         .collect()
 }
@@ -418,7 +441,7 @@ fn route(w: &mut World, method: &Method, uri: &Uri, ct: &str, body: &Bytes) -> R
             )
         }
         (_, ["instance", "v1", "zones", zone, rest @ ..]) => {
-            if !crate::scaleway::ZONES.contains(zone) {
+            if !ZONES.contains(zone) {
                 return err(400, "invalid_arguments", "unknown zone");
             }
             instance(w, method.as_str(), rest, &q, ct, body, zone, now)
