@@ -15,6 +15,7 @@ use crate::settings::bad;
 pub static REGISTRY: &[&Description] = &[
     &bootstrap_hetzner::DESCRIPTION,
     &bootstrap_digitalocean::DESCRIPTION,
+    &bootstrap_scaleway::DESCRIPTION,
     #[cfg(feature = "aws")]
     &bootstrap_aws::DESCRIPTION,
 ];

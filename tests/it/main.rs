@@ -22,6 +22,7 @@ mod hardening_target;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;
+mod scaleway;
 mod scenario;
 mod snapshots;
 mod support;

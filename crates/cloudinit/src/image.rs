@@ -41,8 +41,9 @@ impl std::fmt::Display for OpensshVersion {
     }
 }
 
-/// Images by the names Hetzner and bootstrap's AWS provider use, with their OpenSSH. Other
-/// providers' names for the same releases are mapped onto these by [`canonical_name`].
+/// Images by the names Hetzner and bootstrap's AWS provider use, and Scaleway's Marketplace
+/// labels (`ubuntu_noble`, ...), with their OpenSSH. DigitalOcean's slugs (`debian-12-x64`) are
+/// mapped onto these by [`canonical_name`].
 pub const KNOWN_IMAGES: &[(&str, OpensshVersion)] = &[
     ("ubuntu-20.04", OpensshVersion::new(8, 2)),
     ("ubuntu-22.04", OpensshVersion::new(8, 9)),
@@ -53,6 +54,11 @@ pub const KNOWN_IMAGES: &[(&str, OpensshVersion)] = &[
     ("debian-11", OpensshVersion::new(8, 4)),
     ("debian-12", OpensshVersion::new(9, 2)),
     ("debian-13", OpensshVersion::new(10, 0)),
+    // Scaleway Marketplace labels: the same releases.
+    ("ubuntu_jammy", OpensshVersion::new(8, 9)),
+    ("ubuntu_noble", OpensshVersion::new(9, 6)),
+    ("debian_bookworm", OpensshVersion::new(9, 2)),
+    ("debian_trixie", OpensshVersion::new(10, 0)),
 ];
 
 /// Which distribution family an image belongs to, as far as its name tells.

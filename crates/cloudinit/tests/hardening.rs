@@ -107,6 +107,33 @@ fn variants() -> Vec<(&'static str, Rendered)> {
                 p.docker = true;
             }),
         ),
+        // Scaleway's Marketplace labels.
+        (
+            "ubuntu_noble (Scaleway)",
+            Rendered::with(|p| p.image = ImageProfile::for_image("ubuntu_noble")),
+        ),
+        (
+            "debian_bookworm (Scaleway) --docker",
+            Rendered::with(|p| {
+                p.image = ImageProfile::for_image("debian_bookworm");
+                p.docker = true;
+            }),
+        ),
+        (
+            "debian_trixie (Scaleway) --vpn wireguard",
+            Rendered::with(|p| {
+                p.image = ImageProfile::for_image("debian_trixie");
+                p.vpn = Some(test_vpn());
+            }),
+        ),
+        (
+            "ubuntu_noble (Scaleway) --docker --vpn wireguard",
+            Rendered::with(|p| {
+                p.image = ImageProfile::for_image("ubuntu_noble");
+                p.docker = true;
+                p.vpn = Some(test_vpn());
+            }),
+        ),
         (
             "debian-12 --docker --vpn wireguard --sudo nopasswd --allow-tcp-forwarding",
             Rendered::with(|p| {
@@ -303,6 +330,9 @@ fn sshd_accepts_a_rendering_only_when_it_knows_the_algorithms() {
         "ubuntu-24-04-x64",
         "debian-12-x64",
         "debian-13-x64",
+        "ubuntu_noble",
+        "debian_bookworm",
+        "debian_trixie",
     ] {
         let rendered = Rendered::with(|p| p.image = ImageProfile::for_image(image));
         let version = rendered.params.image.openssh().unwrap();

@@ -27,6 +27,8 @@ pub struct Cli {
 pub enum Provider {
     /// Hetzner Cloud (`/v1`); any non-empty bearer token is accepted.
     Hetzner(Serve),
+    /// Scaleway (Instance, Block and Marketplace APIs); any `X-Auth-Token` is accepted.
+    Scaleway(Serve),
 }
 
 /// What every provider's fake takes.
@@ -105,7 +107,10 @@ impl From<std::io::Error> for Error {
 /// # Errors
 /// A non-loopback `--listen`, a port that cannot be bound, or stdout closed.
 pub fn run(cli: &Cli) -> Result<(), Error> {
-    let Provider::Hetzner(serve) = &cli.provider;
+    let serve = match &cli.provider {
+        Provider::Hetzner(s) => s,
+        Provider::Scaleway(s) => return run_scaleway(s),
+    };
     if !serve.listen.ip().is_loopback() {
         return Err(Error::NotLoopback(serve.listen));
     }
@@ -120,6 +125,25 @@ pub fn run(cli: &Cli) -> Result<(), Error> {
     drop(out);
     eprintln!(
         "fakecloud: Hetzner Cloud fake; HCLOUD_TOKEN may be anything; Ctrl-C or SIGTERM stops it"
+    );
+    wait_for_signal()?;
+    drop(fake);
+    Ok(())
+}
+
+/// `fakecloud scaleway`: the Scaleway fake until a signal.
+fn run_scaleway(serve: &Serve) -> Result<(), Error> {
+    if !serve.listen.ip().is_loopback() {
+        return Err(Error::NotLoopback(serve.listen));
+    }
+    let fake = crate::scaleway::FakeScaleway::start_on(serve.listen)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", fake.url())?;
+    out.flush()?;
+    drop(out);
+    eprintln!(
+        "fakecloud: Scaleway fake; SCW_SECRET_KEY may be anything, SCW_DEFAULT_PROJECT_ID must be {}; Ctrl-C or SIGTERM stops it",
+        crate::scaleway::PROJECT
     );
     wait_for_signal()?;
     drop(fake);

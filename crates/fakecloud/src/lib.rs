@@ -18,6 +18,9 @@
 //! - [`openapi`]: checks answers against the provider's OpenAPI document.
 //! - [`client`]: a blocking one-request client for tests.
 //!
+//! [`scaleway::FakeScaleway`] fakes Scaleway's Instance, Block and Marketplace APIs
+//! (`fakecloud scaleway`).
+//!
 //! [`hetzner::FakeHetzner`] is the Hetzner Cloud fake; the `fakecloud` binary serves it
 //! (`fakecloud hetzner --listen 127.0.0.1:8080`) for trying the tool without an account.
 //!
@@ -39,6 +42,7 @@ pub mod hetzner;
 pub mod openapi;
 pub mod page;
 pub mod ratelimit;
+pub mod scaleway;
 pub mod server;
 
 pub use clock::Pace;

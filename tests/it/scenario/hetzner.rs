@@ -123,7 +123,10 @@ impl Cloud for Hetzner {
     }
 
     fn image_exists(&self, id: &str) -> bool {
-        self.0.snapshots().iter().any(|i| i["id"].to_string() == id)
+        self.0
+            .snapshots()
+            .iter()
+            .any(|i| i["id"].as_u64().is_some_and(|n| id.parse() == Ok(n)))
     }
 }
 

@@ -1,0 +1,227 @@
+//! The one request path of the adapter: the core's [`HttpClient`] with `X-Auth-Token`, Scaleway's
+//! error parser and no rate-limit headers (a 429 gets the retry loop's jittered backoff), bound
+//! to one project and zone; typed helpers for the Instance, Block and Marketplace APIs under one
+//! base URL, and both pagination styles.
+//!
+//! Nothing here retries or sleeps: the core's flows do.
+
+use std::sync::RwLock;
+
+use bootstrap_core::http::{Auth, Body, HttpClient, RateLimitStyle};
+use bootstrap_core::{Error, ErrorKind, Result, Secret};
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Scaleway's public API base URL.
+pub const DEFAULT_ENDPOINT: &str = "https://api.scaleway.com";
+/// Largest page of the Instance API (`per_page`) and of Block/IAM (`page_size`).
+pub(crate) const PAGE_SIZE: usize = 100;
+
+/// Scaleway's APIs for one project, in one zone.
+#[derive(Debug)]
+pub(crate) struct Client {
+    http: HttpClient,
+    /// The project resources are made in and listed from.
+    pub project: String,
+    zone: RwLock<String>,
+}
+
+impl Client {
+    /// A client for `endpoint` (default [`DEFAULT_ENDPOINT`]).
+    pub(crate) fn new(
+        secret: Secret,
+        project: String,
+        zone: String,
+        endpoint: Option<&str>,
+    ) -> Result<Self> {
+        Ok(Self {
+            http: HttpClient::new(
+                HttpClient::default_client()?,
+                endpoint.unwrap_or(DEFAULT_ENDPOINT),
+                Auth::Header("X-Auth-Token", secret),
+                "scaleway",
+                crate::error::parse,
+            )
+            .with_rate_limit_style(RateLimitStyle::None),
+            project,
+            zone: RwLock::new(zone),
+        })
+    }
+
+    /// The zone requests go to.
+    pub(crate) fn zone(&self) -> String {
+        self.zone.read().map(|z| z.clone()).unwrap_or_default()
+    }
+
+    /// Points later requests at `zone` (`create --location`).
+    pub(crate) fn set_zone(&self, zone: &str) {
+        if let Ok(mut z) = self.zone.write() {
+            zone.clone_into(&mut z);
+        }
+    }
+
+    /// An Instance API path in the zone.
+    pub(crate) fn inst(&self, path: &str) -> String {
+        format!("/instance/v1/zones/{}{path}", self.zone())
+    }
+
+    /// A Block API path in the zone.
+    pub(crate) fn block(&self, path: &str) -> String {
+        format!("/block/v1/zones/{}{path}", self.zone())
+    }
+
+    /// GET `path` with `query`.
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        self.http.get(path, query).await
+    }
+
+    /// GET `path`; `None` on 404.
+    pub(crate) async fn get_opt<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+        ok_if_missing(self.http.get(path, &[]).await)
+    }
+
+    /// POST JSON.
+    pub(crate) async fn post<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.http.post(path, body).await
+    }
+
+    /// PATCH JSON.
+    pub(crate) async fn patch<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.http.send(Method::PATCH, path, &[], Some(body)).await
+    }
+
+    /// PATCH `text` as `text/plain` (user-data; JSON is refused).
+    pub(crate) async fn patch_text(&self, path: &str, text: &str) -> Result<()> {
+        let _: serde_json::Value = self
+            .http
+            .send_text(Method::PATCH, path, "text/plain", text)
+            .await?;
+        Ok(())
+    }
+
+    /// DELETE; a missing resource is already gone.
+    pub(crate) async fn delete(&self, path: &str) -> Result<()> {
+        let r: Result<serde_json::Value> = self.http.delete(path).await;
+        ok_if_missing(r).map(|_| ())
+    }
+
+    /// Every item of an Instance list (`page`/`per_page`, total in `X-Total-Count`).
+    pub(crate) async fn list_instance<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        query: Vec<(&str, String)>,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        for page in 1.. {
+            let mut q = query.clone();
+            q.push(("per_page", PAGE_SIZE.to_string()));
+            q.push(("page", page.to_string()));
+            let resp = self
+                .http
+                .send_full::<serde_json::Value>(Method::GET, path, &q, Body::Empty)
+                .await?;
+            let total = resp
+                .headers
+                .get("x-total-count")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            let items = take_items::<T>(resp.body, key, path)?;
+            let n = items.len();
+            out.extend(items);
+            if n == 0 || total.map_or(n < PAGE_SIZE, |t| out.len() >= t) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every item of a Block or IAM list (`page`/`page_size`, `total_count` in the body).
+    pub(crate) async fn list_counted<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        query: Vec<(&str, String)>,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        for page in 1.. {
+            let mut q = query.clone();
+            q.push(("page_size", PAGE_SIZE.to_string()));
+            q.push(("page", page.to_string()));
+            let body: serde_json::Value = self.http.get(path, &q).await?;
+            let total = body
+                .get("total_count")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|t| usize::try_from(t).ok());
+            let items = take_items::<T>(body, key, path)?;
+            let n = items.len();
+            out.extend(items);
+            if n == 0 || total.map_or(n < PAGE_SIZE, |t| out.len() >= t) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The array under `key` of a list answer.
+fn take_items<T: DeserializeOwned>(
+    mut body: serde_json::Value,
+    key: &str,
+    path: &str,
+) -> Result<Vec<T>> {
+    let items = body
+        .get_mut(key)
+        .map(serde_json::Value::take)
+        .unwrap_or(serde_json::Value::Array(Vec::new()));
+    serde_json::from_value(items).map_err(|e| {
+        Error::new(
+            ErrorKind::Other,
+            format!("scaleway GET {path}: unexpected {key}: {e}"),
+        )
+    })
+}
+
+/// Treats "not found" as "already gone".
+pub(crate) fn ok_if_missing<T>(r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `s` is a UUID (Scaleway's ids; image labels are not).
+pub(crate) fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Refuses an id that is not a UUID before it goes into a path.
+pub(crate) fn uuid(id: &str) -> Result<&str> {
+    if is_uuid(id) {
+        Ok(id)
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("not a Scaleway id: {id:?}"),
+        ))
+    }
+}
