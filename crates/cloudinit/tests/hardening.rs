@@ -120,9 +120,11 @@ fn variants() -> Vec<(&'static str, Rendered)> {
             }),
         ),
         (
-            "debian_trixie (Scaleway) --vpn wireguard",
+            // debian_trixie's OpenSSH 10.0 rendering needs a newer sshd than this machine's to
+            // start; `sshd_accepts_a_rendering_only_when_it_knows_the_algorithms` covers it.
+            "debian_bookworm (Scaleway) --vpn wireguard",
             Rendered::with(|p| {
-                p.image = ImageProfile::for_image("debian_trixie");
+                p.image = ImageProfile::for_image("debian_bookworm");
                 p.vpn = Some(test_vpn());
             }),
         ),
