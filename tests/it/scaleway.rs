@@ -386,11 +386,11 @@ fn trap_terminate_leaves_the_sbs_volume_which_destroy_deletes() {
 #[test]
 fn trap_a_429_without_headers_is_retried_with_backoff() {
     let fake = FakeScaleway::start();
-    fake.w().throttle_every = Some(7);
+    fake.throttle_every(7);
     let b = bin();
     let url = fake.url();
     create(&b, &url, "web1", &[]).expect_code(0);
-    assert!(fake.w().log.iter().any(|l| l.status == 429));
+    assert!(fake.request_log().iter().any(|l| l.2 == 429));
     destroy(&b, &url, "web1", &[]).expect_code(0);
     assert_eq!(fake.orphans(), Vec::<String>::new());
 }
@@ -503,7 +503,8 @@ fn fault_matrix_leaves_no_orphans() {
     assert!(n > 10, "{n}");
     for at in 1..=n {
         let fake = FakeScaleway::start();
-        fake.w().fail_at = Some((at, 400, "invalid_arguments"));
+        let at = u64::try_from(at).unwrap();
+        fake.fail_request(at, fakecloud::Fault::Status(400, "invalid_arguments"));
         let b = bin();
         let url = fake.url();
         let r = create(&b, &url, "web1", &[]);

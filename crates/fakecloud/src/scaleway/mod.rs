@@ -7,8 +7,9 @@
 //! `X-Total-Count`, Block with `page_size` and `total_count`.
 //!
 //! It is served on 127.0.0.1 by the kit's [`Builder`] and stops on drop. Everything is in one
-//! project; errors are `{type, message, resource, resource_id}`. Its own fault switches
-//! (`fail_at`, `throttle_every`) live in its state, next to what they break.
+//! project; errors are `{type, message, resource, resource_id}`. Faults (an error status, a
+//! dropped connection, a header-less 429) come from the kit's fault layer: the fake derefs to
+//! its kit [`Server`], so `fake.fail_request(n, fault)` works as on every fake.
 
 // The fake's state is its own and every lookup follows an insert of the same request: a panic
 // here is a broken fake, which fails the test that drives it.
@@ -23,6 +24,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::fault::Fault;
+use crate::ratelimit::{HeaderStyle, RateLimit};
 use crate::server::{Builder, Server};
 
 /// The project every test uses.
@@ -76,10 +79,6 @@ pub struct World {
     pending: BTreeMap<String, u32>,
     /// Requests, in order.
     pub log: Vec<Logged>,
-    /// Fail request number n (1-based) with this status and error type.
-    pub fail_at: Option<(usize, u16, &'static str)>,
-    /// Answer every request whose number is a multiple of n with a header-less 429.
-    pub throttle_every: Option<usize>,
     /// Largest page served (the live API's is 100).
     pub max_page: usize,
     /// Observations a transition takes.
@@ -124,7 +123,14 @@ impl FakeScaleway {
             .with_state(world.clone());
         Ok(Self {
             world,
-            server: Builder::new("fake-scaleway").listen(addr).start(app)?,
+            server: Builder::new("fake-scaleway")
+                .listen(addr)
+                .errors(|status, kind| err(status.as_u16(), kind, "injected fault"))
+                .rate_limit(
+                    RateLimit::new(HeaderStyle::None, u32::MAX, 0.0),
+                    "too_many_requests",
+                )
+                .start(app)?,
         })
     }
 
@@ -155,9 +161,34 @@ impl FakeScaleway {
         out
     }
 
-    /// Number of requests so far.
+    /// Number of requests that reached the fake's handler so far (faulted ones excluded).
     pub fn requests(&self) -> usize {
         self.w().log.len()
+    }
+
+    /// The kit server in front of the fake: faults, rate limits, the request log.
+    pub fn kit(&self) -> &Server {
+        &self.server
+    }
+
+    /// Answers every `n`th request from now on with the live API's 429: no rate headers.
+    pub fn throttle_every(&self, n: u64) {
+        let seen = std::sync::atomic::AtomicU64::new(0);
+        self.server.fail_when(
+            move |_| {
+                (seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1).is_multiple_of(n)
+            },
+            Fault::RateLimited { headers: false },
+            usize::MAX,
+        );
+    }
+}
+
+impl std::ops::Deref for FakeScaleway {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
     }
 }
 
@@ -384,7 +415,6 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let mut w = world.lock().unwrap();
-    let n = w.log.len() + 1;
     let ct = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -392,16 +422,6 @@ async fn handle(
         .to_owned();
     let resp = if headers.get("x-auth-token").is_none() {
         err(401, "denied_authentication", "authentication is denied")
-    } else if w.throttle_every.is_some_and(|e| n % e == 0) {
-        // The live API's 429: no rate headers at all.
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("x-envoy-ratelimited", "true")],
-            "",
-        )
-            .into_response()
-    } else if let Some((_, status, kind)) = w.fail_at.filter(|(at, _, _)| *at == n) {
-        err(status, kind, "injected fault")
     } else {
         route(&mut w, &method, &uri, &ct, &body)
     };
