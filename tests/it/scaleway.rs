@@ -520,3 +520,98 @@ fn fault_matrix_leaves_no_orphans() {
         assert_eq!(fake.orphans(), Vec::<String>::new(), "request {at}");
     }
 }
+
+/// A failed create in `nl-ams-1` whose rollback fails too prints a `bootstrap destroy` that
+/// carries `--zone nl-ams-1`; run as printed (no SCW_DEFAULT_ZONE), it finishes the job.
+#[test]
+fn a_failed_rollback_in_another_zone_prints_a_destroy_that_finishes_it() {
+    let fake = FakeScaleway::start();
+    let mut b = bin();
+    b.env("BOOTSTRAP_RETRY_MAX", "0");
+    let url = fake.url();
+    let fault = fakecloud::Fault::Status(500, "internal_error");
+    // Power-on fails, and so does the rollback's delete of the (stopped) server.
+    fake.fail_matching(
+        "POST",
+        "/instance/v1/zones/nl-ams-1/servers/*/action",
+        fault,
+        1,
+    );
+    fake.fail_matching("DELETE", "/instance/v1/zones/nl-ams-1/servers", fault, 1);
+    let r = create(
+        &b,
+        &url,
+        "ams1",
+        &["--location", "nl-ams-1", "--timeout", "60s"],
+    );
+    r.expect_code(1);
+    fake.clear_faults();
+    let err = r.stderr();
+    assert!(err.contains("rollback failed"), "{err}");
+    assert!(
+        fake.w().servers.values().all(|s| s["zone"] == "nl-ams-1"),
+        "made in the asked zone"
+    );
+    assert!(!fake.orphans().is_empty(), "the rollback really failed");
+    let cmd = crate::support::printed_destroy(&err).expect("a printed destroy");
+    assert!(
+        cmd.windows(2)
+            .any(|w| w[0] == "--zone" && w[1] == "nl-ams-1"),
+        "{cmd:?}"
+    );
+    let a: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    b.run(&a).expect_code(0);
+    assert_eq!(fake.orphans(), Vec::<String>::new());
+}
+
+/// `--zone` reaches every command; `create --location` and `--zone` must agree; an unknown
+/// zone is refused offline.
+#[test]
+fn zone_flag_reaches_every_command_and_conflicts_are_refused() {
+    let fake = FakeScaleway::start();
+    let b = bin();
+    let url = fake.url();
+    let r = create(
+        &b,
+        &url,
+        "waw1",
+        &["--location", "nl-ams-1", "--zone", "pl-waw-1"],
+    );
+    r.expect_code(2);
+    assert!(r.stderr().contains("--zone pl-waw-1"), "{}", r.stderr());
+    let r = b.run(&[
+        "list",
+        "--provider",
+        "scaleway",
+        "--endpoint",
+        &url,
+        "--zone",
+        "mars-1",
+    ]);
+    r.expect_code(2);
+    assert!(r.stderr().contains("pl-waw-1"), "{}", r.stderr());
+    assert_eq!(fake.request_count(), 0, "nothing was sent");
+
+    create(&b, &url, "waw1", &["--zone", "pl-waw-1"]).expect_code(0);
+    assert_eq!(server_named(&fake, "waw1")["zone"], "pl-waw-1");
+    let list = |zone: &str| {
+        let r = b.run(&[
+            "list",
+            "--provider",
+            "scaleway",
+            "--endpoint",
+            &url,
+            "--zone",
+            zone,
+        ]);
+        r.expect_code(0);
+        r.stdout()
+    };
+    assert!(list("pl-waw-1").contains("waw1"));
+    assert!(
+        !list("fr-par-1").contains("waw1"),
+        "each zone is its own API"
+    );
+    destroy(&b, &url, "waw1", &["--zone", "pl-waw-1"]).expect_code(0);
+    assert_eq!(fake.orphans(), Vec::<String>::new());
+}

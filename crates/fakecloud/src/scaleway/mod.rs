@@ -266,6 +266,21 @@ impl World {
         }
     }
 
+    /// Whether `id` is a resource of another zone: each zone is its own API, where it is 404.
+    fn elsewhere(&self, id: &str, zone: &str) -> bool {
+        [
+            &self.servers,
+            &self.groups,
+            &self.ips,
+            &self.images,
+            &self.volumes,
+            &self.snapshots,
+        ]
+        .iter()
+        .filter_map(|m| m.get(id))
+        .any(|v| v["zone"].as_str().is_some_and(|z| z != zone))
+    }
+
     fn server_json(&self, id: &str) -> Value {
         let mut s = self.servers[id].clone();
         let ips: Vec<Value> = self
@@ -403,6 +418,11 @@ fn block_tags_match(v: &Value, q: &[(String, String)]) -> bool {
     wanted.is_empty() || tags_of(v).iter().any(|t| wanted.contains(&t.as_str()))
 }
 
+/// Whether a resource is in `zone` (the project's default group, without a zone, is in all).
+fn in_zone(v: &Value, zone: &str) -> bool {
+    v["zone"].as_str().is_none_or(|z| z == zone)
+}
+
 fn is_uuid(s: &str) -> bool {
     s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
 }
@@ -464,10 +484,23 @@ fn route(w: &mut World, method: &Method, uri: &Uri, ct: &str, body: &Bytes) -> R
             if !ZONES.contains(zone) {
                 return err(400, "invalid_arguments", "unknown zone");
             }
+            if let [_, id, ..] = rest
+                && w.elsewhere(id, zone)
+            {
+                return not_found("instance_resource", id);
+            }
             instance(w, method.as_str(), rest, &q, ct, body, zone, now)
         }
-        (_, ["block", "v1", "zones", _zone, rest @ ..]) => {
-            block(w, method.as_str(), rest, &q, body, now)
+        (_, ["block", "v1", "zones", zone, rest @ ..]) => {
+            if !ZONES.contains(zone) {
+                return err(400, "invalid_arguments", "unknown zone");
+            }
+            if let [_, id, ..] = rest
+                && w.elsewhere(id, zone)
+            {
+                return not_found("block_resource", id);
+            }
+            block(w, method.as_str(), rest, &q, body, zone, now)
         }
         _ => err(404, "not_found", "no such path"),
     }
@@ -502,7 +535,7 @@ fn instance(
             let items: Vec<Value> = ids
                 .iter()
                 .map(|id| w.server_json(id))
-                .filter(|s| instance_tags_match(s, q))
+                .filter(|s| in_zone(s, zone) && instance_tags_match(s, q))
                 .collect();
             instance_page(w, "servers", items, q)
         }
@@ -689,7 +722,7 @@ fn instance(
             let items: Vec<Value> = w
                 .groups
                 .values()
-                .filter(|g| instance_tags_match(g, q))
+                .filter(|g| in_zone(g, zone) && instance_tags_match(g, q))
                 .cloned()
                 .collect();
             instance_page(w, "security_groups", items, q)
@@ -767,7 +800,7 @@ fn instance(
             let items: Vec<Value> = w
                 .ips
                 .values()
-                .filter(|i| instance_tags_match(i, q))
+                .filter(|i| in_zone(i, zone) && instance_tags_match(i, q))
                 .cloned()
                 .collect();
             instance_page(w, "ips", items, q)
@@ -814,7 +847,7 @@ fn instance(
             let items: Vec<Value> = w
                 .images
                 .values()
-                .filter(|i| instance_tags_match(i, q))
+                .filter(|i| in_zone(i, zone) && instance_tags_match(i, q))
                 .cloned()
                 .collect();
             instance_page(w, "images", items, q)
@@ -853,6 +886,7 @@ fn block(
     rest: &[&str],
     q: &[(String, String)],
     body: &Bytes,
+    zone: &str,
     now: &str,
 ) -> Response {
     match (m, rest) {
@@ -860,7 +894,7 @@ fn block(
             let items: Vec<Value> = w
                 .volumes
                 .values()
-                .filter(|v| block_tags_match(v, q))
+                .filter(|v| in_zone(v, zone) && block_tags_match(v, q))
                 .cloned()
                 .collect();
             counted_page(w, "volumes", items, q)
@@ -898,7 +932,7 @@ fn block(
             let items: Vec<Value> = w
                 .snapshots
                 .values()
-                .filter(|v| block_tags_match(v, q))
+                .filter(|v| in_zone(v, zone) && block_tags_match(v, q))
                 .cloned()
                 .collect();
             counted_page(w, "snapshots", items, q)
@@ -921,7 +955,7 @@ fn block(
             );
             let s = json!({"id": id, "name": b["name"], "parent_volume": {"id": vid}, "size": 20_000_000_000u64,
                 "project_id": b["project_id"], "status": "creating", "tags": b["tags"].clone(),
-                "created_at": created, "updated_at": now, "class": "sbs"});
+                "created_at": created, "updated_at": now, "class": "sbs", "zone": zone});
             let polls = w.polls;
             w.pending.insert(id.clone(), polls);
             w.snapshots.insert(id, s.clone());
