@@ -418,6 +418,18 @@ fn block_tags_match(v: &Value, q: &[(String, String)]) -> bool {
     wanted.is_empty() || tags_of(v).iter().any(|t| wanted.contains(&t.as_str()))
 }
 
+/// An IP as the API shows it: an unattached IP has no `server` (the Instance document
+/// declares it an object, not nullable).
+fn ip_out(ip: &Value) -> Value {
+    let mut ip = ip.clone();
+    if let Some(o) = ip.as_object_mut()
+        && o.get("server").is_some_and(Value::is_null)
+    {
+        o.remove("server");
+    }
+    ip
+}
+
 /// Whether a resource is in `zone` (the project's default group, without a zone, is in all).
 fn in_zone(v: &Value, zone: &str) -> bool {
     v["zone"].as_str().is_none_or(|z| z == zone)
@@ -801,7 +813,7 @@ fn instance(
                 .ips
                 .values()
                 .filter(|i| in_zone(i, zone) && instance_tags_match(i, q))
-                .cloned()
+                .map(ip_out)
                 .collect();
             instance_page(w, "ips", items, q)
         }
@@ -824,7 +836,7 @@ fn instance(
             };
             let ip = json!({"id": id, "address": address.split('/').next().unwrap(), "prefix": address, "family": family, "type": b["type"], "dynamic": false, "tags": b["tags"].clone(), "project": PROJECT, "server": null, "zone": zone});
             w.ips.insert(id, ip.clone());
-            ok(201, json!({"ip": ip}))
+            ok(201, json!({"ip": ip_out(&ip)}))
         }
         ("PATCH", ["ips", id]) => {
             let b = match json_body(body) {
@@ -837,7 +849,7 @@ fn instance(
             if let Some(t) = b.get("tags") {
                 ip["tags"] = t.clone();
             }
-            ok(200, json!({"ip": ip.clone()}))
+            ok(200, json!({"ip": ip_out(ip)}))
         }
         ("DELETE", ["ips", id]) => match w.ips.remove(*id) {
             Some(_) => no_content(),
