@@ -615,3 +615,46 @@ fn zone_flag_reaches_every_command_and_conflicts_are_refused() {
     destroy(&b, &url, "waw1", &["--zone", "pl-waw-1"]).expect_code(0);
     assert_eq!(fake.orphans(), Vec::<String>::new());
 }
+
+/// `snapshot install --provider scaleway` names Scaleway's credential variables (the secret
+/// key, the project and the zone the job lists in) and no other provider's, in every target.
+#[test]
+fn snapshot_install_names_scaleway_credentials() {
+    let b = bin();
+    let want = [
+        "SCW_SECRET_KEY",
+        "SCW_DEFAULT_PROJECT_ID",
+        "SCW_DEFAULT_ZONE",
+    ];
+    for target in ["--systemd", "--cron", "--kubernetes"] {
+        let r = b.run(&["snapshot", "install", target, "--provider", "scaleway"]);
+        r.expect_code(0);
+        let out = r.stdout();
+        for v in want {
+            assert!(out.contains(v), "{target}: {v} missing:\n{out}");
+        }
+        assert!(!out.contains("HCLOUD_TOKEN"), "{target}:\n{out}");
+        assert!(!out.contains("DIGITALOCEAN"), "{target}:\n{out}");
+        assert!(!out.contains("AWS_"), "{target}:\n{out}");
+        assert!(
+            out.contains("snapshot run --provider scaleway")
+                || out.contains("\"--provider\", \"scaleway\"")
+                || out.contains("- scaleway"),
+            "{target}: the job runs for Scaleway:\n{out}"
+        );
+    }
+    let r = b.run(&[
+        "snapshot",
+        "install",
+        "--kubernetes",
+        "--provider",
+        "scaleway",
+    ]);
+    for v in want {
+        assert!(
+            r.stdout().contains(&format!("--from-literal={v}=")),
+            "{}",
+            r.stdout()
+        );
+    }
+}
