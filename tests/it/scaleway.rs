@@ -658,3 +658,29 @@ fn snapshot_install_names_scaleway_credentials() {
         );
     }
 }
+
+/// Without `--zone` or `--location`, `create` uses the same zone as every other command:
+/// `SCW_DEFAULT_ZONE`, else the scw profile's `default_zone`; and prints it into its commands.
+#[test]
+fn create_defaults_to_the_zone_every_other_command_uses() {
+    let fake = FakeScaleway::start();
+    let url = fake.url();
+    let mut b = bin();
+    b.env("SCW_DEFAULT_ZONE", "fr-par-2");
+    create(&b, &url, "par2", &[]).expect_code(0);
+    assert_eq!(server_named(&fake, "par2")["zone"], "fr-par-2");
+    let r = b.run(&["list", "--provider", "scaleway", "--endpoint", &url]);
+    assert!(r.stdout().contains("par2"), "{}", r.stdout());
+    destroy(&b, &url, "par2", &[]).expect_code(0);
+    assert_eq!(fake.orphans(), Vec::<String>::new());
+
+    // The profile's default_zone, from the scw config file.
+    let mut b = bin();
+    let cfg = b.dir.path().join("scw.yaml");
+    std::fs::write(&cfg, "default_zone: nl-ams-2\n").unwrap();
+    b.env("SCW_CONFIG_PATH", cfg.to_str().unwrap());
+    create(&b, &url, "ams2", &[]).expect_code(0);
+    assert_eq!(server_named(&fake, "ams2")["zone"], "nl-ams-2");
+    destroy(&b, &url, "ams2", &[]).expect_code(0);
+    assert_eq!(fake.orphans(), Vec::<String>::new());
+}
