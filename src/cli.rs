@@ -89,6 +89,9 @@ pub struct ProviderFlags {
     #[cfg(feature = "aws")]
     #[command(flatten)]
     pub aws: bootstrap_aws::cli::AwsArgs,
+    /// Scaleway zone.
+    #[command(flatten)]
+    pub scaleway: bootstrap_scaleway::cli::ScalewayArgs,
 }
 
 impl ProviderFlags {
@@ -98,6 +101,7 @@ impl ProviderFlags {
         let mut out = BTreeMap::new();
         #[cfg(feature = "aws")]
         self.aws.values(&mut out);
+        self.scaleway.values(&mut out);
         out
     }
 }

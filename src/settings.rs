@@ -405,7 +405,23 @@ impl CreateSettings {
         };
         let server_type = non_empty("server-type", &a.server_type, d.server_type)?;
         let image = non_empty("image", &a.image, d.image)?;
-        let location = non_empty("location", &a.location, d.location)?;
+        let mut location = non_empty("location", &a.location, d.location)?;
+        let mut conn = conn;
+        if let Some(flag) = conn.kind.desc().location_flag {
+            // One place, two names: `--location` and the provider's flag (Scaleway's `--zone`).
+            location = match (&a.location, conn.provider_flags.get(flag)) {
+                (Some(_), Some(f)) if *f != location => {
+                    return Err(bad(format!(
+                        "--location {location} and {flag} {f} name different places; give one of them (they mean the same for {provider})"
+                    )));
+                }
+                (Some(_), _) => location,
+                (None, Some(f)) => f.clone(),
+                (None, None) => (conn.kind.desc().default_location)().unwrap_or(location),
+            };
+            // Printed commands (the rollback's `destroy`) then reach the same place.
+            conn.provider_flags.insert(flag, location.clone());
+        }
         (conn.kind.desc().check_server)(&server_type, &image, &location, &conn.options())
             .map_err(|e| bad(e.to_string()))?;
         let hardening = HardeningSettings::from_args(a, &image, from_snapshot.as_deref())?;

@@ -23,6 +23,7 @@ mod hardening_target;
 mod moto;
 mod prism;
 mod scaleway;
+mod scaleway_prism;
 mod scenario;
 mod snapshots;
 mod support;

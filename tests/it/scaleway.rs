@@ -386,11 +386,11 @@ fn trap_terminate_leaves_the_sbs_volume_which_destroy_deletes() {
 #[test]
 fn trap_a_429_without_headers_is_retried_with_backoff() {
     let fake = FakeScaleway::start();
-    fake.w().throttle_every = Some(7);
+    fake.throttle_every(7);
     let b = bin();
     let url = fake.url();
     create(&b, &url, "web1", &[]).expect_code(0);
-    assert!(fake.w().log.iter().any(|l| l.status == 429));
+    assert!(fake.request_log().iter().any(|l| l.2 == 429));
     destroy(&b, &url, "web1", &[]).expect_code(0);
     assert_eq!(fake.orphans(), Vec::<String>::new());
 }
@@ -503,7 +503,8 @@ fn fault_matrix_leaves_no_orphans() {
     assert!(n > 10, "{n}");
     for at in 1..=n {
         let fake = FakeScaleway::start();
-        fake.w().fail_at = Some((at, 400, "invalid_arguments"));
+        let at = u64::try_from(at).unwrap();
+        fake.fail_request(at, fakecloud::Fault::Status(400, "invalid_arguments"));
         let b = bin();
         let url = fake.url();
         let r = create(&b, &url, "web1", &[]);
@@ -518,4 +519,168 @@ fn fault_matrix_leaves_no_orphans() {
         destroy(&b, &url, "web1", &[]).expect_code(0);
         assert_eq!(fake.orphans(), Vec::<String>::new(), "request {at}");
     }
+}
+
+/// A failed create in `nl-ams-1` whose rollback fails too prints a `bootstrap destroy` that
+/// carries `--zone nl-ams-1`; run as printed (no SCW_DEFAULT_ZONE), it finishes the job.
+#[test]
+fn a_failed_rollback_in_another_zone_prints_a_destroy_that_finishes_it() {
+    let fake = FakeScaleway::start();
+    let mut b = bin();
+    b.env("BOOTSTRAP_RETRY_MAX", "0");
+    let url = fake.url();
+    let fault = fakecloud::Fault::Status(500, "internal_error");
+    // Power-on fails, and so does the rollback's delete of the (stopped) server.
+    fake.fail_matching(
+        "POST",
+        "/instance/v1/zones/nl-ams-1/servers/*/action",
+        fault,
+        1,
+    );
+    fake.fail_matching("DELETE", "/instance/v1/zones/nl-ams-1/servers", fault, 1);
+    let r = create(
+        &b,
+        &url,
+        "ams1",
+        &["--location", "nl-ams-1", "--timeout", "60s"],
+    );
+    r.expect_code(1);
+    fake.clear_faults();
+    let err = r.stderr();
+    assert!(err.contains("rollback failed"), "{err}");
+    assert!(
+        fake.w().servers.values().all(|s| s["zone"] == "nl-ams-1"),
+        "made in the asked zone"
+    );
+    assert!(!fake.orphans().is_empty(), "the rollback really failed");
+    let cmd = crate::support::printed_destroy(&err).expect("a printed destroy");
+    assert!(
+        cmd.windows(2)
+            .any(|w| w[0] == "--zone" && w[1] == "nl-ams-1"),
+        "{cmd:?}"
+    );
+    let a: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    b.run(&a).expect_code(0);
+    assert_eq!(fake.orphans(), Vec::<String>::new());
+}
+
+/// `--zone` reaches every command; `create --location` and `--zone` must agree; an unknown
+/// zone is refused offline.
+#[test]
+fn zone_flag_reaches_every_command_and_conflicts_are_refused() {
+    let fake = FakeScaleway::start();
+    let b = bin();
+    let url = fake.url();
+    let r = create(
+        &b,
+        &url,
+        "waw1",
+        &["--location", "nl-ams-1", "--zone", "pl-waw-1"],
+    );
+    r.expect_code(2);
+    assert!(r.stderr().contains("--zone pl-waw-1"), "{}", r.stderr());
+    let r = b.run(&[
+        "list",
+        "--provider",
+        "scaleway",
+        "--endpoint",
+        &url,
+        "--zone",
+        "mars-1",
+    ]);
+    r.expect_code(2);
+    assert!(r.stderr().contains("pl-waw-1"), "{}", r.stderr());
+    assert_eq!(fake.request_count(), 0, "nothing was sent");
+
+    create(&b, &url, "waw1", &["--zone", "pl-waw-1"]).expect_code(0);
+    assert_eq!(server_named(&fake, "waw1")["zone"], "pl-waw-1");
+    let list = |zone: &str| {
+        let r = b.run(&[
+            "list",
+            "--provider",
+            "scaleway",
+            "--endpoint",
+            &url,
+            "--zone",
+            zone,
+        ]);
+        r.expect_code(0);
+        r.stdout()
+    };
+    assert!(list("pl-waw-1").contains("waw1"));
+    assert!(
+        !list("fr-par-1").contains("waw1"),
+        "each zone is its own API"
+    );
+    destroy(&b, &url, "waw1", &["--zone", "pl-waw-1"]).expect_code(0);
+    assert_eq!(fake.orphans(), Vec::<String>::new());
+}
+
+/// `snapshot install --provider scaleway` names Scaleway's credential variables (the secret
+/// key, the project and the zone the job lists in) and no other provider's, in every target.
+#[test]
+fn snapshot_install_names_scaleway_credentials() {
+    let b = bin();
+    let want = [
+        "SCW_SECRET_KEY",
+        "SCW_DEFAULT_PROJECT_ID",
+        "SCW_DEFAULT_ZONE",
+    ];
+    for target in ["--systemd", "--cron", "--kubernetes"] {
+        let r = b.run(&["snapshot", "install", target, "--provider", "scaleway"]);
+        r.expect_code(0);
+        let out = r.stdout();
+        for v in want {
+            assert!(out.contains(v), "{target}: {v} missing:\n{out}");
+        }
+        assert!(!out.contains("HCLOUD_TOKEN"), "{target}:\n{out}");
+        assert!(!out.contains("DIGITALOCEAN"), "{target}:\n{out}");
+        assert!(!out.contains("AWS_"), "{target}:\n{out}");
+        assert!(
+            out.contains("snapshot run --provider scaleway")
+                || out.contains("\"--provider\", \"scaleway\"")
+                || out.contains("- scaleway"),
+            "{target}: the job runs for Scaleway:\n{out}"
+        );
+    }
+    let r = b.run(&[
+        "snapshot",
+        "install",
+        "--kubernetes",
+        "--provider",
+        "scaleway",
+    ]);
+    for v in want {
+        assert!(
+            r.stdout().contains(&format!("--from-literal={v}=")),
+            "{}",
+            r.stdout()
+        );
+    }
+}
+
+/// Without `--zone` or `--location`, `create` uses the same zone as every other command:
+/// `SCW_DEFAULT_ZONE`, else the scw profile's `default_zone`; and prints it into its commands.
+#[test]
+fn create_defaults_to_the_zone_every_other_command_uses() {
+    let fake = FakeScaleway::start();
+    let url = fake.url();
+    let mut b = bin();
+    b.env("SCW_DEFAULT_ZONE", "fr-par-2");
+    create(&b, &url, "par2", &[]).expect_code(0);
+    assert_eq!(server_named(&fake, "par2")["zone"], "fr-par-2");
+    let r = b.run(&["list", "--provider", "scaleway", "--endpoint", &url]);
+    assert!(r.stdout().contains("par2"), "{}", r.stdout());
+    destroy(&b, &url, "par2", &[]).expect_code(0);
+    assert_eq!(fake.orphans(), Vec::<String>::new());
+
+    // The profile's default_zone, from the scw config file.
+    let mut b = bin();
+    let cfg = b.dir.path().join("scw.yaml");
+    std::fs::write(&cfg, "default_zone: nl-ams-2\n").unwrap();
+    b.env("SCW_CONFIG_PATH", cfg.to_str().unwrap());
+    create(&b, &url, "ams2", &[]).expect_code(0);
+    assert_eq!(server_named(&fake, "ams2")["zone"], "nl-ams-2");
+    destroy(&b, &url, "ams2", &[]).expect_code(0);
+    assert_eq!(fake.orphans(), Vec::<String>::new());
 }

@@ -447,3 +447,86 @@ fn verify_through_the_wireguard_tunnel() {
     r.expect_code(0);
     assert_eq!(r.stdout().trim(), admin);
 }
+
+/// `verify` and `ssh` for a Scaleway deployment: the user-data `create` PATCHed to the Scaleway
+/// fake (`text/plain`, before power-on), run on the stand-in server, passes every check; the
+/// host key is rotated and `bootstrap ssh` logs in with it pinned.
+#[test]
+fn scaleway_verify_and_ssh_pass_on_the_rendered_server() {
+    use fakecloud::scaleway::{FakeScaleway, PROJECT};
+    let fake = FakeScaleway::start();
+    let mut b = Bin::new();
+    b.env("SCW_SECRET_KEY", "00000000-0000-4000-8000-000000000000");
+    b.env("SCW_DEFAULT_PROJECT_ID", PROJECT);
+    let admin = admin_name();
+    let url = fake.url();
+    let r = b.run(&[
+        "create",
+        "--provider",
+        "scaleway",
+        "--endpoint",
+        &url,
+        "--name",
+        "web1",
+        "--ssh-from",
+        "198.51.100.7/32",
+        "--admin-user",
+        &admin,
+        // OpenSSH 9.2, which the local sshd runs.
+        "--image",
+        "debian_bookworm",
+        "--output",
+        "json",
+    ]);
+    r.expect_code(0);
+    let out: Value = serde_json::from_str(&r.stdout()).unwrap();
+    let id = out["server"]["id"].as_str().unwrap().to_owned();
+    let ip = out["server"]["ipv4"].as_str().unwrap().to_owned();
+    let user_data = fake.w().user_data[&id].clone();
+    let t = Target::start(&user_data, Some(&ip), &Weakening::default());
+    let kh_path = b.state_dir().join("scaleway/web1/known_hosts");
+    assert!(
+        std::fs::read_to_string(&kh_path)
+            .unwrap()
+            .contains("bootstrap:user-data")
+    );
+
+    let r = verify(&t, &b, "web1", &["--provider", "scaleway"]);
+    let list = checklist(&r.stdout());
+    assert!(
+        failed(&list).is_empty(),
+        "failed: {:?}\n{}\n{}\nsshd log:\n{}",
+        failed(&list),
+        r.stdout(),
+        r.stderr(),
+        t.sshd_log()
+    );
+    r.expect_code(0);
+    assert_eq!(
+        list["host-key-rotated"].0, "pass",
+        "{:?}",
+        list["host-key-rotated"]
+    );
+    assert!(
+        std::fs::read_to_string(&kh_path)
+            .unwrap()
+            .contains("bootstrap:rotated")
+    );
+
+    let r = t.bin(
+        &b,
+        &[
+            "ssh",
+            "web1",
+            "--provider",
+            "scaleway",
+            "--host",
+            SERVER_IP,
+            "--",
+            "id",
+            "-un",
+        ],
+    );
+    r.expect_code(0);
+    assert_eq!(r.stdout().trim(), admin);
+}

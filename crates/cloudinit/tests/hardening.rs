@@ -149,6 +149,31 @@ fn variants() -> Vec<(&'static str, Rendered)> {
     ]
 }
 
+/// The variants the local sshd can run: a rendering for an image with a newer OpenSSH (Debian
+/// 13's 10.0 on a Debian 12 host) names key exchanges the local sshd does not know, so it is
+/// checked by every offline test and by [`sshd_accepts_a_rendering_only_when_it_knows_the_algorithms`]
+/// (refused for exactly those names), but not run here.
+fn local_variants() -> Vec<(&'static str, Rendered)> {
+    let local = local_openssh();
+    variants()
+        .into_iter()
+        .filter(|(name, r)| {
+            let runs = r
+                .params
+                .image
+                .openssh()
+                .is_none_or(|v| (v.major, v.minor) <= local);
+            if !runs {
+                eprintln!(
+                    "{name}: its OpenSSH is newer than the local sshd {}.{}: checked offline only",
+                    local.0, local.1
+                );
+            }
+            runs
+        })
+        .collect()
+}
+
 /// The `sshd -T` lines a rendering must produce.
 fn expected_sshd(rendered: &Rendered) -> Vec<String> {
     let a = rendered.params.image.algorithms();
@@ -259,7 +284,7 @@ fn cloud_init_schema_rejects_a_broken_document() {
 #[test]
 fn sshd_accepts_every_variant_and_applies_it() {
     fs::create_dir_all("/run/sshd").unwrap();
-    for (name, rendered) in variants() {
+    for (name, rendered) in local_variants() {
         let drop_in = fs::read_to_string(rendered.file(DROP_IN)).unwrap();
         assert!(
             !drop_in.contains("Match"),
@@ -399,7 +424,7 @@ fn drop_in_wins_over_cloud_inits_own_sshd_settings() {
 
 #[test]
 fn live_sshd_admits_the_admin_by_key_and_nobody_else() {
-    for (name, rendered) in variants() {
+    for (name, rendered) in local_variants() {
         eprintln!("live sshd: {name}");
         live_sshd_checks(&rendered);
     }
@@ -507,7 +532,7 @@ fn ssh_audit_finds_no_failures_and_only_post_quantum_warnings_per_image() {
         );
     }
     let (major, minor) = local_openssh();
-    for (variant, rendered) in variants() {
+    for (variant, rendered) in local_variants() {
         let image = rendered.params.image.image().to_owned();
         let image = format!("{image} [{variant}]");
         let sshd = LiveSshd::start(&rendered);

@@ -124,6 +124,14 @@ pub struct Description {
     pub create_flags: &'static [&'static str],
     /// What `--location` means here, for help and errors.
     pub location_help: &'static str,
+    /// The provider flag that names the same place as `create --location` on every command
+    /// (Scaleway's `--zone`): `create` fills it from `--location` (a conflicting pair is
+    /// refused), so that every printed command reaches the deployment's place.
+    pub location_flag: Option<&'static str>,
+    /// Where the location comes from when neither flag is given, read offline (Scaleway:
+    /// `SCW_DEFAULT_ZONE`, then the `scw` profile's `default_zone`); `None`:
+    /// [`Defaults::location`].
+    pub default_location: fn() -> Option<String>,
     /// Offline checks of the provider's own flags (their shape; the cloud checks existence).
     pub check_flags: fn(&ConnectOptions) -> Result<()>,
     /// Offline checks of server type, image and location with the provider's flags (syntax

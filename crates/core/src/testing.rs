@@ -40,6 +40,8 @@ pub const FAKE_DESCRIPTION: Description = Description {
     flags: &[],
     create_flags: &[],
     location_help: "anything",
+    location_flag: None,
+    default_location: || None,
     check_flags: |_| Ok(()),
     check_server: |_, _, _, _| Ok(()),
     connect: |_| Box::pin(async { Ok(Box::new(FakeProvider::new()) as Box<dyn Provider>) }),

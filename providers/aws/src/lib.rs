@@ -89,6 +89,8 @@ pub static DESCRIPTION: Description = Description {
     flags: &["--region", "--profile"],
     create_flags: &["--vpc", "--subnet"],
     location_help: "an availability zone such as eu-central-1a (default: EC2 picks one in --region)",
+    location_flag: None,
+    default_location: || None,
     check_flags: |c| AwsOptions::from_connect(c).validate(),
     check_server: |server_type, image_name, location, c| {
         check_instance_type(server_type)?;

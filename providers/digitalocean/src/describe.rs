@@ -36,6 +36,8 @@ pub static DESCRIPTION: Description = Description {
     flags: &[],
     create_flags: &[],
     location_help: "a DigitalOcean region such as fra1 (Frankfurt), ams3, lon1, nyc3, sfo3, sgp1",
+    location_flag: None,
+    default_location: || None,
     check_flags: |_| Ok(()),
     check_server,
     connect: |c| {

@@ -27,6 +27,8 @@ pub static DESCRIPTION: Description = Description {
     flags: &[],
     create_flags: &[],
     location_help: "a Hetzner location such as fsn1 (Falkenstein), nbg1, hel1, ash, hil, sin",
+    location_flag: None,
+    default_location: || None,
     check_flags: |_| Ok(()),
     // Names are checked read-only against the API (`check_server_options`): Hetzner adds types
     // and locations often, so no offline list would stay right.

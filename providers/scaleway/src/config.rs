@@ -269,6 +269,18 @@ pub fn credentials(
     })
 }
 
+/// The zone `SCW_DEFAULT_ZONE` or the `scw` profile names, read offline and without needing the
+/// keys (for `create`'s default zone); `None` when neither names one or the file is unusable
+/// (connecting reports that).
+pub fn default_zone(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    // Only the zone is wanted: stand-ins for the keys keep their absence from failing here.
+    let stand_in = |k: &str| match k {
+        SCW_SECRET_KEY | SCW_DEFAULT_PROJECT_ID => Some("-".to_owned()),
+        _ => env(k),
+    };
+    credentials(None, &stand_in).ok()?.zone
+}
+
 /// The file's text; `None` when there is none.
 fn read_config(path: &Path) -> Result<Option<String>, ConfigError> {
     let read_err = |error| ConfigError::Read {

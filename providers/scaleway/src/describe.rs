@@ -7,7 +7,26 @@ use bootstrap_core::{
     Defaults, Description, Error, ErrorKind, Ownership, OwnershipModel, Provider,
 };
 
+use crate::cli::ZONE_FLAG;
 use crate::{KNOWN_ZONES, Scaleway, TAG_SEP, USER_DATA_MAX_BYTES, config, defaults};
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+/// A zone the Instance API knows, or the error naming them.
+fn check_zone(what: &str, zone: &str) -> bootstrap_core::Result<()> {
+    if KNOWN_ZONES.contains(&zone) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "{what} {zone}: not a Scaleway zone; use one of {}",
+            KNOWN_ZONES.join(", ")
+        ),
+    ))
+}
 
 /// Scaleway: flat `key=value` tags, no key resource, the job as the only snapshot engine.
 pub static DESCRIPTION: Description = Description {
@@ -38,20 +57,17 @@ pub static DESCRIPTION: Description = Description {
     },
     key_resource: false,
     visibility_grace: Duration::ZERO,
-    flags: &[],
+    flags: &[ZONE_FLAG],
     create_flags: &[],
-    location_help: "a Scaleway zone such as fr-par-1 (default), fr-par-2, nl-ams-1, pl-waw-1, it-mil-1; other commands use SCW_DEFAULT_ZONE or the scw profile's default_zone",
-    check_flags: |_| Ok(()),
+    location_help: "a Scaleway zone such as fr-par-1, fr-par-2, nl-ams-1, pl-waw-1, it-mil-1, the same as --zone (default: SCW_DEFAULT_ZONE, else the scw profile's default_zone, else fr-par-1)",
+    location_flag: Some(ZONE_FLAG),
+    default_location: || config::default_zone(&env),
+    check_flags: |c| match c.flags.get(ZONE_FLAG) {
+        Some(z) => check_zone(ZONE_FLAG, z),
+        None => Ok(()),
+    },
     check_server: |server_type, image, zone, _| {
-        if !KNOWN_ZONES.contains(&zone) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "--location {zone}: not a Scaleway zone; use one of {}",
-                    KNOWN_ZONES.join(", ")
-                ),
-            ));
-        }
+        check_zone("zone", zone)?;
         if server_type.trim().is_empty() || image.trim().is_empty() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -62,18 +78,13 @@ pub static DESCRIPTION: Description = Description {
     },
     connect: |c| {
         Box::pin(async move {
-            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-            let creds = config::credentials(c.context.as_deref(), &env).map_err(Error::from)?;
-            if let Some(z) = &creds.zone
-                && !KNOWN_ZONES.contains(&z.as_str())
-            {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "SCW_DEFAULT_ZONE / default_zone {z}: not a Scaleway zone; use one of {}",
-                        KNOWN_ZONES.join(", ")
-                    ),
-                ));
+            let mut creds = config::credentials(c.context.as_deref(), &env).map_err(Error::from)?;
+            // `--zone` wins over SCW_DEFAULT_ZONE and the profile.
+            if let Some(z) = c.flags.get(ZONE_FLAG) {
+                check_zone(ZONE_FLAG, z)?;
+                creds.zone = Some(z.clone());
+            } else if let Some(z) = &creds.zone {
+                check_zone("SCW_DEFAULT_ZONE / default_zone", z)?;
             }
             Ok(
                 Box::new(Scaleway::with_credentials(&creds, c.endpoint.as_deref())?)

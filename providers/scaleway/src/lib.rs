@@ -19,6 +19,7 @@
 //! - No SSH key resource: IAM keys are project-wide (Scaleway installs every project key on
 //!   every new server of the project), so the deployment's key goes in through cloud-init only.
 
+pub mod cli;
 mod client;
 pub mod config;
 mod describe;

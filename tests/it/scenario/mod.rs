@@ -17,6 +17,7 @@
 #[cfg(feature = "aws")]
 mod aws;
 mod hetzner;
+mod scaleway;
 
 use fakecloud::Fault;
 use serde_json::Value;

@@ -7,8 +7,9 @@
 //! `X-Total-Count`, Block with `page_size` and `total_count`.
 //!
 //! It is served on 127.0.0.1 by the kit's [`Builder`] and stops on drop. Everything is in one
-//! project; errors are `{type, message, resource, resource_id}`. Its own fault switches
-//! (`fail_at`, `throttle_every`) live in its state, next to what they break.
+//! project; errors are `{type, message, resource, resource_id}`. Faults (an error status, a
+//! dropped connection, a header-less 429) come from the kit's fault layer: the fake derefs to
+//! its kit [`Server`], so `fake.fail_request(n, fault)` works as on every fake.
 
 // The fake's state is its own and every lookup follows an insert of the same request: a panic
 // here is a broken fake, which fails the test that drives it.
@@ -23,6 +24,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::fault::Fault;
+use crate::ratelimit::{HeaderStyle, RateLimit};
 use crate::server::{Builder, Server};
 
 /// The project every test uses.
@@ -76,10 +79,6 @@ pub struct World {
     pending: BTreeMap<String, u32>,
     /// Requests, in order.
     pub log: Vec<Logged>,
-    /// Fail request number n (1-based) with this status and error type.
-    pub fail_at: Option<(usize, u16, &'static str)>,
-    /// Answer every request whose number is a multiple of n with a header-less 429.
-    pub throttle_every: Option<usize>,
     /// Largest page served (the live API's is 100).
     pub max_page: usize,
     /// Observations a transition takes.
@@ -124,7 +123,14 @@ impl FakeScaleway {
             .with_state(world.clone());
         Ok(Self {
             world,
-            server: Builder::new("fake-scaleway").listen(addr).start(app)?,
+            server: Builder::new("fake-scaleway")
+                .listen(addr)
+                .errors(|status, kind| err(status.as_u16(), kind, "injected fault"))
+                .rate_limit(
+                    RateLimit::new(HeaderStyle::None, u32::MAX, 0.0),
+                    "too_many_requests",
+                )
+                .start(app)?,
         })
     }
 
@@ -155,9 +161,34 @@ impl FakeScaleway {
         out
     }
 
-    /// Number of requests so far.
+    /// Number of requests that reached the fake's handler so far (faulted ones excluded).
     pub fn requests(&self) -> usize {
         self.w().log.len()
+    }
+
+    /// The kit server in front of the fake: faults, rate limits, the request log.
+    pub fn kit(&self) -> &Server {
+        &self.server
+    }
+
+    /// Answers every `n`th request from now on with the live API's 429: no rate headers.
+    pub fn throttle_every(&self, n: u64) {
+        let seen = std::sync::atomic::AtomicU64::new(0);
+        self.server.fail_when(
+            move |_| {
+                (seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1).is_multiple_of(n)
+            },
+            Fault::RateLimited { headers: false },
+            usize::MAX,
+        );
+    }
+}
+
+impl std::ops::Deref for FakeScaleway {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
     }
 }
 
@@ -233,6 +264,21 @@ impl World {
                 .collect();
             g["servers"] = json!(servers);
         }
+    }
+
+    /// Whether `id` is a resource of another zone: each zone is its own API, where it is 404.
+    fn elsewhere(&self, id: &str, zone: &str) -> bool {
+        [
+            &self.servers,
+            &self.groups,
+            &self.ips,
+            &self.images,
+            &self.volumes,
+            &self.snapshots,
+        ]
+        .iter()
+        .filter_map(|m| m.get(id))
+        .any(|v| v["zone"].as_str().is_some_and(|z| z != zone))
     }
 
     fn server_json(&self, id: &str) -> Value {
@@ -372,6 +418,23 @@ fn block_tags_match(v: &Value, q: &[(String, String)]) -> bool {
     wanted.is_empty() || tags_of(v).iter().any(|t| wanted.contains(&t.as_str()))
 }
 
+/// An IP as the API shows it: an unattached IP has no `server` (the Instance document
+/// declares it an object, not nullable).
+fn ip_out(ip: &Value) -> Value {
+    let mut ip = ip.clone();
+    if let Some(o) = ip.as_object_mut()
+        && o.get("server").is_some_and(Value::is_null)
+    {
+        o.remove("server");
+    }
+    ip
+}
+
+/// Whether a resource is in `zone` (the project's default group, without a zone, is in all).
+fn in_zone(v: &Value, zone: &str) -> bool {
+    v["zone"].as_str().is_none_or(|z| z == zone)
+}
+
 fn is_uuid(s: &str) -> bool {
     s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
 }
@@ -384,7 +447,6 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let mut w = world.lock().unwrap();
-    let n = w.log.len() + 1;
     let ct = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -392,16 +454,6 @@ async fn handle(
         .to_owned();
     let resp = if headers.get("x-auth-token").is_none() {
         err(401, "denied_authentication", "authentication is denied")
-    } else if w.throttle_every.is_some_and(|e| n % e == 0) {
-        // The live API's 429: no rate headers at all.
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("x-envoy-ratelimited", "true")],
-            "",
-        )
-            .into_response()
-    } else if let Some((_, status, kind)) = w.fail_at.filter(|(at, _, _)| *at == n) {
-        err(status, kind, "injected fault")
     } else {
         route(&mut w, &method, &uri, &ct, &body)
     };
@@ -444,10 +496,23 @@ fn route(w: &mut World, method: &Method, uri: &Uri, ct: &str, body: &Bytes) -> R
             if !ZONES.contains(zone) {
                 return err(400, "invalid_arguments", "unknown zone");
             }
+            if let [_, id, ..] = rest
+                && w.elsewhere(id, zone)
+            {
+                return not_found("instance_resource", id);
+            }
             instance(w, method.as_str(), rest, &q, ct, body, zone, now)
         }
-        (_, ["block", "v1", "zones", _zone, rest @ ..]) => {
-            block(w, method.as_str(), rest, &q, body, now)
+        (_, ["block", "v1", "zones", zone, rest @ ..]) => {
+            if !ZONES.contains(zone) {
+                return err(400, "invalid_arguments", "unknown zone");
+            }
+            if let [_, id, ..] = rest
+                && w.elsewhere(id, zone)
+            {
+                return not_found("block_resource", id);
+            }
+            block(w, method.as_str(), rest, &q, body, zone, now)
         }
         _ => err(404, "not_found", "no such path"),
     }
@@ -482,7 +547,7 @@ fn instance(
             let items: Vec<Value> = ids
                 .iter()
                 .map(|id| w.server_json(id))
-                .filter(|s| instance_tags_match(s, q))
+                .filter(|s| in_zone(s, zone) && instance_tags_match(s, q))
                 .collect();
             instance_page(w, "servers", items, q)
         }
@@ -669,7 +734,7 @@ fn instance(
             let items: Vec<Value> = w
                 .groups
                 .values()
-                .filter(|g| instance_tags_match(g, q))
+                .filter(|g| in_zone(g, zone) && instance_tags_match(g, q))
                 .cloned()
                 .collect();
             instance_page(w, "security_groups", items, q)
@@ -747,8 +812,8 @@ fn instance(
             let items: Vec<Value> = w
                 .ips
                 .values()
-                .filter(|i| instance_tags_match(i, q))
-                .cloned()
+                .filter(|i| in_zone(i, zone) && instance_tags_match(i, q))
+                .map(ip_out)
                 .collect();
             instance_page(w, "ips", items, q)
         }
@@ -771,7 +836,7 @@ fn instance(
             };
             let ip = json!({"id": id, "address": address.split('/').next().unwrap(), "prefix": address, "family": family, "type": b["type"], "dynamic": false, "tags": b["tags"].clone(), "project": PROJECT, "server": null, "zone": zone});
             w.ips.insert(id, ip.clone());
-            ok(201, json!({"ip": ip}))
+            ok(201, json!({"ip": ip_out(&ip)}))
         }
         ("PATCH", ["ips", id]) => {
             let b = match json_body(body) {
@@ -784,7 +849,7 @@ fn instance(
             if let Some(t) = b.get("tags") {
                 ip["tags"] = t.clone();
             }
-            ok(200, json!({"ip": ip.clone()}))
+            ok(200, json!({"ip": ip_out(ip)}))
         }
         ("DELETE", ["ips", id]) => match w.ips.remove(*id) {
             Some(_) => no_content(),
@@ -794,7 +859,7 @@ fn instance(
             let items: Vec<Value> = w
                 .images
                 .values()
-                .filter(|i| instance_tags_match(i, q))
+                .filter(|i| in_zone(i, zone) && instance_tags_match(i, q))
                 .cloned()
                 .collect();
             instance_page(w, "images", items, q)
@@ -833,6 +898,7 @@ fn block(
     rest: &[&str],
     q: &[(String, String)],
     body: &Bytes,
+    zone: &str,
     now: &str,
 ) -> Response {
     match (m, rest) {
@@ -840,7 +906,7 @@ fn block(
             let items: Vec<Value> = w
                 .volumes
                 .values()
-                .filter(|v| block_tags_match(v, q))
+                .filter(|v| in_zone(v, zone) && block_tags_match(v, q))
                 .cloned()
                 .collect();
             counted_page(w, "volumes", items, q)
@@ -878,7 +944,7 @@ fn block(
             let items: Vec<Value> = w
                 .snapshots
                 .values()
-                .filter(|v| block_tags_match(v, q))
+                .filter(|v| in_zone(v, zone) && block_tags_match(v, q))
                 .cloned()
                 .collect();
             counted_page(w, "snapshots", items, q)
@@ -901,7 +967,7 @@ fn block(
             );
             let s = json!({"id": id, "name": b["name"], "parent_volume": {"id": vid}, "size": 20_000_000_000u64,
                 "project_id": b["project_id"], "status": "creating", "tags": b["tags"].clone(),
-                "created_at": created, "updated_at": now, "class": "sbs"});
+                "created_at": created, "updated_at": now, "class": "sbs", "zone": zone});
             let polls = w.polls;
             w.pending.insert(id.clone(), polls);
             w.snapshots.insert(id, s.clone());
