@@ -163,7 +163,13 @@ impl FakeDo {
             .with_state(state.clone());
         // Served by the fakecloud kit's hyper server (its own rate limit and faults unused: this
         // fake keeps DigitalOcean's own, until it moves into crates/fakecloud).
-        let server = fakecloud::Builder::new("fake-do").start(app).unwrap();
+        let server = fakecloud::Builder::new("fake-do")
+            .errors(|status, code| {
+                let (status, body) = err(status, code, "Server was unable to give you a response.");
+                (status, axum::Json(body)).into_response()
+            })
+            .start(app)
+            .unwrap();
         state.lock().unwrap().base = server.url();
         FakeDo { server, state }
     }
@@ -171,6 +177,21 @@ impl FakeDo {
     /// The origin to pass as `--endpoint`.
     pub fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// The kit server every request goes through: its faults and its log.
+    pub fn kit(&self) -> &fakecloud::Server {
+        &self.server
+    }
+
+    /// SSH keys as JSON.
+    pub fn keys(&self) -> Vec<Value> {
+        self.state().keys.values().cloned().collect()
+    }
+
+    /// Tag names that exist.
+    pub fn tags(&self) -> Vec<String> {
+        self.state().tags.iter().cloned().collect()
     }
 
     /// The state, for seeding and inspection.
@@ -216,6 +237,15 @@ impl FakeDo {
         );
         out.extend(s.tags.iter().map(|t| format!("tag {t}")));
         out
+    }
+
+    /// Adds `tag` to image `id` (the tag is made if missing).
+    pub fn state_tag_image(&self, id: i64, tag: &str) {
+        let mut s = self.state();
+        s.tags.insert(tag.to_owned());
+        if let Some(t) = s.images.get_mut(&id).and_then(|i| i["tags"].as_array_mut()) {
+            t.push(Value::from(tag));
+        }
     }
 
     /// Whether image `id` still exists.
@@ -736,6 +766,11 @@ fn route(
             s.tags.insert(name.to_owned());
             (StatusCode::CREATED, json!({"tag": tag_json(s, name)}))
         }
+        ("GET", ["v2", "tags"]) => {
+            let names: Vec<String> = s.tags.iter().cloned().collect();
+            let items = names.iter().map(|n| tag_json(s, n)).collect();
+            page(s, path, q, "tags", items)
+        }
         ("GET", ["v2", "tags", t]) => {
             if s.tags.contains(*t) {
                 (StatusCode::OK, json!({"tag": tag_json(s, t)}))
@@ -818,7 +853,13 @@ fn route(
             .map_or_else(not_found, |d| (StatusCode::OK, json!({"droplet": d}))),
         ("DELETE", ["v2", "droplets", id]) => {
             match id.parse::<i64>().ok().and_then(|n| s.droplets.remove(&n)) {
-                Some(_) => (StatusCode::NO_CONTENT, Value::Null),
+                Some(d) => {
+                    // Backups go with their droplet; snapshots stay.
+                    let backups = d["backup_ids"].as_array().cloned().unwrap_or_default();
+                    s.images
+                        .retain(|id, _| !backups.iter().any(|b| b.as_i64() == Some(*id)));
+                    (StatusCode::NO_CONTENT, Value::Null)
+                }
                 None => not_found(),
             }
         }
