@@ -12,7 +12,6 @@ mod aws_snapshots;
 mod cli;
 mod contract;
 mod digitalocean;
-mod digitalocean_fake;
 #[cfg(feature = "aws")]
 mod dlm_fake;
 mod faults;

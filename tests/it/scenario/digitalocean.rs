@@ -3,9 +3,9 @@
 use serde_json::Value;
 
 use super::Cloud;
-use crate::digitalocean_fake::FakeDo;
 use crate::support::Bin;
 use fakecloud::Fault;
+use fakecloud::digitalocean::FakeDo;
 
 /// The DigitalOcean fake as a [`Cloud`].
 pub struct DigitalOcean(pub FakeDo);
@@ -15,7 +15,7 @@ impl DigitalOcean {
     /// 250 requests a minute (the limit has its own test).
     pub fn start() -> DigitalOcean {
         let f = FakeDo::start();
-        f.state().limit = usize::MAX;
+        f.set_rate_limit(1_000_000, 1_000_000.0);
         DigitalOcean(f)
     }
 
