@@ -11,6 +11,7 @@ mod aws_proxy;
 mod aws_snapshots;
 mod cli;
 mod contract;
+mod contract_digitalocean;
 mod digitalocean;
 #[cfg(feature = "aws")]
 mod dlm_fake;
