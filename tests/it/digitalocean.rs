@@ -188,9 +188,16 @@ fn snapshot_job_keeps_two_and_never_touches_backups() {
         .run(&cmd(&url, &["snapshot", "list", "web1"]))
         .expect_code(0)
         .stdout();
+    let (ours, backups) = out
+        .split_once("provider backups")
+        .expect("a backups section");
     assert!(
-        out.contains("web1-20261128T0300Z") && !out.contains("web1 backup"),
+        ours.contains("web1-20261128T0300Z") && !ours.contains("web1 backup"),
         "{out}"
+    );
+    assert!(
+        backups.contains("web1 backup") && !backups.contains("20261128T0300Z"),
+        "the backup apart: {out}"
     );
     b.run(&cmd(
         &url,

@@ -311,6 +311,10 @@ impl Provider for DigitalOcean {
         image::delete(&self.client, id).await
     }
 
+    async fn list_provider_backups(&self, server: &Server) -> Result<Vec<Snapshot>> {
+        image::backups(&self.client, server).await
+    }
+
     async fn enable_provider_backups(&self, server: &Server) -> Result<Vec<Operation>> {
         image::set_backups(&self.client, server, false).await
     }

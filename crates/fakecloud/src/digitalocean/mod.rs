@@ -862,6 +862,25 @@ fn route(
                 None => not_found(),
             }
         }
+        ("GET", ["v2", "droplets", id, "backups"]) => {
+            let Some(d) = id
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| s.droplets.get(&n).cloned())
+            else {
+                return not_found();
+            };
+            let items = items(&d["backup_ids"])
+                .iter()
+                .filter_map(|i| i.as_i64().and_then(|i| s.images.get(&i)))
+                .map(|i| {
+                    let mut i = i.clone();
+                    remove(&mut i, "tags");
+                    i
+                })
+                .collect();
+            page(s, path, q, "backups", items)
+        }
         ("GET", ["v2", "droplets", id, "snapshots"]) => {
             let Some(d) = id
                 .parse::<i64>()
