@@ -95,9 +95,25 @@ async fn list(a: &SnapshotListArgs) -> anyhow::Result<()> {
         &sel,
     );
     snaps.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+    // The provider's own backups, shown apart: they are not ours to prune.
+    let servers = only_matching(
+        retry(&conn.flow.retry, "list servers", || p.list_servers(&sel)).await?,
+        &sel,
+    );
+    let mut backups = Vec::new();
+    for s in &servers {
+        backups.extend(
+            retry(&conn.flow.retry, "list provider backups", || {
+                p.list_provider_backups(s)
+            })
+            .await?,
+        );
+    }
+    backups.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
     let out = Output::new(conn.output);
     if out.is_json() {
-        return out.json(&json!({"deployment": name, "snapshots": snaps}));
+        return out
+            .json(&json!({"deployment": name, "snapshots": snaps, "provider_backups": backups}));
     }
     let mut t = format!(
         "{:<14} {:<40} {:<26} {:<10} {}\n",
@@ -121,6 +137,19 @@ async fn list(a: &SnapshotListArgs) -> anyhow::Result<()> {
             status,
             s.labels.get(LABEL_SLOT).unwrap_or("-")
         ));
+    }
+    if !backups.is_empty() {
+        t.push_str(&format!(
+            "\nprovider backups (the provider's own; bootstrap never deletes them):\n{:<14} {:<40} {}\n",
+            "ID", "NAME", "CREATED"
+        ));
+        for b in &backups {
+            let created = b
+                .created
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            t.push_str(&format!("{:<14} {:<40} {}\n", b.id, b.name, created));
+        }
     }
     out.text(&t)
 }

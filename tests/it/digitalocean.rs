@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::digitalocean_fake::FakeDo;
 use crate::support::{Bin, http};
+use fakecloud::digitalocean::{FakeDo, Logged};
 
 fn bin() -> Bin {
     let mut b = Bin::new();
@@ -34,7 +34,7 @@ fn cmd<'a>(url: &'a str, args: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-fn sent(fake: &FakeDo, method: &str, path_start: &str) -> Vec<crate::digitalocean_fake::Logged> {
+fn sent(fake: &FakeDo, method: &str, path_start: &str) -> Vec<Logged> {
     fake.log()
         .into_iter()
         .filter(|l| l.method == method && l.path.starts_with(path_start))
@@ -183,29 +183,35 @@ fn snapshot_job_keeps_two_and_never_touches_backups() {
         sent(&fake, "GET", &format!("/v2/droplets/{droplet}/snapshots")).len(),
         4
     );
+    assert!(fake.state_has_image(backup), "the job touched the backup");
     let out = b
         .run(&cmd(&url, &["snapshot", "list", "web1"]))
         .expect_code(0)
         .stdout();
+    let (ours, backups) = out
+        .split_once("provider backups")
+        .expect("a backups section");
     assert!(
-        out.contains("web1-20261128T0300Z") && !out.contains("web1 backup"),
+        ours.contains("web1-20261128T0300Z") && !ours.contains("web1 backup"),
         "{out}"
+    );
+    assert!(
+        backups.contains("web1 backup") && !backups.contains("20261128T0300Z"),
+        "the backup apart: {out}"
     );
     b.run(&cmd(
         &url,
         &["destroy", "web1", "--yes", "--delete-snapshots"],
     ))
     .expect_code(0);
+    // DigitalOcean deletes a droplet's backups with the droplet.
     let left = fake.leftovers();
     assert_eq!(
         left,
-        vec![
-            "image \"web1 backup\"".to_owned(),
-            "tag managed-by:bootstrap".to_owned()
-        ],
-        "only the backup and its tag stay"
+        vec!["tag managed-by:bootstrap".to_owned()],
+        "only the shared tag stays"
     );
-    assert!(fake.state_has_image(backup));
+    assert!(!fake.state_has_image(backup));
 }
 
 #[test]
@@ -295,159 +301,10 @@ fn call(
 }
 
 #[test]
-fn trap_a_firewall_without_outbound_rules_blocks_egress() {
-    let fake = FakeDo::start();
-    call(&fake, "POST", "/v2/tags", Some(json!({"name": "t1"})));
-    let (s, d, _) = call(
-        &fake,
-        "POST",
-        "/v2/droplets",
-        Some(json!({"name": "x", "region": "fra1",
-        "size": "s-1vcpu-1gb", "image": "debian-12-x64", "tags": ["t1"]})),
-    );
-    assert_eq!(s, 202);
-    let id = d["droplet"]["id"].as_i64().unwrap();
-    assert!(fake.has_egress(id));
-    let (s, _, _) = call(
-        &fake,
-        "POST",
-        "/v2/firewalls",
-        Some(json!({"name": "only-in", "tags": ["t1"],
-        "inbound_rules": [{"protocol": "tcp", "ports": "22", "sources": {"addresses": ["0.0.0.0/0"]}}]})),
-    );
-    assert_eq!(s, 202);
-    assert!(!fake.has_egress(id), "no outbound rules, no egress");
-}
-
-#[test]
-fn trap_a_tag_referenced_by_a_firewall_must_exist() {
-    let fake = FakeDo::start();
-    let fw = json!({"name": "fw", "tags": ["bootstrap-deployment:web1"], "inbound_rules": [],
-        "outbound_rules": [{"protocol": "icmp", "destinations": {"addresses": ["0.0.0.0/0"]}}]});
-    let (s, v, _) = call(&fake, "POST", "/v2/firewalls", Some(fw.clone()));
-    assert_eq!(s, 422, "{v}");
-    call(
-        &fake,
-        "POST",
-        "/v2/tags",
-        Some(json!({"name": "bootstrap-deployment:web1"})),
-    );
-    let (s, v, _) = call(&fake, "POST", "/v2/firewalls", Some(fw));
-    assert_eq!(s, 202);
-    // icmp reads back as "0".
-    assert_eq!(v["firewall"]["outbound_rules"][0]["ports"], "0");
-}
-
-#[test]
-fn trap_put_resets_the_targets() {
-    let fake = FakeDo::start();
-    call(&fake, "POST", "/v2/tags", Some(json!({"name": "t1"})));
-    let (_, v, _) = call(
-        &fake,
-        "POST",
-        "/v2/firewalls",
-        Some(json!({"name": "fw", "tags": ["t1"]})),
-    );
-    let id = v["firewall"]["id"].as_str().unwrap().to_owned();
-    let (s, v, _) = call(
-        &fake,
-        "PUT",
-        &format!("/v2/firewalls/{id}"),
-        Some(json!({"name": "fw",
-        "inbound_rules": [{"protocol": "tcp", "ports": "22", "sources": {"addresses": ["192.0.2.1"]}}]})),
-    );
-    assert_eq!(s, 200);
-    assert_eq!(v["firewall"]["tags"], json!([]), "PUT dropped the targets");
-}
-
-#[test]
-fn trap_the_snapshot_action_returns_no_id() {
-    let fake = FakeDo::start();
-    fake.state().action_polls = 0;
-    let (_, d, _) = call(
-        &fake,
-        "POST",
-        "/v2/droplets",
-        Some(json!({"name": "x", "region": "fra1",
-        "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"})),
-    );
-    let id = d["droplet"]["id"].as_i64().unwrap();
-    let (s, a, _) = call(
-        &fake,
-        "POST",
-        &format!("/v2/droplets/{id}/actions"),
-        Some(json!({"type": "snapshot", "name": "snap"})),
-    );
-    assert_eq!(s, 201);
-    assert_eq!(
-        a.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["action"]
-    );
-    assert!(a["action"].get("snapshot_name").is_none() && a["action"].get("image_id").is_none());
-    let (_, l, _) = call(&fake, "GET", &format!("/v2/droplets/{id}/snapshots"), None);
-    assert_eq!(l["snapshots"][0]["created_at"], a["action"]["started_at"]);
-    assert!(l["snapshots"][0].get("tags").is_none());
-}
-
-#[test]
-fn trap_listing_keys_is_limited_to_ten_a_minute() {
-    let fake = FakeDo::start();
-    for _ in 0..10 {
-        assert_eq!(call(&fake, "GET", "/v2/account/keys", None).0, 200);
-    }
-    let (s, v, r) = call(&fake, "GET", "/v2/account/keys", None);
-    assert_eq!((s, v["id"].as_str()), (429, Some("too_many_requests")));
-    assert_eq!(r.header("retry-after"), Some("1"));
-}
-
-#[test]
-fn trap_a_duplicate_key_gets_422() {
-    let fake = FakeDo::start();
-    let pk = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl x";
-    let (s, k, _) = call(
-        &fake,
-        "POST",
-        "/v2/account/keys",
-        Some(json!({"name": "a", "public_key": pk})),
-    );
-    assert_eq!(s, 201);
-    let (s, v, _) = call(
-        &fake,
-        "POST",
-        "/v2/account/keys",
-        Some(json!({"name": "b", "public_key": pk})),
-    );
-    assert_eq!(s, 422);
-    assert_eq!(v["message"], "SSH Key is already in use on your account");
-    let fp = k["ssh_key"]["fingerprint"].as_str().unwrap();
-    assert_eq!(
-        call(&fake, "GET", &format!("/v2/account/keys/{fp}"), None).0,
-        200
-    );
-}
-
-#[test]
-fn trap_250_requests_a_minute_with_headers() {
-    let fake = FakeDo::start();
-    let (s, _, r) = call(&fake, "GET", "/v2/regions", None);
-    assert_eq!(s, 200);
-    assert_eq!(r.header("ratelimit-limit"), Some("250"));
-    assert_eq!(r.header("ratelimit-remaining"), Some("249"));
-    assert!(r.header("ratelimit-reset").unwrap().parse::<u64>().unwrap() > 1_700_000_000);
-    for _ in 0..249 {
-        call(&fake, "GET", "/v2/regions", None);
-    }
-    let (s, _, r) = call(&fake, "GET", "/v2/regions", None);
-    assert_eq!(s, 429);
-    assert_eq!(r.header("ratelimit-remaining"), Some("0"));
-    assert_eq!(r.header("retry-after"), Some("1"));
+fn a_tight_rate_window_is_waited_out() {
     // The binary waits as told and still gets through a tight window.
     let fake = FakeDo::start();
-    {
-        let mut st = fake.state();
-        st.limit = 8;
-        st.window = std::time::Duration::from_secs(1);
-    }
+    fake.set_rate_limit(8, 8.0);
     let b = bin();
     b.run(&create(&fake.url(), "web1", "203.0.113.7/32"))
         .expect_code(0);

@@ -11,8 +11,8 @@ mod aws_proxy;
 mod aws_snapshots;
 mod cli;
 mod contract;
+mod contract_digitalocean;
 mod digitalocean;
-mod digitalocean_fake;
 #[cfg(feature = "aws")]
 mod dlm_fake;
 mod faults;

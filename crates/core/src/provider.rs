@@ -149,6 +149,13 @@ pub trait Provider: Send + Sync {
         Err(unsupported(self.name(), "provider backups"))
     }
 
+    /// The provider's own backups of a server (DigitalOcean's `type: backup` images), which
+    /// are never the job's to prune; a provider without them has none.
+    async fn list_provider_backups(&self, server: &Server) -> Result<Vec<Snapshot>> {
+        let _ = server;
+        Ok(Vec::new())
+    }
+
     /// Native snapshot schedules carrying all of `selector`'s labels. A provider without one
     /// has none: the default is an empty list, so that teardown needs no special case.
     async fn list_native_schedules(&self, selector: &Labels) -> Result<Vec<NativeSchedule>> {

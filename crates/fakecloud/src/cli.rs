@@ -27,6 +27,8 @@ pub struct Cli {
 pub enum Provider {
     /// Hetzner Cloud (`/v1`); any non-empty bearer token is accepted.
     Hetzner(Serve),
+    /// DigitalOcean (`/v2`); any non-empty bearer token is accepted.
+    Digitalocean(Serve),
     /// Scaleway (Instance, Block and Marketplace APIs); any `X-Auth-Token` is accepted.
     Scaleway(Serve),
 }
@@ -110,6 +112,7 @@ pub fn run(cli: &Cli) -> Result<(), Error> {
     let serve = match &cli.provider {
         Provider::Hetzner(s) => s,
         Provider::Scaleway(s) => return run_scaleway(s),
+        Provider::Digitalocean(s) => return run_digitalocean(s),
     };
     if !serve.listen.ip().is_loopback() {
         return Err(Error::NotLoopback(serve.listen));
@@ -125,6 +128,24 @@ pub fn run(cli: &Cli) -> Result<(), Error> {
     drop(out);
     eprintln!(
         "fakecloud: Hetzner Cloud fake; HCLOUD_TOKEN may be anything; Ctrl-C or SIGTERM stops it"
+    );
+    wait_for_signal()?;
+    drop(fake);
+    Ok(())
+}
+
+/// `fakecloud digitalocean`: the DigitalOcean fake until a signal.
+fn run_digitalocean(serve: &Serve) -> Result<(), Error> {
+    if !serve.listen.ip().is_loopback() {
+        return Err(Error::NotLoopback(serve.listen));
+    }
+    let fake = crate::digitalocean::FakeDo::start_on(serve.listen, serve.pace())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", fake.url())?;
+    out.flush()?;
+    drop(out);
+    eprintln!(
+        "fakecloud: DigitalOcean fake; DIGITALOCEAN_TOKEN may be anything; Ctrl-C or SIGTERM stops it"
     );
     wait_for_signal()?;
     drop(fake);

@@ -98,6 +98,44 @@ fn prints_the_endpoint_keeps_state_and_stops_on_sigterm() {
 }
 
 #[test]
+fn digitalocean_prints_the_endpoint_keeps_state_and_stops_on_sigterm() {
+    let fake = Running::start(&["digitalocean", "--listen", "127.0.0.1:0"]);
+    let url = fake.url.clone();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGEZksVoT5fNJmdhBBIauqPRUHr9ncyNgi+AL0ROYE4n a@test";
+    let body = json!({"name": "k", "public_key": key});
+    let r = http_request(
+        &url,
+        "POST",
+        "/v2/account/keys",
+        Some("anything"),
+        Some(&body),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["ssh_key"]["id"].as_i64().unwrap();
+    let r = http_request(
+        &url,
+        "GET",
+        &format!("/v2/account/keys/{id}"),
+        Some("x"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.body["ssh_key"]["name"], "k", "state kept across requests");
+    assert_eq!(
+        http_request(&url, "GET", "/v2/regions", None, None)
+            .unwrap()
+            .status,
+        401
+    );
+    let status = fake.terminate();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(http_request(&url, "GET", "/v2/regions", Some("x"), None).is_err());
+}
+
+#[test]
 fn action_ms_paces_actions_in_wall_time() {
     let fake = Running::start(&["hetzner", "--listen", "127.0.0.1:0", "--action-ms", "400"]);
     let body = json!({"name": "web1", "server_type": "cx22", "image": "ubuntu-24.04"});

@@ -44,6 +44,13 @@ pub(crate) async fn get(c: &Client, id: &str) -> Result<Option<Snapshot>> {
         .map(Image::snapshot))
 }
 
+/// DigitalOcean's own backups of a droplet (`GET /v2/droplets/{id}/backups`).
+pub(crate) async fn backups(c: &Client, server: &Server) -> Result<Vec<Snapshot>> {
+    let path = format!("/v2/droplets/{}/backups", id_of(&server.id)?);
+    let images: Vec<Image> = c.list_all(&path, "backups", vec![]).await?;
+    Ok(images.into_iter().map(Image::snapshot).collect())
+}
+
 /// Every private snapshot carrying the selector's main tag; backups are left out by type.
 pub(crate) async fn list_by_labels(c: &Client, selector: &Labels) -> Result<Vec<Snapshot>> {
     let tag = filter_tag(selector);

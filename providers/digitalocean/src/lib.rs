@@ -40,7 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use bootstrap_core::model::LABEL_SSH_KEY;
+use bootstrap_core::model::{LABEL_DEPLOYMENT, LABEL_SSH_KEY};
 use bootstrap_core::{
     Created, Firewall, FirewallRule, FirewallSpec, Labels, Operation, OperationStatus, Provider,
     PublicKeyInfo, Result, Secret, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
@@ -140,15 +140,27 @@ impl Provider for DigitalOcean {
 
     /// Never lists keys (10 requests a minute): reads by id every key the deployment's droplets
     /// name, and every key this adapter saw or uploaded. The flows keep those ours by name.
+    ///
+    /// When neither names one (a teardown that died after deleting the droplet), the keys come
+    /// from the account's `bootstrap-ssh-key:<id>` tags, which outlive the droplet until its
+    /// key is deleted (see [`Provider::delete_ssh_key`]).
     async fn list_ssh_keys(&self, selector: &Labels) -> Result<Vec<SshKey>> {
         for s in server::list_by_labels(&self.client, selector).await? {
             self.saw(&s);
         }
-        let ids: Vec<String> = self
+        let mut ids: Vec<String> = self
             .keys
             .lock()
             .map(|k| k.iter().cloned().collect())
             .unwrap_or_default();
+        if ids.is_empty() && selector.deployment_name().is_some() {
+            let prefix = format!("{LABEL_SSH_KEY}{}", schema::TAG_SEP);
+            ids = tags::list_prefixed(&self.client, &prefix)
+                .await?
+                .into_iter()
+                .filter_map(|t| t.strip_prefix(&prefix).map(str::to_owned))
+                .collect();
+        }
         let mut out = Vec::new();
         for id in ids.iter().filter(|id| id.parse::<i64>().is_ok()) {
             if let Some(k) = ssh_key::get(&self.client, id).await? {
@@ -164,8 +176,28 @@ impl Provider for DigitalOcean {
         Ok(k)
     }
 
+    /// Deletes the key, then its `bootstrap-ssh-key:<id>` tag and, for a key named
+    /// `bootstrap-<name>` whose firewall is gone, the deployment's tag, each only once nothing
+    /// carries it: the last trace of a deployment whose teardown or create died half-way.
     async fn delete_ssh_key(&self, id: &str) -> Result<()> {
-        ssh_key::delete(&self.client, id).await
+        let name = ssh_key::get(&self.client, id).await?.map(|k| k.name);
+        ssh_key::delete(&self.client, id).await?;
+        tags::delete_if_unused(
+            &self.client,
+            &format!("{LABEL_SSH_KEY}{}{id}", schema::TAG_SEP),
+        )
+        .await?;
+        if let Some(d) = name.as_deref().and_then(|n| n.strip_prefix("bootstrap-")) {
+            let tag = format!("{LABEL_DEPLOYMENT}{}{d}", schema::TAG_SEP);
+            let targeted = firewall::list(&self.client)
+                .await?
+                .iter()
+                .any(|f| f.labels.to_flat_tags(schema::TAG_SEP).contains(&tag));
+            if !targeted && tags::check(&tag).is_ok() {
+                tags::delete_if_unused(&self.client, &tag).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn list_firewalls(&self, _selector: &Labels) -> Result<Vec<Firewall>> {
@@ -193,7 +225,9 @@ impl Provider for DigitalOcean {
             .lock()
             .map(|t| t.iter().cloned().collect())
             .unwrap_or_default();
-        for t in dropped {
+        // A key's tag stays until its key goes: it is how a later teardown finds the key.
+        let key_tag = format!("{LABEL_SSH_KEY}{}", schema::TAG_SEP);
+        for t in dropped.into_iter().filter(|t| !t.starts_with(&key_tag)) {
             if tags::delete_if_unused(&self.client, &t).await?
                 && let Ok(mut d) = self.dropped_tags.lock()
             {
@@ -275,6 +309,10 @@ impl Provider for DigitalOcean {
 
     async fn delete_snapshot(&self, id: &str) -> Result<()> {
         image::delete(&self.client, id).await
+    }
+
+    async fn list_provider_backups(&self, server: &Server) -> Result<Vec<Snapshot>> {
+        image::backups(&self.client, server).await
     }
 
     async fn enable_provider_backups(&self, server: &Server) -> Result<Vec<Operation>> {

@@ -199,6 +199,17 @@ pub(crate) async fn set_labels(c: &Client, server: &Server, labels: &Labels) -> 
     }
     for t in have.iter().filter(|t| !want.contains(t)) {
         tags::detach(c, t, &res).await?;
+        // An old schedule's tag goes once nothing carries it; the deployment's tag (a
+        // firewall's target) and a key's tag (how a teardown finds the key) stay.
+        let kept = [
+            bootstrap_core::model::LABEL_DEPLOYMENT,
+            bootstrap_core::model::LABEL_SSH_KEY,
+        ]
+        .iter()
+        .any(|k| t.starts_with(&format!("{k}{TAG_SEP}")));
+        if !kept {
+            tags::delete_if_unused(c, t).await?;
+        }
     }
     // DigitalOcean's own backups follow a new schedule through `change_backup_policy`.
     let schedule = |l: &Labels| {

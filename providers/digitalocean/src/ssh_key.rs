@@ -7,7 +7,7 @@
 //! upload means the key is there (another upload won the race): the core's flow looks it up
 //! again by fingerprint.
 
-use bootstrap_core::{Result, SshKey, SshKeySpec};
+use bootstrap_core::{ErrorKind, Result, SshKey, SshKeySpec};
 use serde_json::json;
 
 use crate::client::{Client, id_of};
@@ -23,10 +23,22 @@ pub(crate) async fn get(c: &Client, id_or_fingerprint: &str) -> Result<Option<Ss
 
 /// Uploads the public key with the spec's name; a duplicate is `ErrorKind::Conflict` (see
 /// [`crate::error::ApiError::is_key_in_use`]).
+///
+/// An upload whose answer was lost (the connection dropped, a 5xx) may have worked: the key
+/// is then read back by fingerprint, and one with the spec's name is this upload's, returned
+/// so that a rollback removes it.
 pub(crate) async fn create(c: &Client, spec: &SshKeySpec) -> Result<SshKey> {
     let body = json!({ "name": spec.name, "public_key": spec.key.openssh });
-    let r: SshKeyEnvelope = c.post("/v2/account/keys", &body).await?;
-    Ok(r.ssh_key.into())
+    match c.post::<SshKeyEnvelope, _>("/v2/account/keys", &body).await {
+        Ok(r) => Ok(r.ssh_key.into()),
+        Err(e) if matches!(e.kind(), ErrorKind::Transient | ErrorKind::Timeout) => {
+            match get(c, &spec.key.md5).await {
+                Ok(Some(k)) if k.name == spec.name => Ok(k),
+                _ => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes the key; one already gone is fine.

@@ -33,6 +33,22 @@ pub(crate) fn check(tag: &str) -> Result<()> {
     }
 }
 
+/// One tag of `GET /v2/tags`.
+#[derive(Debug, Deserialize)]
+struct Named {
+    name: String,
+}
+
+/// Every tag of the account whose name starts with `prefix` (`GET /v2/tags`, paged).
+pub(crate) async fn list_prefixed(c: &Client, prefix: &str) -> Result<Vec<String>> {
+    let all: Vec<Named> = c.list_all("/v2/tags", "tags", vec![]).await?;
+    Ok(all
+        .into_iter()
+        .map(|t| t.name)
+        .filter(|n| n.starts_with(prefix))
+        .collect())
+}
+
 /// `{tag}`.
 #[derive(Debug, Deserialize)]
 struct TagEnvelope {

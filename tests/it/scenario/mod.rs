@@ -16,6 +16,7 @@
 
 #[cfg(feature = "aws")]
 mod aws;
+mod digitalocean;
 mod hetzner;
 mod scaleway;
 

@@ -1,6 +1,7 @@
 //! A stateful fake of the DigitalOcean API (`/v2`), for flow and trap tests that run the real
-//! `bootstrap` binary against it (`--endpoint <fake.url()>`). Served by axum through
-//! the fakecloud kit's server on 127.0.0.1; stopped on drop.
+//! `bootstrap` binary against it (`--endpoint <fake.url()>`), and for `fakecloud digitalocean`.
+//! Served on the kit's [`Server`] on 127.0.0.1 (its faults, its rate limit with DigitalOcean's
+//! headers, its request log); actions run on the kit's clock; stopped on drop.
 //!
 //! It behaves like the documented API where the adapter could get it wrong:
 //! - droplets: create 202 with `links.actions` (status `new` until the create action completes),
@@ -9,7 +10,7 @@
 //! - droplet actions 201 `{action}`: `snapshot` (the image appears in
 //!   `/v2/droplets/{id}/snapshots` with `created_at` = the action's `started_at`, untagged, and
 //!   no id is ever returned), `enable_backups`, `change_backup_policy`;
-//! - actions run for `action_polls` polls of `GET /v2/actions/{id}`, then complete;
+//! - actions run on the kit's clock ([`Pace`]): polls of `GET /v2/actions/{id}`, or wall time;
 //! - keys: 201 on upload, 422 "already in use" for a duplicate public key, get by id or
 //!   fingerprint, and `GET /v2/account/keys` limited to 10 requests a minute;
 //! - firewalls: 202 on create; a `tags` entry that is no existing tag is refused; `PUT`
@@ -17,26 +18,31 @@
 //!   icmp read back as `"0"`; [`FakeDo::has_egress`] says whether a droplet can reach out;
 //! - tags: create (idempotent), get with resource counts, attach/detach resources, delete;
 //!   errors in the tags shape `{error, messages}`;
-//! - every answer carries `ratelimit-limit`/`-remaining`/`-reset` (epoch); over the per-window
-//!   limit a 429 with `retry-after`;
+//! - every answer carries `ratelimit-limit`/`-remaining`/`-reset` (epoch), from the kit's
+//!   [`RateLimit`] (250 a minute); over it a 429 with `retry-after`;
 //! - lists page with `page`/`per_page` (default 20, max 200), `links.pages.next` as an absolute
 //!   URL, and `meta.total`;
-//! - errors `{id, message, request_id}`; injected faults answer 500 `server_error`.
+//! - errors `{id, message, request_id}`; injected faults ([`crate::Fault`]) answer in that shape.
 
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Request, State as AxState};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use md5::{Digest as _, Md5};
 use serde_json::{Value, json};
 
-use crate::support::form_decode;
+use crate::clock::{Pace, Timer};
+use crate::ratelimit::{HeaderStyle, RateLimit};
+use crate::server::{Builder, Server};
 
 /// A request as the fake saw it.
 #[derive(Debug, Clone)]
@@ -51,42 +57,37 @@ pub struct Logged {
     pub body: Option<Value>,
 }
 
-/// One injected failure: the `nth` (1-based) request matching method and path answers 500.
-#[derive(Debug, Clone)]
-struct Fault {
-    method: String,
-    path_prefix: String,
-    nth: usize,
-    seen: usize,
-}
-
 /// Everything the fake holds.
 #[derive(Debug)]
 pub struct State {
     next_id: i64,
     clock: i64,
-    /// Polls of an action before it completes.
-    pub action_polls: u32,
+    /// How long actions take.
+    pub pace: Pace,
     keys: BTreeMap<i64, Value>,
     droplets: BTreeMap<i64, Value>,
     firewalls: BTreeMap<String, Value>,
     tags: BTreeSet<String>,
     images: BTreeMap<i64, Value>,
-    actions: BTreeMap<i64, (Value, u32)>,
+    actions: BTreeMap<i64, (Value, Timer)>,
     log: Vec<Logged>,
-    faults: Vec<Fault>,
-    /// Requests allowed per rate window.
-    pub limit: usize,
-    /// The rate window.
-    pub window: Duration,
-    hits: Vec<Instant>,
     key_lists: Vec<Instant>,
     base: String,
 }
 
+/// One [`FakeDo::fail_nth`]: how many requests it has seen of those it counts.
+#[derive(Debug)]
+struct NthFault {
+    method: String,
+    prefix: String,
+    nth: usize,
+    seen: usize,
+}
+
 /// The fake and its server.
 pub struct FakeDo {
-    server: fakecloud::Server,
+    server: Server,
+    nth: Arc<Mutex<Vec<NthFault>>>,
     state: Arc<Mutex<State>>,
 }
 
@@ -100,9 +101,55 @@ const SIZES: &[&str] = &["s-1vcpu-1gb", "s-1vcpu-2gb", "s-2vcpu-4gb"];
 
 fn now_rfc3339(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// The items of a JSON array, none for anything else.
+fn items(v: &Value) -> &[Value] {
+    v.as_array().map_or(&[], Vec::as_slice)
+}
+
+/// Whether the array `v` holds the string `x`.
+fn has_tag_in(v: &Value, x: &str) -> bool {
+    items(v).iter().any(|t| t == x)
+}
+
+/// Whether `v["tags"]` holds `tag`.
+fn has_tag(v: &Value, tag: &str) -> bool {
+    items(&v["tags"]).iter().any(|t| t == tag)
+}
+
+/// Pushes `x` onto the array `v`, making it one if it was not.
+fn push(v: &mut Value, x: Value) {
+    if !v.is_array() {
+        *v = json!([]);
+    }
+    if let Some(a) = v.as_array_mut() {
+        a.push(x);
+    }
+}
+
+/// Removes `key` from an object.
+fn remove(v: &mut Value, key: &str) {
+    if let Some(o) = v.as_object_mut() {
+        o.remove(key);
+    }
+}
+
+/// DigitalOcean's error answer for an injected status or the kit's 429.
+fn kit_error(status: StatusCode, code: &str) -> Response {
+    let message = if status == StatusCode::TOO_MANY_REQUESTS {
+        "API Rate limit exceeded."
+    } else {
+        "Server was unable to give you a response."
+    };
+    let (status, body) = err(status, code, message);
+    (status, axum::Json(body)).into_response()
 }
 
 fn region(slug: &str) -> Value {
@@ -131,8 +178,22 @@ fn image_json(
 }
 
 impl FakeDo {
-    /// A fake with actions completing after 2 polls and a generous rate limit.
+    /// A fake on a free port, actions completing at their second poll, 250 requests a minute.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound (a test machine without networking).
+    #[allow(clippy::expect_used)]
     pub fn start() -> FakeDo {
+        // For tests: a machine that cannot bind 127.0.0.1:0 cannot run them.
+        FakeDo::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), Pace::Polls(1))
+            .expect("bind 127.0.0.1:0")
+    }
+
+    /// A fake on `addr` (a loopback address) whose actions take `pace`.
+    ///
+    /// # Errors
+    /// A non-loopback address or a port that cannot be bound.
+    pub fn start_on(addr: SocketAddr, pace: Pace) -> io::Result<FakeDo> {
         let mut images = BTreeMap::new();
         for (id, slug, dist) in SYSTEM_IMAGES {
             images.insert(
@@ -143,7 +204,7 @@ impl FakeDo {
         let state = Arc::new(Mutex::new(State {
             next_id: 1000,
             clock: 1_795_000_000,
-            action_polls: 2,
+            pace,
             keys: BTreeMap::new(),
             droplets: BTreeMap::new(),
             firewalls: BTreeMap::new(),
@@ -151,21 +212,27 @@ impl FakeDo {
             images,
             actions: BTreeMap::new(),
             log: Vec::new(),
-            faults: Vec::new(),
-            limit: 250,
-            window: Duration::from_secs(60),
-            hits: Vec::new(),
             key_lists: Vec::new(),
             base: String::new(),
         }));
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(state.clone());
-        // Served by the fakecloud kit's hyper server (its own rate limit and faults unused: this
-        // fake keeps DigitalOcean's own, until it moves into crates/fakecloud).
-        let server = fakecloud::Builder::new("fake-do").start(app).unwrap();
-        state.lock().unwrap().base = server.url();
-        FakeDo { server, state }
+        let server = Builder::new("fake-do")
+            .listen(addr)
+            .errors(kit_error)
+            .rate_limit(
+                RateLimit::new(HeaderStyle::DigitalOcean, 250, 250.0 / 60.0),
+                "too_many_requests",
+            )
+            .start(app)?;
+        let fake = FakeDo {
+            server,
+            state,
+            nth: Arc::default(),
+        };
+        fake.state().base = fake.server.url();
+        Ok(fake)
     }
 
     /// The origin to pass as `--endpoint`.
@@ -173,19 +240,67 @@ impl FakeDo {
         self.server.url()
     }
 
+    /// The kit server every request goes through: its faults and its log.
+    pub fn kit(&self) -> &Server {
+        &self.server
+    }
+
+    /// SSH keys as JSON.
+    pub fn keys(&self) -> Vec<Value> {
+        self.state().keys.values().cloned().collect()
+    }
+
+    /// Tag names that exist.
+    pub fn tags(&self) -> Vec<String> {
+        self.state().tags.iter().cloned().collect()
+    }
+
     /// The state, for seeding and inspection.
     pub fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The `nth` request (1-based) of `method` on a path starting with `prefix` answers 500.
+    /// The `nth` request (1-based, counted from now) of `method` on a path starting with
+    /// `prefix` answers 500 `server_error`, through the kit's fault layer. Several of these
+    /// count the same requests independently.
     pub fn fail_nth(&self, method: &str, prefix: &str, nth: usize) {
-        self.state().faults.push(Fault {
-            method: method.into(),
-            path_prefix: prefix.into(),
+        let Ok(mut list) = self.nth.lock() else {
+            return;
+        };
+        let first = list.is_empty();
+        list.push(NthFault {
+            method: method.to_owned(),
+            prefix: prefix.to_owned(),
             nth,
             seen: 0,
         });
+        drop(list);
+        if first {
+            let shared = Arc::clone(&self.nth);
+            self.server.fail_when(
+                move |r| {
+                    let Ok(mut list) = shared.lock() else {
+                        return false;
+                    };
+                    let mut fire = false;
+                    for f in list
+                        .iter_mut()
+                        .filter(|f| r.method.as_str() == f.method && r.path.starts_with(&f.prefix))
+                    {
+                        f.seen += 1;
+                        fire |= f.seen == f.nth;
+                    }
+                    fire
+                },
+                crate::Fault::Status(500, "server_error"),
+                usize::MAX,
+            );
+        }
+    }
+
+    /// Lets `limit` requests through at once, refilled at `per_sec` a second.
+    pub fn set_rate_limit(&self, limit: u32, per_sec: f64) {
+        self.server.set_rate_limit(limit, per_sec, limit);
     }
 
     /// Every request so far.
@@ -216,6 +331,15 @@ impl FakeDo {
         );
         out.extend(s.tags.iter().map(|t| format!("tag {t}")));
         out
+    }
+
+    /// Adds `tag` to image `id` (the tag is made if missing).
+    pub fn state_tag_image(&self, id: i64, tag: &str) {
+        let mut s = self.state();
+        s.tags.insert(tag.to_owned());
+        if let Some(t) = s.images.get_mut(&id).and_then(|i| i["tags"].as_array_mut()) {
+            t.push(Value::from(tag));
+        }
     }
 
     /// Whether image `id` still exists.
@@ -252,7 +376,7 @@ impl FakeDo {
         img["tags"] = json!(["managed-by:bootstrap"]);
         s.images.insert(id, img);
         if let Some(d) = s.droplets.get_mut(&droplet) {
-            d["backup_ids"].as_array_mut().unwrap().push(json!(id));
+            push(&mut d["backup_ids"], json!(id));
         }
         id
     }
@@ -264,27 +388,20 @@ impl FakeDo {
         let Some(d) = s.droplets.get(&id) else {
             return false;
         };
-        let tags: Vec<&str> = d["tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let tags: Vec<&str> = items(&d["tags"]).iter().filter_map(Value::as_str).collect();
         let applying: Vec<&Value> = s
             .firewalls
             .values()
             .filter(|f| {
-                f["tags"]
-                    .as_array()
-                    .unwrap()
+                items(&f["tags"])
                     .iter()
-                    .any(|t| tags.contains(&t.as_str().unwrap()))
-                    || f["droplet_ids"].as_array().unwrap().contains(&json!(id))
+                    .any(|t| t.as_str().is_some_and(|t| tags.contains(&t)))
+                    || items(&f["droplet_ids"]).contains(&json!(id))
             })
             .collect();
         applying.is_empty()
             || applying.iter().all(|f| {
-                f["outbound_rules"].as_array().unwrap().iter().any(|r| {
+                items(&f["outbound_rules"]).iter().any(|r| {
                     r["protocol"] == "tcp"
                         && r["ports"] == "0"
                         && r["destinations"]["addresses"]
@@ -312,14 +429,27 @@ impl State {
         let a = json!({"id": id, "status": "in-progress", "type": kind, "started_at": t,
                        "completed_at": null, "resource_id": resource, "resource_type": "droplet",
                        "region": region("fra1"), "region_slug": "fra1"});
-        let polls = self.action_polls;
-        self.actions.insert(id, (a.clone(), polls));
+        self.actions
+            .insert(id, (a.clone(), Timer::start(self.pace)));
         a
     }
 
-    /// Completes an action at once when actions take no polls.
+    /// Completes an action at once when actions take no time.
     fn settle(&mut self, id: i64) {
-        if self.action_polls == 0 {
+        if self.actions.get(&id).is_some_and(|(_, t)| t.instant()) {
+            self.complete(id);
+        }
+    }
+
+    /// Completes every action whose wall time is up, whoever polls it.
+    fn settle_due(&mut self) {
+        let due: Vec<i64> = self
+            .actions
+            .iter()
+            .filter(|(_, (a, t))| a["status"] == "in-progress" && t.due())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
             self.complete(id);
         }
     }
@@ -335,9 +465,11 @@ impl State {
         a["status"] = json!("completed");
         let a = a.clone();
         let t = now_rfc3339(self.tick());
-        self.actions.get_mut(&id).unwrap().0["completed_at"] = json!(t);
-        let droplet = a["resource_id"].as_i64().unwrap();
-        match a["type"].as_str().unwrap() {
+        if let Some((done, _)) = self.actions.get_mut(&id) {
+            done["completed_at"] = json!(t);
+        }
+        let droplet = a["resource_id"].as_i64().unwrap_or_default();
+        match a["type"].as_str().unwrap_or_default() {
             "create" => {
                 if let Some(d) = self.droplets.get_mut(&droplet) {
                     d["status"] = json!("active");
@@ -346,16 +478,13 @@ impl State {
             "snapshot" => {
                 let img_id = self.id();
                 let name = a["snapshot_name"].as_str().unwrap_or("").to_owned();
-                let started = a["started_at"].as_str().unwrap().to_owned();
+                let started = a["started_at"].as_str().unwrap_or_default().to_owned();
                 self.images.insert(
                     img_id,
                     image_json(img_id, &name, "snapshot", "Ubuntu", &started, None),
                 );
                 if let Some(d) = self.droplets.get_mut(&droplet) {
-                    d["snapshot_ids"]
-                        .as_array_mut()
-                        .unwrap()
-                        .push(json!(img_id));
+                    push(&mut d["snapshot_ids"], json!(img_id));
                 }
             }
             _ => {}
@@ -398,7 +527,7 @@ fn md5_fingerprint(public_key: &str) -> Option<String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(blob)
         .ok()?;
-    let digest = md5(&bytes);
+    let digest = Md5::digest(&bytes);
     Some(
         digest
             .iter()
@@ -408,62 +537,8 @@ fn md5_fingerprint(public_key: &str) -> Option<String> {
     )
 }
 
-/// MD5 for fingerprints (RFC 1321), small enough to keep the fake free of dependencies.
-fn md5(input: &[u8]) -> [u8; 16] {
-    const S: [u32; 64] = [
-        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
-        9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
-        15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
-    ];
-    let k: Vec<u32> = (0..64)
-        .map(|i| ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32)
-        .collect();
-    let (mut a0, mut b0, mut c0, mut d0) =
-        (0x67452301u32, 0xefcdab89u32, 0x98badcfeu32, 0x10325476u32);
-    let mut msg = input.to_vec();
-    let bits = (input.len() as u64).wrapping_mul(8);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bits.to_le_bytes());
-    for chunk in msg.chunks(64) {
-        let m: Vec<u32> = chunk
-            .chunks(4)
-            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-            .collect();
-        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
-        for i in 0..64 {
-            let (f, g) = match i {
-                0..=15 => ((b & c) | (!b & d), i),
-                16..=31 => ((d & b) | (!d & c), (5 * i + 1) % 16),
-                32..=47 => (b ^ c ^ d, (3 * i + 5) % 16),
-                _ => (c ^ (b | !d), (7 * i) % 16),
-            };
-            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
-            a = d;
-            d = c;
-            c = b;
-            b = b.wrapping_add(f.rotate_left(S[i]));
-        }
-        a0 = a0.wrapping_add(a);
-        b0 = b0.wrapping_add(b);
-        c0 = c0.wrapping_add(c);
-        d0 = d0.wrapping_add(d);
-    }
-    let mut out = [0u8; 16];
-    for (i, v) in [a0, b0, c0, d0].iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
-    }
-    out
-}
-
 fn query_map(q: &str) -> BTreeMap<String, String> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| p.split_once('=').or(Some((p, ""))))
-        .map(|(k, v)| (form_decode(k), form_decode(v)))
-        .collect()
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
 /// One page of `items` under `key`, with `links.pages.next` as an absolute URL.
@@ -536,24 +611,6 @@ async fn handle(AxState(state): AxState<Arc<Mutex<State>>>, req: Request) -> Res
         query: query.clone(),
         body: body.clone(),
     });
-    // The rate limit: a sliding window.
-    let now = Instant::now();
-    let window = s.window;
-    s.hits.retain(|t| now.duration_since(*t) < window);
-    let reset = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + s.hits.first().map_or(0, |t| {
-            (window.saturating_sub(now.duration_since(*t)))
-                .as_secs()
-                .max(1)
-        });
-    let limited = s.hits.len() >= s.limit;
-    if !limited {
-        s.hits.push(now);
-    }
-    let remaining = s.limit.saturating_sub(s.hits.len());
     let (status, value) = if headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -564,19 +621,8 @@ async fn handle(AxState(state): AxState<Arc<Mutex<State>>>, req: Request) -> Res
             "unauthorized",
             "Unable to authenticate you",
         )
-    } else if limited {
-        err(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            "API Rate limit exceeded.",
-        )
-    } else if fault_fires(&mut s, &method, &path) {
-        err(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "Server was unable to give you a response.",
-        )
     } else {
+        s.settle_due();
         route(&mut s, &method, &path, &query_map(&query), body)
     };
     let mut resp = if status == StatusCode::NO_CONTENT {
@@ -584,30 +630,9 @@ async fn handle(AxState(state): AxState<Arc<Mutex<State>>>, req: Request) -> Res
     } else {
         (status, axum::Json(value)).into_response()
     };
-    let h = resp.headers_mut();
-    h.insert("ratelimit-limit", HeaderValue::from(s.limit as u64));
-    h.insert("ratelimit-remaining", HeaderValue::from(remaining as u64));
-    h.insert("ratelimit-reset", HeaderValue::from(reset));
-    h.insert("x-request-id", HeaderValue::from_static("fake-req-0001"));
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        h.insert("retry-after", HeaderValue::from_static("1"));
-    }
+    resp.headers_mut()
+        .insert("x-request-id", HeaderValue::from_static("fake-req-0001"));
     resp
-}
-
-/// Counts the request against every fault for its method and path; true when one is due.
-fn fault_fires(s: &mut State, method: &Method, path: &str) -> bool {
-    let m = method.to_string();
-    let mut fire = false;
-    for f in s
-        .faults
-        .iter_mut()
-        .filter(|f| f.method == m && path.starts_with(&f.path_prefix))
-    {
-        f.seen += 1;
-        fire |= f.seen == f.nth;
-    }
-    fire
 }
 
 fn route(
@@ -635,7 +660,7 @@ fn route(
                 .images
                 .values()
                 .filter(|i| !private || i["public"] == false)
-                .filter(|i| tag.is_none_or(|t| i["tags"].as_array().unwrap().contains(&json!(t))))
+                .filter(|i| tag.is_none_or(|t| has_tag(i, t)))
                 .cloned()
                 .collect();
             page(s, path, q, "images", items)
@@ -712,7 +737,7 @@ fn route(
                     v["id"].as_i64().is_some_and(|i| k.parse() == Ok(i))
                         || v["fingerprint"] == json!(k)
                 })
-                .map(|v| v["id"].as_i64().unwrap());
+                .and_then(|v| v["id"].as_i64());
             match id {
                 Some(id) => {
                     s.keys.remove(&id);
@@ -735,6 +760,11 @@ fn route(
             }
             s.tags.insert(name.to_owned());
             (StatusCode::CREATED, json!({"tag": tag_json(s, name)}))
+        }
+        ("GET", ["v2", "tags"]) => {
+            let names: Vec<String> = s.tags.iter().cloned().collect();
+            let items = names.iter().map(|n| tag_json(s, n)).collect();
+            page(s, path, q, "tags", items)
         }
         ("GET", ["v2", "tags", t]) => {
             if s.tags.contains(*t) {
@@ -778,7 +808,12 @@ fn route(
                 let Some(v) = target else {
                     return tag_err(StatusCode::NOT_FOUND, "resource not found");
                 };
-                let a = v["tags"].as_array_mut().unwrap();
+                if !v["tags"].is_array() {
+                    v["tags"] = json!([]);
+                }
+                let Some(a) = v["tags"].as_array_mut() else {
+                    continue;
+                };
                 if add && !a.contains(&json!(t)) {
                     a.push(json!(t));
                 } else if !add {
@@ -792,7 +827,7 @@ fn route(
             let items = s
                 .droplets
                 .values()
-                .filter(|d| tag.is_none_or(|t| d["tags"].as_array().unwrap().contains(&json!(t))))
+                .filter(|d| tag.is_none_or(|t| has_tag(d, t)))
                 .cloned()
                 .collect();
             page(s, path, q, "droplets", items)
@@ -806,8 +841,7 @@ fn route(
                     "tag_name is required",
                 );
             };
-            s.droplets
-                .retain(|_, d| !d["tags"].as_array().unwrap().contains(&json!(tag)));
+            s.droplets.retain(|_, d| !has_tag(d, tag));
             (StatusCode::NO_CONTENT, Value::Null)
         }
         ("POST", ["v2", "droplets"]) => create_droplet(s, &body),
@@ -818,9 +852,34 @@ fn route(
             .map_or_else(not_found, |d| (StatusCode::OK, json!({"droplet": d}))),
         ("DELETE", ["v2", "droplets", id]) => {
             match id.parse::<i64>().ok().and_then(|n| s.droplets.remove(&n)) {
-                Some(_) => (StatusCode::NO_CONTENT, Value::Null),
+                Some(d) => {
+                    // Backups go with their droplet; snapshots stay.
+                    let backups = d["backup_ids"].as_array().cloned().unwrap_or_default();
+                    s.images
+                        .retain(|id, _| !backups.iter().any(|b| b.as_i64() == Some(*id)));
+                    (StatusCode::NO_CONTENT, Value::Null)
+                }
                 None => not_found(),
             }
+        }
+        ("GET", ["v2", "droplets", id, "backups"]) => {
+            let Some(d) = id
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| s.droplets.get(&n).cloned())
+            else {
+                return not_found();
+            };
+            let items = items(&d["backup_ids"])
+                .iter()
+                .filter_map(|i| i.as_i64().and_then(|i| s.images.get(&i)))
+                .map(|i| {
+                    let mut i = i.clone();
+                    remove(&mut i, "tags");
+                    i
+                })
+                .collect();
+            page(s, path, q, "backups", items)
         }
         ("GET", ["v2", "droplets", id, "snapshots"]) => {
             let Some(d) = id
@@ -830,14 +889,12 @@ fn route(
             else {
                 return not_found();
             };
-            let items = d["snapshot_ids"]
-                .as_array()
-                .unwrap()
+            let items = items(&d["snapshot_ids"])
                 .iter()
-                .filter_map(|i| s.images.get(&i.as_i64().unwrap()))
+                .filter_map(|i| i.as_i64().and_then(|i| s.images.get(&i)))
                 .map(|i| {
                     let mut i = i.clone();
-                    i.as_object_mut().unwrap().remove("tags");
+                    remove(&mut i, "tags");
                     i
                 })
                 .collect();
@@ -856,23 +913,25 @@ fn route(
                 "snapshot" => {
                     let mut a = s.action("snapshot", n);
                     // Remembered for the completion; never part of an answer.
-                    let id = a["id"].as_i64().unwrap();
+                    let id = a["id"].as_i64().unwrap_or_default();
                     let name = body["name"].as_str().unwrap_or("").to_owned();
-                    s.actions.get_mut(&id).unwrap().0["snapshot_name"] = json!(name);
+                    if let Some((held, _)) = s.actions.get_mut(&id) {
+                        held["snapshot_name"] = json!(name);
+                    }
                     s.settle(id);
-                    a.as_object_mut().unwrap().remove("snapshot_name");
+                    remove(&mut a, "snapshot_name");
                     (StatusCode::CREATED, json!({"action": a}))
                 }
                 "enable_backups" | "change_backup_policy" => {
                     let policy = body["backup_policy"].clone();
-                    let d = s.droplets.get_mut(&n).unwrap();
-                    let f = d["features"].as_array_mut().unwrap();
-                    if !f.contains(&json!("backups")) {
-                        f.push(json!("backups"));
+                    if let Some(d) = s.droplets.get_mut(&n) {
+                        if !has_tag_in(&d["features"], "backups") {
+                            push(&mut d["features"], json!("backups"));
+                        }
+                        d["backup_policy_fake"] = policy;
                     }
-                    d["backup_policy_fake"] = policy;
                     let a = s.action(&kind, n);
-                    s.settle(a["id"].as_i64().unwrap());
+                    s.settle(a["id"].as_i64().unwrap_or_default());
                     (StatusCode::CREATED, json!({"action": a}))
                 }
                 _ => err(
@@ -886,16 +945,16 @@ fn route(
             let Some(n) = id.parse::<i64>().ok().filter(|n| s.actions.contains_key(n)) else {
                 return not_found();
             };
-            let left = {
-                let e = s.actions.get_mut(&n).unwrap();
-                e.1 = e.1.saturating_sub(1);
-                e.1
-            };
-            if left == 0 {
+            let done = s.actions.get_mut(&n).is_some_and(|(_, t)| t.observe());
+            if done {
                 s.complete(n);
             }
-            let mut a = s.actions[&n].0.clone();
-            a.as_object_mut().unwrap().remove("snapshot_name");
+            let mut a = s
+                .actions
+                .get(&n)
+                .map(|(a, _)| a.clone())
+                .unwrap_or_default();
+            remove(&mut a, "snapshot_name");
             (StatusCode::OK, json!({"action": a}))
         }
         ("GET", ["v2", "firewalls"]) => {
@@ -945,7 +1004,12 @@ fn route(
             ] {
                 for r in body[key].as_array().cloned().unwrap_or_default() {
                     let r = normalize_rule(&r, side);
-                    let rules = f[key].as_array_mut().unwrap();
+                    if !f[key].is_array() {
+                        f[key] = json!([]);
+                    }
+                    let Some(rules) = f[key].as_array_mut() else {
+                        continue;
+                    };
                     if add {
                         rules.push(r);
                     } else {
@@ -1106,7 +1170,7 @@ fn create_droplet(s: &mut State, body: &Value) -> (StatusCode, Value) {
         "region": region(region_slug), "tags": tags, "vpc_uuid": "760e09ef-dc84-11e8-981e-3cfdfeaae000"});
     s.droplets.insert(id, d.clone());
     let a = s.action("create", id);
-    s.settle(a["id"].as_i64().unwrap());
+    s.settle(a["id"].as_i64().unwrap_or_default());
     (
         StatusCode::ACCEPTED,
         json!({"droplet": d, "links": {"actions": [{"id": a["id"], "rel": "create", "href": format!("{}/v2/actions/{}", s.base, a["id"])}]}}),
