@@ -13,6 +13,7 @@
 //!   bootstrap-core   (never names a provider)
 //! ```
 
+pub mod config_file;
 pub mod describe;
 pub mod error;
 pub mod flow;

@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bootstrap_core::{Error, ErrorKind, Secret};
@@ -302,43 +301,19 @@ pub fn credentials(
 
 /// The file's text; `None` when there is no file (as for doctl, that is no error).
 fn read_config(path: &Path) -> Result<Option<String>, ConfigError> {
-    let read_err = |error| ConfigError::Read {
-        path: path.to_owned(),
-        error,
-    };
-    // Checked before opening: opening a FIFO would block.
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(read_err(e)),
-    };
-    check_meta(path, &meta)?;
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    check_meta(path, &file.metadata().map_err(read_err)?)?;
-    let mut text = String::new();
-    file.take(CONFIG_MAX_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(read_err)?;
-    if text.len() as u64 > CONFIG_MAX_BYTES {
-        return Err(ConfigError::TooLarge {
+    use bootstrap_core::config_file::{ReadError, read_capped};
+    read_capped(path, CONFIG_MAX_BYTES).map_err(|e| match e {
+        ReadError::Io(error) => ConfigError::Read {
             path: path.to_owned(),
-        });
-    }
-    Ok(Some(text))
-}
-
-fn check_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), ConfigError> {
-    if !meta.is_file() {
-        return Err(ConfigError::NotAFile {
+            error,
+        },
+        ReadError::NotAFile => ConfigError::NotAFile {
             path: path.to_owned(),
-        });
-    }
-    if meta.len() > CONFIG_MAX_BYTES {
-        return Err(ConfigError::TooLarge {
+        },
+        ReadError::TooLarge(_) => ConfigError::TooLarge {
             path: path.to_owned(),
-        });
-    }
-    Ok(())
+        },
+    })
 }
 
 fn parse_config(path: &Path, text: &str) -> Result<DoctlConfig, ConfigError> {

@@ -16,7 +16,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bootstrap_core::{Error, ErrorKind, Secret};
@@ -283,38 +282,19 @@ pub fn default_zone(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
 
 /// The file's text; `None` when there is none.
 fn read_config(path: &Path) -> Result<Option<String>, ConfigError> {
-    let read_err = |error| ConfigError::Read {
-        path: path.to_owned(),
-        error,
-    };
-    // Checked before opening: opening a FIFO would block.
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(read_err(e)),
-    };
-    if !meta.is_file() {
-        return Err(ConfigError::NotAFile {
+    use bootstrap_core::config_file::{ReadError, read_capped};
+    read_capped(path, CONFIG_MAX_BYTES).map_err(|e| match e {
+        ReadError::Io(error) => ConfigError::Read {
             path: path.to_owned(),
-        });
-    }
-    if meta.len() > CONFIG_MAX_BYTES {
-        return Err(ConfigError::TooLarge {
+            error,
+        },
+        ReadError::NotAFile => ConfigError::NotAFile {
             path: path.to_owned(),
-        });
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .map_err(read_err)?
-        .take(CONFIG_MAX_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(read_err)?;
-    if text.len() as u64 > CONFIG_MAX_BYTES {
-        return Err(ConfigError::TooLarge {
+        },
+        ReadError::TooLarge(_) => ConfigError::TooLarge {
             path: path.to_owned(),
-        });
-    }
-    Ok(Some(text))
+        },
+    })
 }
 
 fn parse_config(path: &Path, text: &str) -> Result<ScwConfig, ConfigError> {

@@ -180,8 +180,7 @@ async fn a_server_that_never_shows_up_times_out_and_is_rolled_back() {
     c.timeout = Duration::from_millis(300);
     let e = create(&p, &pl, &c, &Silent, std::future::pending())
         .await
-        .err()
-        .expect("create fails");
+        .expect_err("create fails");
     assert!(e.error.to_string().contains("to be running"), "{}", e.error);
     assert!(e.rollback.is_ok());
     assert_eq!(p.count(&Labels::deployment(&pl.deployment)), 0);
@@ -194,8 +193,7 @@ async fn a_rerun_with_another_key_says_the_deployment_has_its_own() {
     // The state dir was lost: a new key, same name.
     let e = run_create(&p, &plan("web1", key(2)))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     let msg = e.error.to_string();
     assert!(msg.contains("--ssh-key"), "{msg}");
     assert!(!msg.contains("not this deployment's"), "{msg}");
