@@ -332,14 +332,19 @@ pub fn after_create(
         );
         ssh_address = Some(v.server_address.to_string());
     }
+    // The printed commands reach the same provider, endpoint and region as this run.
+    let target = format!(
+        "{} --provider {}{}",
+        s.name,
+        s.conn.kind.name(),
+        s.conn.flags()
+    );
     notes.push(format!(
-        "log in with `bootstrap ssh {name}` (pinned host key), or add `-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes` to the ssh command above",
+        "log in with `bootstrap ssh {target}` (pinned host key), or add `-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes` to the ssh command above",
         kh_path.display(),
-        name = s.name
     ));
     notes.push(format!(
-        "next: `bootstrap verify {}` checks the server and replaces the host key from the user-data with one made on the server",
-        s.name
+        "next: `bootstrap verify {target}` checks the server and replaces the host key from the user-data with one made on the server"
     ));
     Ok(Written {
         notes,
