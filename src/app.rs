@@ -13,6 +13,7 @@ use crate::{commands, env};
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    crate::progress::QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     // One TLS provider for the whole process: reqwest is built without one, so this is the only
     // crypto backend compiled in.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -70,6 +70,10 @@ pub struct ConnectArgs {
     /// API base URL (default: the provider's; also BOOTSTRAP_<PROVIDER>_ENDPOINT).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// The provider CLI's context or profile whose credentials to use (hcloud context, doctl
+    /// auth context, scw profile; AWS: --profile).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     /// Overall time for waits, e.g. 600, 90s, 10m.
     #[arg(long, default_value = "10m", value_name = "DURATION")]
     pub timeout: String,
@@ -201,6 +205,10 @@ pub struct ListArgs {
     /// API base URL (default: the provider's; also BOOTSTRAP_<PROVIDER>_ENDPOINT).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// The provider CLI's context or profile whose credentials to use (hcloud context, doctl
+    /// auth context, scw profile; AWS: --profile).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -370,6 +378,10 @@ pub struct TargetArgs {
     /// API base URL (default: the provider's; also BOOTSTRAP_<PROVIDER>_ENDPOINT).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// The provider CLI's context or profile whose credentials to use (hcloud context, doctl
+    /// auth context, scw profile; AWS: --profile).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     /// Connect to this address instead of asking the provider (a tunnel, a test target). The
     /// host key is still checked against the deployment's pinned key.
     #[arg(long, value_name = "ADDRESS", help_heading = "Advanced")]

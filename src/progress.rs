@@ -1,10 +1,29 @@
 //! Progress on stderr: a spinner when stderr is a terminal, plain lines with `-v`, nothing with `-q`.
 
 use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bootstrap_core::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// `-q`: set once at start, read by [`note`].
+pub static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// The spinner in use, if any, so that a [`note`] can print above it instead of through it.
+static SPINNER: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// A one-line note on stderr that is not a step (which context is in use); silent with `-q`.
+pub fn note(message: &str) {
+    if QUIET.load(Ordering::Relaxed) {
+        return;
+    }
+    match SPINNER.lock().ok().and_then(|s| s.clone()) {
+        Some(b) => b.println(message),
+        None => eprintln!("{message}"),
+    }
+}
 
 /// The binary's [`Progress`].
 pub struct StderrProgress {
@@ -23,6 +42,9 @@ impl StderrProgress {
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             b.enable_steady_tick(Duration::from_millis(120));
+            if let Ok(mut s) = SPINNER.lock() {
+                *s = Some(b.clone());
+            }
             b
         });
         Self {

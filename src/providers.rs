@@ -87,7 +87,13 @@ pub fn check_flags(
 /// Builds the provider, reading its credentials the way its own CLI does.
 pub async fn build(conn: &crate::settings::Connection) -> anyhow::Result<Box<dyn Provider>> {
     match (conn.kind.desc().connect)(conn.options()).await {
-        Ok(p) => Ok(p),
+        Ok(p) => {
+            // Which account this acts on, when a CLI context chose it (not just a variable).
+            if let Some(c) = p.context() {
+                crate::progress::note(&format!("using {c}"));
+            }
+            Ok(p)
+        }
         // A missing token, region or credentials is for the user to fix: exit 2.
         Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::Unauthorized) => {
             Err(bad(e.to_string()))

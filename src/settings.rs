@@ -45,6 +45,8 @@ pub struct Connection {
     pub output: OutputFormat,
     /// The provider's own flags the user set (`--region`), by flag; checked by the provider.
     pub provider_flags: BTreeMap<&'static str, String>,
+    /// `--context`: the provider CLI's context or profile.
+    pub context: Option<String>,
 }
 
 impl Connection {
@@ -57,6 +59,9 @@ impl Connection {
         };
         if let Some(e) = &self.endpoint {
             add("--endpoint", e);
+        }
+        if let Some(c) = &self.context {
+            add("--context", c);
         }
         // Only the flags every command takes: `--subnet` means nothing to `destroy`.
         for (flag, v) in &self.provider_flags {
@@ -71,7 +76,7 @@ impl Connection {
     pub fn options(&self) -> bootstrap_core::ConnectOptions {
         bootstrap_core::ConnectOptions {
             endpoint: self.endpoint.clone(),
-            context: None,
+            context: self.context.clone(),
             flags: self.provider_flags.clone(),
         }
     }
@@ -126,7 +131,32 @@ impl Connection {
             flow,
             output,
             provider_flags: BTreeMap::new(),
+            context: None,
         })
+    }
+
+    /// Adds `--context`, refused where the provider has no contexts (naming its own flags).
+    pub fn with_context(mut self, context: Option<&str>) -> anyhow::Result<Self> {
+        let Some(c) = context else { return Ok(self) };
+        let d = self.kind.desc();
+        if d.context.is_none() {
+            let own = if d.flags.is_empty() {
+                String::new()
+            } else {
+                format!(" (its own flags: {})", d.flags.join(", "))
+            };
+            return Err(bad(format!(
+                "--context does not apply to --provider {}{own}",
+                d.name
+            )));
+        }
+        if c.is_empty() || c.chars().any(char::is_control) {
+            return Err(bad(
+                "--context needs a context name, e.g. --context prod (the provider CLI lists them)",
+            ));
+        }
+        self.context = Some(c.to_owned());
+        Ok(self)
     }
 
     /// Adds the provider-only flags (`--region`, `--subnet`), checked offline: another
@@ -145,6 +175,7 @@ impl Connection {
             Some(&a.timeout),
             a.output,
         )?
+        .with_context(a.context.as_deref())?
         .with_flags(a.provider_flags.values())
     }
 }
@@ -598,6 +629,7 @@ impl TargetSettings {
         output: OutputFormat,
     ) -> anyhow::Result<Self> {
         let conn = Connection::resolve(t.provider, t.endpoint.as_deref(), None, output)?
+            .with_context(t.context.as_deref())?
             .with_flags(t.provider_flags.values())?;
         let name = DeploymentName::parse(name).map_err(|e| bad(e.to_string()))?;
         let address = match &t.host {
@@ -678,6 +710,21 @@ mod tests {
         ] {
             assert!(!is_loopback_url(no), "{no}");
         }
+    }
+
+    #[test]
+    fn context_reaches_the_provider_and_every_printed_command() {
+        let kind = crate::providers::ProviderKind(&bootstrap_hetzner::DESCRIPTION);
+        let conn = Connection::resolve(kind, None, None, OutputFormat::Text)
+            .unwrap()
+            .with_context(Some("dev ops"))
+            .unwrap();
+        assert_eq!(conn.options().context.as_deref(), Some("dev ops"));
+        assert_eq!(conn.flags(), " --context 'dev ops'");
+        let none = Connection::resolve(kind, None, None, OutputFormat::Text).unwrap();
+        assert_eq!(none.flags(), "");
+        let err = none.with_context(Some("a\nb")).unwrap_err().to_string();
+        assert!(err.contains("--context"), "{err}");
     }
 
     fn s(v: &[&str]) -> Vec<String> {

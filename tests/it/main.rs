@@ -10,6 +10,7 @@ mod aws_proxy;
 #[cfg(feature = "aws")]
 mod aws_snapshots;
 mod cli;
+mod context;
 mod contract;
 mod contract_digitalocean;
 mod digitalocean;

@@ -122,6 +122,9 @@ pub struct Description {
     pub flags: &'static [&'static str],
     /// The flags only this provider's `create` takes (`--subnet`).
     pub create_flags: &'static [&'static str],
+    /// What `--context` picks here (`an hcloud CLI context`); `None` where the provider has
+    /// no contexts (AWS names profiles with its own `--profile`), so `--context` is refused.
+    pub context: Option<&'static str>,
     /// What `--location` means here, for help and errors.
     pub location_help: &'static str,
     /// The provider flag that names the same place as `create --location` on every command

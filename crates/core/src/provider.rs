@@ -58,6 +58,12 @@ pub trait Provider: Send + Sync {
         self.description().limits
     }
 
+    /// The CLI context or profile whose credentials are in use (`hcloud context "dev"`), so
+    /// that output says which account it acts on; `None` when none is in effect.
+    fn context(&self) -> Option<String> {
+        None
+    }
+
     /// Read-only check, before anything is created, that `server_type`, `image` and `location`
     /// exist here: an unknown one is `ErrorKind::InvalidInput` naming the flag and valid values.
     async fn check_server_options(

@@ -39,6 +39,7 @@ pub const FAKE_DESCRIPTION: Description = Description {
     visibility_grace: std::time::Duration::from_secs(60),
     flags: &[],
     create_flags: &[],
+    context: None,
     location_help: "anything",
     location_flag: None,
     default_location: || None,

@@ -88,6 +88,7 @@ pub static DESCRIPTION: Description = Description {
     visibility_grace: std::time::Duration::from_secs(60),
     flags: &["--region", "--profile"],
     create_flags: &["--vpc", "--subnet"],
+    context: None,
     location_help: "an availability zone such as eu-central-1a (default: EC2 picks one in --region)",
     location_flag: None,
     default_location: || None,

@@ -35,6 +35,7 @@ pub static DESCRIPTION: Description = Description {
     visibility_grace: std::time::Duration::ZERO,
     flags: &[],
     create_flags: &[],
+    context: Some("a doctl auth context (doctl auth list)"),
     location_help: "a DigitalOcean region such as fra1 (Frankfurt), ams3, lon1, nyc3, sfo3, sgp1",
     location_flag: None,
     default_location: || None,

@@ -77,6 +77,8 @@ pub struct DigitalOcean {
     droplet_tags: Mutex<BTreeMap<String, Vec<String>>>,
     /// Tags of droplets this adapter deleted, to remove once nothing carries them.
     dropped_tags: Mutex<BTreeSet<String>>,
+    /// The doctl context whose token is in use, for output.
+    context: Option<String>,
 }
 
 impl DigitalOcean {
@@ -87,13 +89,21 @@ impl DigitalOcean {
             keys: Mutex::default(),
             droplet_tags: Mutex::default(),
             dropped_tags: Mutex::default(),
+            context: None,
         })
     }
 
     /// An adapter for what [`credentials`] found; `endpoint` (the tool's own override, e.g.
     /// `--endpoint`) wins over doctl's `api-url`.
     pub fn with_credentials(creds: &Credentials, endpoint: Option<&str>) -> Result<Self> {
-        Self::new(creds.token.clone(), endpoint.or(creds.endpoint.as_deref()))
+        let context = match &creds.token_source {
+            config::TokenSource::Context { name, .. } => Some(name.clone()),
+            config::TokenSource::Env(_) => None,
+        };
+        Ok(Self {
+            context,
+            ..Self::new(creds.token.clone(), endpoint.or(creds.endpoint.as_deref()))?
+        })
     }
 
     /// Remembers what a droplet tells about its key and tags.
@@ -119,6 +129,12 @@ impl DigitalOcean {
 impl Provider for DigitalOcean {
     fn description(&self) -> &'static bootstrap_core::Description {
         &DESCRIPTION
+    }
+
+    fn context(&self) -> Option<String> {
+        self.context
+            .as_ref()
+            .map(|c| format!("doctl context {c:?}"))
     }
 
     async fn check_server_options(

@@ -26,6 +26,7 @@ pub static DESCRIPTION: Description = Description {
     visibility_grace: std::time::Duration::ZERO,
     flags: &[],
     create_flags: &[],
+    context: Some("an hcloud CLI context (hcloud context list)"),
     location_help: "a Hetzner location such as fsn1 (Falkenstein), nbg1, hel1, ash, hil, sin",
     location_flag: None,
     default_location: || None,

@@ -65,6 +65,8 @@ pub mod defaults {
 #[derive(Debug)]
 pub struct Hetzner {
     client: Client,
+    /// The hcloud context whose token is in use, for output.
+    context: Option<String>,
 }
 
 impl Hetzner {
@@ -72,13 +74,17 @@ impl Hetzner {
     pub fn new(token: Secret, endpoint: Option<&str>) -> Result<Self> {
         Ok(Self {
             client: Client::new(token, endpoint)?,
+            context: None,
         })
     }
 
     /// An adapter for what [`credentials`] found; `endpoint` (the tool's own override, e.g.
     /// `--endpoint`) wins over the `hcloud` CLI's endpoint setting.
     pub fn with_credentials(creds: &Credentials, endpoint: Option<&str>) -> Result<Self> {
-        Self::new(creds.token.clone(), endpoint.or(creds.endpoint.as_deref()))
+        Ok(Self {
+            context: creds.context.clone(),
+            ..Self::new(creds.token.clone(), endpoint.or(creds.endpoint.as_deref()))?
+        })
     }
 }
 
@@ -86,6 +92,12 @@ impl Hetzner {
 impl Provider for Hetzner {
     fn description(&self) -> &'static bootstrap_core::Description {
         &DESCRIPTION
+    }
+
+    fn context(&self) -> Option<String> {
+        self.context
+            .as_ref()
+            .map(|c| format!("hcloud context {c:?}"))
     }
 
     async fn check_server_options(

@@ -59,6 +59,7 @@ pub static DESCRIPTION: Description = Description {
     visibility_grace: Duration::ZERO,
     flags: &[ZONE_FLAG],
     create_flags: &[],
+    context: Some("an scw CLI profile (the profiles: section of ~/.config/scw/config.yaml)"),
     location_help: "a Scaleway zone such as fr-par-1, fr-par-2, nl-ams-1, pl-waw-1, it-mil-1, the same as --zone (default: SCW_DEFAULT_ZONE, else the scw profile's default_zone, else fr-par-1)",
     location_flag: Some(ZONE_FLAG),
     default_location: || config::default_zone(&env),

@@ -90,6 +90,8 @@ pub(crate) fn filter_tag(selector: &Labels) -> Option<String> {
 #[derive(Debug)]
 pub struct Scaleway {
     client: Client,
+    /// The scw profile whose values are in use, for output.
+    profile: Option<String>,
 }
 
 impl Scaleway {
@@ -97,18 +99,22 @@ impl Scaleway {
     pub fn new(secret: Secret, project: &str, zone: &str, endpoint: Option<&str>) -> Result<Self> {
         Ok(Self {
             client: Client::new(secret, project.to_owned(), zone.to_owned(), endpoint)?,
+            profile: None,
         })
     }
 
     /// An adapter for what [`credentials`] found; `endpoint` (`--endpoint`) wins over the
     /// profile's `api_url`.
     pub fn with_credentials(creds: &Credentials, endpoint: Option<&str>) -> Result<Self> {
-        Self::new(
-            creds.secret_key.clone(),
-            &creds.project_id,
-            creds.zone.as_deref().unwrap_or(defaults::ZONE),
-            endpoint.or(creds.api_url.as_deref()),
-        )
+        Ok(Self {
+            profile: creds.profile.clone(),
+            ..Self::new(
+                creds.secret_key.clone(),
+                &creds.project_id,
+                creds.zone.as_deref().unwrap_or(defaults::ZONE),
+                endpoint.or(creds.api_url.as_deref()),
+            )?
+        })
     }
 }
 
@@ -116,6 +122,10 @@ impl Scaleway {
 impl Provider for Scaleway {
     fn description(&self) -> &'static bootstrap_core::Description {
         &DESCRIPTION
+    }
+
+    fn context(&self) -> Option<String> {
+        self.profile.as_ref().map(|p| format!("scw profile {p:?}"))
     }
 
     async fn check_server_options(
