@@ -49,6 +49,18 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Open an SSH session to a deployment: its key, admin user and pinned host key.
     Ssh(SshArgs),
+    /// Print a shell completion script: `bootstrap completions bash > /etc/bash_completion.d/bootstrap`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `bootstrap man | man -l -`.
+    Man,
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Output format on stdout.

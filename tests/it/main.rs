@@ -10,6 +10,7 @@ mod aws_proxy;
 #[cfg(feature = "aws")]
 mod aws_snapshots;
 mod cli;
+mod completions;
 mod context;
 mod contract;
 mod contract_digitalocean;
