@@ -11,7 +11,10 @@ use crate::{commands, env};
 
 /// Runs the tool and returns its exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return parse_error(&e),
+    };
     init_logging(cli.verbose, cli.quiet);
     crate::progress::QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     // One TLS provider for the whole process: reqwest is built without one, so this is the only
@@ -58,4 +61,60 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_target(false)
         .without_time()
         .try_init();
+}
+
+/// Help and version as clap prints them; any other parse error as one line on stderr, exit 2,
+/// like every other refusal (clap's own layout spreads it over several lines).
+fn parse_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    eprintln!("{}", one_line(&e.render().to_string()));
+    ExitCode::from(2)
+}
+
+/// clap's rendered error on one line: the message, the possible values and the hint, without
+/// the usage block and the "For more information" footer.
+fn one_line(rendered: &str) -> String {
+    let mut parts = Vec::new();
+    let mut in_usage = false;
+    for line in rendered.lines().map(str::trim) {
+        if line.starts_with("Usage:") {
+            in_usage = true;
+            continue;
+        }
+        if line.is_empty() {
+            in_usage = false;
+            continue;
+        }
+        if in_usage || line.starts_with("For more information") {
+            continue;
+        }
+        parts.push(line);
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clap_errors_become_one_line() {
+        let r = "error: invalid value 'openvpn' for '--vpn <KIND>'\n  [possible values: wireguard]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            super::one_line(r),
+            "error: invalid value 'openvpn' for '--vpn <KIND>' [possible values: wireguard]"
+        );
+        let r = "error: the following required arguments were not provided:\n  --ssh-from <CIDR>\n\nUsage: bootstrap create --provider <PROVIDER> --name <NAME> --ssh-from <CIDR>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            super::one_line(r),
+            "error: the following required arguments were not provided: --ssh-from <CIDR>"
+        );
+    }
 }

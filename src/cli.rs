@@ -10,7 +10,7 @@ pub use crate::providers::ProviderKind;
 
 /// Turn a cloud API token into a hardened, reachable server; remove it again in one command.
 #[derive(Debug, Parser)]
-#[command(name = "bootstrap", version, about)]
+#[command(name = "bootstrap", version = crate::providers::VERSION.as_str(), about)]
 pub struct Cli {
     /// More output on stderr (-v: progress details, -vv: debug logs; secrets are never logged).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -27,6 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create (or complete) a hardened server with its SSH key and cloud firewall.
+    #[command(after_help = CREATE_EXAMPLES)]
     Create(CreateArgs),
     /// Print the cloud-init user-data that `create` would send, and nothing else.
     ///
@@ -63,6 +64,21 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// Shown at the end of `create --help`.
+const CREATE_EXAMPLES: &str = "\
+Examples:
+  # Plan only: the resources and the exact user-data, offline, no token needed
+  bootstrap create --provider hetzner --name web1 --ssh-from 203.0.113.7/32 --dry-run
+  # Create: SSH open only to your address; snapshots daily, 7 kept
+  bootstrap create --provider hetzner --name web1 --ssh-from 203.0.113.7/32
+  # Your own key, Docker, weekly snapshots on Wednesday
+  bootstrap create --provider digitalocean --name web1 --ssh-from 203.0.113.7/32 \\
+      --ssh-key ~/.ssh/id_ed25519.pub --docker --snapshots weekly:4 --snapshot-day wed
+  # SSH only through WireGuard, in a Scaleway zone
+  bootstrap create --provider scaleway --zone nl-ams-1 --name vpn1 --ssh-from 203.0.113.7/32 --vpn wireguard
+  # Your address changed: the same command moves the SSH rule
+  bootstrap create --provider hetzner --name web1 --ssh-from 198.51.100.4/32";
+
 /// Output format on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum OutputFormat {
@@ -75,6 +91,7 @@ pub enum OutputFormat {
 
 /// Flags every command that talks to a provider shares.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Connection")]
 pub struct ConnectArgs {
     /// Cloud provider.
     #[arg(long, value_enum)]
@@ -149,40 +166,45 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Deployment name; also the server's hostname.
-    #[arg(long)]
+    #[arg(long, help_heading = "Server")]
     pub name: String,
     /// Source network allowed to reach SSH (repeat for more); `any` opens port 22 to the world.
-    #[arg(long = "ssh-from", value_name = "CIDR", required = true)]
+    #[arg(
+        long = "ssh-from",
+        value_name = "CIDR",
+        required = true,
+        help_heading = "Access"
+    )]
     pub ssh_from: Vec<String>,
     /// Location: a Hetzner location (default fsn1, Germany); for AWS an availability zone (default: EC2 picks one in --region).
-    #[arg(long)]
+    #[arg(long, help_heading = "Server")]
     pub location: Option<String>,
     /// Server type (default: a cheap shared x86 type).
-    #[arg(long)]
+    #[arg(long, help_heading = "Server")]
     pub server_type: Option<String>,
     /// Image (default: Ubuntu 24.04).
-    #[arg(long)]
+    #[arg(long, help_heading = "Server")]
     pub image: Option<String>,
     /// Use this public key (PATH.pub) instead of generating one.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Access")]
     pub ssh_key: Option<PathBuf>,
     /// Encrypt the generated private key with the passphrase in this environment variable.
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", help_heading = "Access")]
     pub passphrase_env: Option<String>,
     /// Name of the sudo user that gets the key.
-    #[arg(long, default_value = "admin")]
+    #[arg(long, default_value = "admin", help_heading = "Access")]
     pub admin_user: String,
     /// Time (HH:MM, server local time) for automatic reboots after security updates.
-    #[arg(long, default_value = "02:00")]
+    #[arg(long, default_value = "02:00", help_heading = "Hardening")]
     pub reboot_time: String,
     /// sudo, Docker, VPN and forwarding.
     #[command(flatten)]
     pub hardening: HardeningArgs,
     /// Use this cloud-init template instead of the built-in one.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Hardening")]
     pub template: Option<PathBuf>,
     /// Print the plan and the user-data; create nothing (needs no token).
-    #[arg(long)]
+    #[arg(long, help_heading = "Plan")]
     pub dry_run: bool,
     /// Snapshot schedule and restore.
     #[command(flatten)]
@@ -231,6 +253,7 @@ pub struct ListArgs {
 
 /// Snapshot flags of `create`.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Snapshots")]
 pub struct ScheduleArgs {
     /// Snapshot schedule EVERY:KEEP: hourly:24, 12h:14, daily:7, weekly:4, or off.
     #[arg(
@@ -364,21 +387,36 @@ pub struct SnapshotInstallArgs {
 
 /// Hardening choices of `create` and `render`.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Hardening")]
 pub struct HardeningArgs {
-    /// sudo for the admin: `password` (generated, kept in the state dir; only its SHA-512 crypt
-    /// hash is sent) or `nopasswd`.
-    #[arg(long, value_name = "MODE", default_value = "password")]
-    pub sudo: String,
+    /// sudo for the admin.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = SudoArg::Password)]
+    pub sudo: SudoArg,
     /// Install Docker from the distribution; the host firewall still filters published ports.
     #[arg(long)]
     pub docker: bool,
-    /// Reach SSH only through a VPN: `wireguard` (keys made locally; the cloud firewall opens
-    /// UDP 51820 from --ssh-from instead of TCP 22; client config next to the state).
-    #[arg(long, value_name = "KIND")]
-    pub vpn: Option<String>,
+    /// Reach SSH only through a VPN (the cloud firewall opens its port instead of TCP 22).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub vpn: Option<VpnArg>,
     /// Allow local TCP forwarding (ssh -L, ssh -D) for people who tunnel; off by default.
     #[arg(long)]
     pub allow_tcp_forwarding: bool,
+}
+
+/// `--sudo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SudoArg {
+    /// A generated password, kept in the state dir; only its SHA-512 crypt hash is sent.
+    Password,
+    /// No password, as cloud images do.
+    Nopasswd,
+}
+
+/// `--vpn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VpnArg {
+    /// WireGuard: keys made locally, UDP 51820 from --ssh-from, client config in the state dir.
+    Wireguard,
 }
 
 /// Where `verify` and `ssh` find the server.

@@ -20,6 +20,18 @@ pub static REGISTRY: &[&Description] = &[
     &bootstrap_aws::DESCRIPTION,
 ];
 
+/// `--version`: the crate version, the commit it was built from and the providers compiled in
+/// (a build without the `aws` feature says so here).
+pub static VERSION: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<_> = REGISTRY.iter().map(|d| d.name).collect();
+    format!(
+        "{} (commit {}; providers: {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("BOOTSTRAP_COMMIT"),
+        names.join(", ")
+    )
+});
+
 /// The provider of `list`, `snapshot run`, `verify` and `ssh` without `--provider`.
 pub const DEFAULT_PROVIDER: &str = "hetzner";
 

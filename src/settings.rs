@@ -564,24 +564,11 @@ impl HardeningSettings {
         from_snapshot: Option<&str>,
     ) -> anyhow::Result<Self> {
         let h = &a.hardening;
-        let sudo = match h.sudo.as_str() {
-            "password" => crate::state::SudoMode::Password,
-            "nopasswd" => crate::state::SudoMode::Nopasswd,
-            other => {
-                return Err(bad(format!(
-                    "invalid --sudo {other:?}: use password (a generated one, kept in the state dir) or nopasswd"
-                )));
-            }
+        let sudo = match h.sudo {
+            crate::cli::SudoArg::Password => crate::state::SudoMode::Password,
+            crate::cli::SudoArg::Nopasswd => crate::state::SudoMode::Nopasswd,
         };
-        let vpn = match h.vpn.as_deref() {
-            None => false,
-            Some("wireguard") => true,
-            Some(other) => {
-                return Err(bad(format!(
-                    "invalid --vpn {other:?}: the one VPN bootstrap sets up is wireguard"
-                )));
-            }
-        };
+        let vpn = matches!(h.vpn, Some(crate::cli::VpnArg::Wireguard));
         let profile = bootstrap_cloudinit::ImageProfile::for_image(from_snapshot.unwrap_or(image));
         if a.template.is_none()
             && from_snapshot.is_none()

@@ -120,3 +120,65 @@ fn man_page_is_roff_listing_every_command() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("hardened"));
     }
 }
+
+#[test]
+fn version_names_the_commit_and_the_compiled_providers() {
+    let r = Bin::new().run(&["--version"]);
+    r.expect_code(0);
+    let v = r.stdout();
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    assert!(v.contains("commit "), "{v}");
+    if let Some(head) = head {
+        // The build script records HEAD at build time; tests build from the same checkout.
+        assert!(v.contains(&head), "{v} vs HEAD {head}");
+    }
+    for p in ["hetzner", "digitalocean", "scaleway"] {
+        assert!(v.contains(p), "{v}");
+    }
+    assert_eq!(v.contains("aws"), cfg!(feature = "aws"), "{v}");
+}
+
+#[test]
+fn create_help_groups_its_flags_lists_values_and_ends_with_examples() {
+    let r = Bin::new().run(&["create", "--help"]);
+    r.expect_code(0);
+    let h = r.stdout();
+    let pos = |s: &str| h.find(s).unwrap_or_else(|| panic!("{s} in {h}"));
+    for heading in [
+        "Connection:",
+        "Server:",
+        "Access:",
+        "Hardening:",
+        "Snapshots:",
+    ] {
+        pos(heading);
+    }
+    // Each flag under its heading (a flag's own line, not the usage line).
+    let flag = |f: &str| pos(&format!("\n      {f} "));
+    assert!(pos("Server:") < flag("--server-type") && flag("--server-type") < pos("Access:"));
+    assert!(pos("Access:") < flag("--ssh-from") && flag("--ssh-from") < pos("Hardening:"));
+    assert!(pos("Snapshots:") < flag("--snapshot-engine"));
+    for value in ["password", "nopasswd", "wireguard"] {
+        pos(value);
+    }
+    let examples = pos("Examples:");
+    assert!(examples > flag("--from-snapshot"), "examples come last");
+    // The offline example runs as printed.
+    let line = h[examples..]
+        .lines()
+        .find(|l| l.contains("--dry-run"))
+        .unwrap()
+        .trim();
+    let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+    let mut b = Bin::new();
+    b.unset("HCLOUD_TOKEN");
+    let r = b.run(&args);
+    r.expect_code(0);
+    assert!(r.stdout().contains("#cloud-config"));
+}
