@@ -59,6 +59,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(crate::progress::color())
         .without_time()
         .try_init();
 }

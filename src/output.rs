@@ -21,6 +21,7 @@ impl Output {
     }
 
     fn write(&self, text: &str) -> anyhow::Result<()> {
+        crate::progress::clear();
         let mut out = std::io::stdout().lock();
         match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
             // A closed pipe (`| head`) is not an error worth a message.

@@ -1,4 +1,6 @@
-//! Progress on stderr: a spinner when stderr is a terminal, plain lines with `-v`, nothing with `-q`.
+//! Progress on stderr: a spinner when stderr is a terminal, else one plain line per step (no
+//! ANSI codes); nothing with `-q`. The spinner steps aside for prompts and is gone before
+//! anything is written to stdout.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -13,6 +15,26 @@ pub static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// The spinner in use, if any, so that a [`note`] can print above it instead of through it.
 static SPINNER: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Runs `f` (a prompt) with the spinner hidden, so it does not redraw over what the user types.
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    match SPINNER.lock().ok().and_then(|s| s.clone()) {
+        Some(b) => b.suspend(f),
+        None => f(),
+    }
+}
+
+/// Removes the spinner for good, before a result goes to stdout (the same terminal).
+pub fn clear() {
+    if let Some(b) = SPINNER.lock().ok().and_then(|mut s| s.take()) {
+        b.finish_and_clear();
+    }
+}
+
+/// Whether stderr gets colours: a terminal, and `NO_COLOR` unset or empty (no-color.org).
+pub fn color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
 
 /// A one-line note on stderr that is not a step (which context is in use); silent with `-q`.
 pub fn note(message: &str) {
@@ -33,8 +55,8 @@ pub struct StderrProgress {
 }
 
 impl StderrProgress {
-    /// A spinner on a terminal; plain step lines when `verbose` and not a terminal.
-    pub fn new(verbose: bool, quiet: bool) -> Self {
+    /// A spinner on a terminal, else plain step lines (each once, whatever `-v` says).
+    pub fn new(quiet: bool) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::new_spinner();
             b.set_style(
@@ -48,7 +70,7 @@ impl StderrProgress {
             b
         });
         Self {
-            lines: verbose && bar.is_none(),
+            lines: !quiet && bar.is_none(),
             bar,
             quiet,
         }
@@ -59,12 +81,13 @@ impl StderrProgress {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+        clear();
     }
 }
 
 impl Progress for StderrProgress {
+    // Steps go to the spinner or as lines, not also through tracing: one line per step, once.
     fn step(&self, message: &str) {
-        tracing::info!("{message}");
         match &self.bar {
             Some(b) => b.set_message(message.to_owned()),
             None if self.lines => eprintln!("{message}"),
@@ -73,7 +96,6 @@ impl Progress for StderrProgress {
     }
 
     fn done(&self, message: &str) {
-        tracing::info!("{message}");
         match &self.bar {
             Some(b) => b.println(format!("✓ {message}")),
             None if self.lines => eprintln!("✓ {message}"),

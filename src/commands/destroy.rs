@@ -16,7 +16,7 @@ pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()>
     let name = DeploymentName::parse(&a.name).map_err(|e| bad(e.to_string()))?;
     let p = providers::build(&conn).await?;
     if !a.yes {
-        confirm(&name)?;
+        crate::progress::suspend(|| confirm(&name))?;
     }
     let snapshots = if a.delete_snapshots {
         flow::Snapshots::Delete

@@ -16,7 +16,7 @@ use crate::progress::StderrProgress;
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let progress = StderrProgress::new(cli.verbose > 0, cli.quiet);
+    let progress = StderrProgress::new(cli.quiet);
     match cli.command {
         Command::Create(a) => create::create(&a, &progress).await,
         Command::Render(a) => create::render(&a, &progress).await,

@@ -29,4 +29,5 @@ mod scaleway_prism;
 mod scenario;
 mod snapshots;
 mod support;
+mod terminal;
 mod verify;

@@ -17,7 +17,7 @@
 #[cfg(feature = "aws")]
 mod aws;
 mod digitalocean;
-mod hetzner;
+pub mod hetzner;
 mod scaleway;
 
 use fakecloud::Fault;
