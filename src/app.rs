@@ -31,15 +31,23 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let output = cli.output();
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let code = if e.downcast_ref::<BadInput>().is_some() {
-                2
-            } else {
-                1
-            };
-            eprintln!("error: {e:#}");
+            let bad_input = e.downcast_ref::<BadInput>().is_some();
+            let code = if bad_input { 2 } else { 1 };
+            let message = format!("{e:#}");
+            eprintln!("error: {message}");
+            let out = crate::output::Output::new(output);
+            if out.is_json() {
+                let kind = match e.downcast_ref::<bootstrap_core::Error>() {
+                    _ if bad_input => "bad_input".to_owned(),
+                    Some(core) => format!("{:?}", core.kind()),
+                    None => "failure".to_owned(),
+                };
+                out.error(&kind, &message, hint(&message), code);
+            }
             ExitCode::from(code)
         }
     }
@@ -62,6 +70,31 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_ansi(crate::progress::color())
         .without_time()
         .try_init();
+}
+
+/// The fix a message names: our messages say what is wrong, then after `: ` or `; ` what to do
+/// (`plain http would send the token unencrypted; use https://`); the last such part.
+fn hint(message: &str) -> Option<&str> {
+    const VERBS: &[&str] = &[
+        "use ",
+        "run ",
+        "set ",
+        "add ",
+        "give ",
+        "pick ",
+        "create ",
+        "delete ",
+        "remove ",
+        "try ",
+        "check ",
+        "`bootstrap",
+    ];
+    message
+        .char_indices()
+        .rev()
+        .filter(|&(i, _)| message[i..].starts_with("; ") || message[i..].starts_with(": "))
+        .map(|(i, _)| message[i + 2..].trim())
+        .find(|rest| VERBS.iter().any(|v| rest.starts_with(v)))
 }
 
 /// Help and version as clap prints them; any other parse error as one line on stderr, exit 2,
@@ -105,6 +138,23 @@ fn one_line(rendered: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_hint_is_the_part_that_names_the_fix() {
+        assert_eq!(
+            super::hint(
+                "endpoint http://x: plain http would send the API token unencrypted; use https:// (http:// is only for 127.0.0.1)"
+            ),
+            Some("use https:// (http:// is only for 127.0.0.1)")
+        );
+        assert_eq!(
+            super::hint(
+                "no Hetzner token: set HCLOUD_TOKEN (Cloud Console > Security > API tokens)"
+            ),
+            Some("set HCLOUD_TOKEN (Cloud Console > Security > API tokens)")
+        );
+        assert_eq!(super::hint("server 5: locked"), None);
+    }
+
     #[test]
     fn clap_errors_become_one_line() {
         let r = "error: invalid value 'openvpn' for '--vpn <KIND>'\n  [possible values: wireguard]\n\nFor more information, try '--help'.\n";

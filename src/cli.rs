@@ -79,6 +79,25 @@ Examples:
   # Your address changed: the same command moves the SSH rule
   bootstrap create --provider hetzner --name web1 --ssh-from 198.51.100.4/32";
 
+impl Cli {
+    /// The output format the command asked for, so that an error can follow it.
+    pub fn output(&self) -> OutputFormat {
+        match &self.command {
+            Command::Create(a) | Command::Render(a) => a.connect.output,
+            Command::Destroy(a) => a.connect.output,
+            Command::List(a) => a.output,
+            Command::Snapshot(SnapshotCommand::Run(a)) => a.connect.output,
+            Command::Snapshot(SnapshotCommand::List(a)) => a.connect.output,
+            Command::Snapshot(SnapshotCommand::Set(a)) => a.connect.output,
+            Command::Verify(a) => a.output,
+            Command::Snapshot(SnapshotCommand::Install(_))
+            | Command::Ssh(_)
+            | Command::Completions(_)
+            | Command::Man => OutputFormat::Text,
+        }
+    }
+}
+
 /// Output format on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum OutputFormat {
@@ -107,7 +126,7 @@ pub struct ConnectArgs {
     #[arg(long, default_value = "10m", value_name = "DURATION")]
     pub timeout: String,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
     /// Each provider's own flags.
     #[command(flatten)]
@@ -244,7 +263,7 @@ pub struct ListArgs {
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
     /// Each provider's own flags.
     #[command(flatten)]
@@ -464,7 +483,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub keep_host_key: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
 

@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 
 use crate::cli::OutputFormat;
 
+/// Version of every JSON document's layout; raised when a field changes meaning or goes away.
+pub const FORMAT_VERSION: u32 = 1;
+
 /// Prints results in the chosen format.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -40,14 +43,36 @@ impl Output {
         self.write(text)
     }
 
-    /// One JSON document.
+    /// One JSON document, with the [`FORMAT_VERSION`] its readers check first.
     pub fn json(&self, v: &Value) -> anyhow::Result<()> {
-        self.write(&format!("{}\n", serde_json::to_string_pretty(v)?))
+        let mut doc = serde_json::Map::new();
+        doc.insert("format_version".into(), json!(FORMAT_VERSION));
+        match v {
+            Value::Object(m) => doc.extend(m.clone()),
+            other => {
+                doc.insert("result".into(), other.clone());
+            }
+        }
+        self.write(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&Value::Object(doc))?
+        ))
     }
 
-    /// `render`: the user-data alone, byte for byte.
+    /// `render`: the user-data alone, byte for byte (in JSON, `{"user_data": ...}`).
     pub fn user_data(&self, user_data: &str) -> anyhow::Result<()> {
+        if self.is_json() {
+            return self.json(&json!({ "user_data": user_data }));
+        }
         self.write(user_data)
+    }
+
+    /// A failed command in JSON mode: the error as a document on stdout too (stderr still has
+    /// the line), so that a script reading stdout always gets JSON.
+    pub fn error(&self, kind: &str, message: &str, hint: Option<&str>, exit_code: u8) {
+        let _ = self.json(&json!({
+            "error": {"kind": kind, "message": message, "hint": hint, "exit_code": exit_code}
+        }));
     }
 
     /// `create --dry-run`: the plan, then the user-data.

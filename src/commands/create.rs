@@ -186,7 +186,7 @@ pub async fn render(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
     let dir = DeploymentDir::new(s.conn.kind.name(), &s.name)?;
     let secrets = Secrets::for_preview(&s, &dir)?;
     let ud = render_user_data(&s, &key, &secrets)?;
-    Output::new(crate::cli::OutputFormat::Text).user_data(&ud)
+    Output::new(s.conn.output).user_data(&ud)
 }
 
 /// `bootstrap create`.

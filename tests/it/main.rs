@@ -21,6 +21,7 @@ mod faults;
 mod flow;
 mod hardening_cli;
 mod hardening_target;
+mod json_output;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;
