@@ -112,9 +112,9 @@ pub enum OutputFormat {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Connection")]
 pub struct ConnectArgs {
-    /// Cloud provider.
-    #[arg(long, value_enum)]
-    pub provider: ProviderKind,
+    /// Cloud provider (after `create`, a deployment's commands find it in the local state).
+    #[arg(long, value_enum, env = "BOOTSTRAP_PROVIDER")]
+    pub provider: Option<ProviderKind>,
     /// API base URL (default: the provider's; also BOOTSTRAP_<PROVIDER>_ENDPOINT).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
@@ -253,7 +253,7 @@ pub struct DestroyArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Cloud provider.
-    #[arg(long, value_enum, default_value = crate::providers::DEFAULT_PROVIDER)]
+    #[arg(long, value_enum, env = "BOOTSTRAP_PROVIDER", default_value = crate::providers::DEFAULT_PROVIDER)]
     pub provider: ProviderKind,
     /// API base URL (default: the provider's; also BOOTSTRAP_<PROVIDER>_ENDPOINT).
     #[arg(long, value_name = "URL")]
@@ -441,9 +441,9 @@ pub enum VpnArg {
 /// Where `verify` and `ssh` find the server.
 #[derive(Debug, Args)]
 pub struct TargetArgs {
-    /// Cloud provider (finds the server by its labels; also where the local state lives).
-    #[arg(long, value_enum, default_value = crate::providers::DEFAULT_PROVIDER)]
-    pub provider: ProviderKind,
+    /// Cloud provider (default: the one the local state of the deployment names).
+    #[arg(long, value_enum, env = "BOOTSTRAP_PROVIDER")]
+    pub provider: Option<ProviderKind>,
     /// API base URL (default: the provider's; also BOOTSTRAP_<PROVIDER>_ENDPOINT).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,

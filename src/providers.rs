@@ -72,6 +72,14 @@ impl clap::ValueEnum for ProviderKind {
     }
 }
 
+/// The provider named `name` in this build.
+pub fn kind(name: &str) -> Option<ProviderKind> {
+    REGISTRY
+        .iter()
+        .find(|d| d.name == name)
+        .map(|d| ProviderKind(d))
+}
+
 /// Refuses the flags of another provider (rather than ignoring them), then lets the provider
 /// check its own, offline (exit 2 before any call).
 pub fn check_flags(

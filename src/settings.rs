@@ -167,16 +167,108 @@ impl Connection {
         Ok(self)
     }
 
-    /// From the shared `--provider/--endpoint/--timeout/--output` flags.
-    pub fn from_args(a: &ConnectArgs) -> anyhow::Result<Self> {
-        Self::resolve(
-            a.provider,
+    /// From the shared `--provider/--endpoint/--timeout/--output` flags of a command on
+    /// deployment `name`: what the flags (or `BOOTSTRAP_PROVIDER`) leave out comes from the
+    /// deployment's local state, so `bootstrap destroy web1` alone reaches where `create` did.
+    pub fn from_args(a: &ConnectArgs, name: Option<&DeploymentName>) -> anyhow::Result<Self> {
+        let (kind, stored) = locate(a.provider, name)?;
+        Self::from_parts(
+            kind,
+            stored.unwrap_or_default(),
             a.endpoint.as_deref(),
             Some(&a.timeout),
             a.output,
-        )?
-        .with_context(a.context.as_deref())?
-        .with_flags(a.provider_flags.values())
+            a.context.as_deref(),
+            a.provider_flags.values(),
+        )
+    }
+
+    /// Explicit values over stored ones, per setting (an endpoint variable counts as explicit).
+    fn from_parts(
+        kind: ProviderKind,
+        stored: crate::state::ConnectionRecord,
+        endpoint: Option<&str>,
+        timeout: Option<&str>,
+        output: OutputFormat,
+        context: Option<&str>,
+        mut flags: BTreeMap<&'static str, String>,
+    ) -> anyhow::Result<Self> {
+        let endpoint_var = env::var(&env::endpoint_var(kind.name()));
+        let endpoint = endpoint.or(if endpoint_var.is_some() {
+            None
+        } else {
+            stored.endpoint.as_deref()
+        });
+        for flag in kind.desc().flags {
+            if let Some(v) = stored.flags.get(*flag) {
+                flags.entry(flag).or_insert_with(|| v.clone());
+            }
+        }
+        Self::resolve(kind, endpoint, timeout, output)?
+            .with_context(context.or(stored.context.as_deref()))?
+            .with_flags(flags)
+    }
+
+    /// What the local state keeps of this connection (never a credential).
+    pub fn record(&self) -> crate::state::ConnectionRecord {
+        crate::state::ConnectionRecord {
+            endpoint: self.endpoint.clone(),
+            context: self.context.clone(),
+            flags: self
+                .provider_flags
+                .iter()
+                .filter(|(f, _)| self.kind.desc().flags.contains(f))
+                .map(|(f, v)| ((*f).to_owned(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// The provider of a command: `--provider` / `BOOTSTRAP_PROVIDER`, else the one provider under
+/// whose state deployment `name` has a record; with that record's connection, if any.
+pub fn locate(
+    provider: Option<ProviderKind>,
+    name: Option<&DeploymentName>,
+) -> anyhow::Result<(ProviderKind, Option<crate::state::ConnectionRecord>)> {
+    let stored = |kind: ProviderKind| -> anyhow::Result<Option<crate::state::ConnectionRecord>> {
+        Ok(match name {
+            Some(n) => crate::state::DeploymentDir::new(kind.name(), n)?
+                .load_record()?
+                .and_then(|r| r.connection),
+            None => None,
+        })
+    };
+    if let Some(kind) = provider {
+        return Ok((kind, stored(kind)?));
+    }
+    let all = || {
+        crate::providers::REGISTRY
+            .iter()
+            .map(|d| d.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(name) = name else {
+        return Err(bad(format!(
+            "which provider? add --provider ({}) or set BOOTSTRAP_PROVIDER",
+            all()
+        )));
+    };
+    let found = crate::state::providers_with_state(name)?;
+    match found.as_slice() {
+        [one] => {
+            let kind = crate::providers::kind(one)
+                .ok_or_else(|| bad(format!("unknown provider {one} in the local state")))?;
+            Ok((kind, stored(kind)?))
+        }
+        [] => Err(bad(format!(
+            "no local state for {name} names its provider: add --provider ({})",
+            all()
+        ))),
+        many => Err(bad(format!(
+            "{name} has local state at {}: add --provider to pick one",
+            many.join(" and ")
+        ))),
     }
 }
 
@@ -375,13 +467,19 @@ impl CreateSettings {
         let c = &a.connect;
         let mut flags = c.provider_flags.values();
         flags.extend(a.provider_create_flags.values());
-        let conn = Connection::resolve(
-            c.provider,
-            c.endpoint.as_deref(),
-            Some(&c.timeout),
-            c.output,
-        )?
-        .with_flags(flags)?;
+        let kind = c.provider.ok_or_else(|| {
+            bad(format!(
+                "create needs --provider ({}) or BOOTSTRAP_PROVIDER",
+                crate::providers::REGISTRY
+                    .iter()
+                    .map(|d| d.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let conn = Connection::resolve(kind, c.endpoint.as_deref(), Some(&c.timeout), c.output)?
+            .with_context(c.context.as_deref())?
+            .with_flags(flags)?;
         let name = DeploymentName::parse(&a.name).map_err(|e| bad(e.to_string()))?;
         let schedule = schedule(&a.snapshots.spec, &a.snapshots.time, &a.snapshots.day)?;
         let engine = snapshot_engine(conn.kind, a.snapshots.engine.as_deref())?;
@@ -615,10 +713,17 @@ impl TargetSettings {
         t: &crate::cli::TargetArgs,
         output: OutputFormat,
     ) -> anyhow::Result<Self> {
-        let conn = Connection::resolve(t.provider, t.endpoint.as_deref(), None, output)?
-            .with_context(t.context.as_deref())?
-            .with_flags(t.provider_flags.values())?;
         let name = DeploymentName::parse(name).map_err(|e| bad(e.to_string()))?;
+        let (kind, stored) = locate(t.provider, Some(&name))?;
+        let conn = Connection::from_parts(
+            kind,
+            stored.unwrap_or_default(),
+            t.endpoint.as_deref(),
+            None,
+            output,
+            t.context.as_deref(),
+            t.provider_flags.values(),
+        )?;
         let address = match &t.host {
             None => None,
             Some(h) => {

@@ -162,4 +162,35 @@ pub struct DeploymentRecord {
     pub ipv4: Option<IpAddr>,
     /// See `ipv4`.
     pub ipv6: Option<IpAddr>,
+    /// How `create` reached the provider, so that the deployment's other commands need only
+    /// its name (absent in state written before it was recorded).
+    #[serde(default)]
+    pub connection: Option<ConnectionRecord>,
+}
+
+/// Where a deployment lives: what `create` connected with, besides the provider (the directory
+/// says that). No credential is ever stored here: a context is a name, not a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionRecord {
+    /// `--endpoint`, when one was given.
+    pub endpoint: Option<String>,
+    /// `--context`, when one was given.
+    pub context: Option<String>,
+    /// The provider's own connection flags (`--region`, `--zone`, `--profile`), by flag.
+    pub flags: std::collections::BTreeMap<String, String>,
+}
+
+/// The providers under whose state a deployment `name` has a record, in registry order.
+pub fn providers_with_state(name: &DeploymentName) -> anyhow::Result<Vec<&'static str>> {
+    let root = state_dir()?;
+    Ok(crate::providers::REGISTRY
+        .iter()
+        .map(|d| d.name)
+        .filter(|p| {
+            root.join(p)
+                .join(name.as_str())
+                .join("deployment.json")
+                .is_file()
+        })
+        .collect())
 }

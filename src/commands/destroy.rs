@@ -12,8 +12,8 @@ use crate::settings::{Connection, bad, state_dir};
 
 /// Destroys a deployment.
 pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()> {
-    let conn = Connection::from_args(&a.connect)?;
     let name = DeploymentName::parse(&a.name).map_err(|e| bad(e.to_string()))?;
+    let conn = Connection::from_args(&a.connect, Some(&name))?;
     let p = providers::build(&conn).await?;
     if !a.yes {
         crate::progress::suspend(|| confirm(&name))?;

@@ -222,6 +222,7 @@ pub fn after_create(
         reboot_time: s.reboot_time.clone(),
         ipv4: o.server.ipv4,
         ipv6: o.server.ipv6,
+        connection: Some(s.conn.record()),
     };
     let old_record = dir.load_record()?;
     let record = match (&old_record, created_server) {
@@ -239,6 +240,8 @@ pub fn after_create(
             DeploymentRecord {
                 ipv4: o.server.ipv4,
                 ipv6: o.server.ipv6,
+                // Where this run reached it is where it lives now.
+                connection: Some(s.conn.record()),
                 ..old.clone()
             }
         }

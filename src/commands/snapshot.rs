@@ -28,7 +28,7 @@ pub async fn run(c: SnapshotCommand, progress: &dyn Progress) -> anyhow::Result<
 }
 
 async fn job(a: &SnapshotRunArgs, progress: &dyn Progress) -> anyhow::Result<()> {
-    let conn = Connection::from_args(&a.connect)?;
+    let conn = Connection::from_args(&a.connect, None)?;
     let at = instant(a.at.as_deref())?;
     if a.concurrency == 0 || a.concurrency > 64 {
         return Err(bad("--concurrency must be between 1 and 64"));
@@ -83,8 +83,8 @@ async fn job(a: &SnapshotRunArgs, progress: &dyn Progress) -> anyhow::Result<()>
 }
 
 async fn list(a: &SnapshotListArgs) -> anyhow::Result<()> {
-    let conn = Connection::from_args(&a.connect)?;
     let name = DeploymentName::parse(&a.name).map_err(|e| bad(e.to_string()))?;
+    let conn = Connection::from_args(&a.connect, Some(&name))?;
     let p = providers::build(&conn).await?;
     let sel = Labels::deployment(&name);
     let mut snaps = only_matching(
@@ -155,8 +155,8 @@ async fn list(a: &SnapshotListArgs) -> anyhow::Result<()> {
 }
 
 async fn set(a: &SnapshotSetArgs) -> anyhow::Result<()> {
-    let conn = Connection::from_args(&a.connect)?;
     let name = DeploymentName::parse(&a.name).map_err(|e| bad(e.to_string()))?;
+    let conn = Connection::from_args(&a.connect, Some(&name))?;
     let sched = schedule(&a.spec, &a.time, &a.day)?;
     let p = providers::build(&conn).await?;
     let sel = Labels::deployment(&name);

@@ -25,6 +25,7 @@ mod json_output;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;
+mod remembers;
 mod scaleway;
 mod scaleway_prism;
 mod scenario;

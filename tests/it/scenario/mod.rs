@@ -16,9 +16,9 @@
 
 #[cfg(feature = "aws")]
 mod aws;
-mod digitalocean;
+pub mod digitalocean;
 pub mod hetzner;
-mod scaleway;
+pub mod scaleway;
 
 use fakecloud::Fault;
 use serde_json::Value;

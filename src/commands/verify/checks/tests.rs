@@ -20,6 +20,7 @@ fn record() -> DeploymentRecord {
         reboot_time: "02:00".into(),
         ipv4: None,
         ipv6: None,
+        connection: None,
     }
 }
 
