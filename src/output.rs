@@ -11,6 +11,10 @@ use crate::cli::OutputFormat;
 /// Version of every JSON document's layout; raised when a field changes meaning or goes away.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Whether a result went to stdout in this process: a failure after it (a `verify` check,
+/// a snapshot that failed) must not add a second JSON document.
+static WROTE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Prints results in the chosen format.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -25,6 +29,7 @@ impl Output {
 
     fn write(&self, text: &str) -> anyhow::Result<()> {
         crate::progress::clear();
+        WROTE.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut out = std::io::stdout().lock();
         match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
             // A closed pipe (`| head`) is not an error worth a message.
@@ -68,8 +73,12 @@ impl Output {
     }
 
     /// A failed command in JSON mode: the error as a document on stdout too (stderr still has
-    /// the line), so that a script reading stdout always gets JSON.
+    /// the line), so that a script reading stdout always gets one JSON document.
     pub fn error(&self, kind: &str, message: &str, hint: Option<&str>, exit_code: u8) {
+        if WROTE.load(std::sync::atomic::Ordering::Relaxed) {
+            // The result document already says what failed; stdout stays one document.
+            return;
+        }
         let _ = self.json(&json!({
             "error": {"kind": kind, "message": message, "hint": hint, "exit_code": exit_code}
         }));

@@ -300,7 +300,26 @@ fn bad_hardening_input_stops_before_any_call() {
         (vec!["verify", "nope", "--endpoint", &url], "no local state"),
         (vec!["ssh", "nope", "--endpoint", &url], "no local state"),
         (
-            vec!["verify", "w", "--host=-oProxyCommand=x", "--endpoint", &url],
+            vec![
+                "verify",
+                "nope",
+                "--provider",
+                "hetzner",
+                "--endpoint",
+                &url,
+            ],
+            "no local state",
+        ),
+        (
+            vec![
+                "verify",
+                "w",
+                "--provider",
+                "hetzner",
+                "--host=-oProxyCommand=x",
+                "--endpoint",
+                &url,
+            ],
             "--host",
         ),
         (
@@ -308,7 +327,16 @@ fn bad_hardening_input_stops_before_any_call() {
             "invalid name",
         ),
         (
-            vec!["verify", "w", "--timeout", "soon", "--endpoint", &url],
+            vec![
+                "verify",
+                "w",
+                "--provider",
+                "hetzner",
+                "--timeout",
+                "soon",
+                "--endpoint",
+                &url,
+            ],
             "--timeout",
         ),
     ] {
