@@ -50,10 +50,22 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Open an SSH session to a deployment: its key, admin user and pinned host key.
     Ssh(SshArgs),
+    /// Show a deployment: server, firewall rules and drift, snapshot schedule, pinned host key.
+    Status(StatusArgs),
     /// Print a shell completion script: `bootstrap completions bash > /etc/bash_completion.d/bootstrap`.
     Completions(CompletionsArgs),
     /// Print the man page (roff): `bootstrap man | man -l -`.
     Man,
+}
+
+/// `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Deployment to show.
+    pub name: String,
+    /// Provider, endpoint, timeout, output.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 /// `completions`.
@@ -90,6 +102,7 @@ impl Cli {
             Command::Snapshot(SnapshotCommand::List(a)) => a.connect.output,
             Command::Snapshot(SnapshotCommand::Set(a)) => a.connect.output,
             Command::Verify(a) => a.output,
+            Command::Status(a) => a.connect.output,
             Command::Snapshot(SnapshotCommand::Install(_))
             | Command::Ssh(_)
             | Command::Completions(_)

@@ -166,6 +166,25 @@ pub struct DeploymentRecord {
     /// its name (absent in state written before it was recorded).
     #[serde(default)]
     pub connection: Option<ConnectionRecord>,
+    /// What `create` asked for, for `status` (absent in older state).
+    #[serde(default)]
+    pub intent: Option<IntentRecord>,
+}
+
+/// The server type, location and cloud-firewall rule `create` asked for: `status` compares the
+/// cloud with them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentRecord {
+    /// `--server-type` (or the provider's default).
+    pub server_type: String,
+    /// `--location` (or the provider's default).
+    pub location: String,
+    /// The managed inbound rule: `tcp` or `udp`.
+    pub protocol: String,
+    /// Its port (22, or 51820 with `--vpn wireguard`).
+    pub port: u16,
+    /// Its sources, as CIDRs.
+    pub sources: Vec<String>,
 }
 
 /// Where a deployment lives: what `create` connected with, besides the provider (the directory

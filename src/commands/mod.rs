@@ -6,6 +6,7 @@ mod list;
 mod secrets;
 mod snapshot;
 mod ssh;
+mod status;
 mod verify;
 
 use clap::CommandFactory as _;
@@ -25,6 +26,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Snapshot(c) => snapshot::run(c, &progress).await,
         Command::Verify(a) => verify::run(&a, &progress).await,
         Command::Ssh(a) => ssh::run(&a).await,
+        Command::Status(a) => status::run(&a).await,
         Command::Completions(a) => completions(a.shell),
         Command::Man => man(),
     }

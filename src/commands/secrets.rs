@@ -223,6 +223,22 @@ pub fn after_create(
         ipv4: o.server.ipv4,
         ipv6: o.server.ipv6,
         connection: Some(s.conn.record()),
+        intent: Some(crate::state::IntentRecord {
+            server_type: s.server_type.clone(),
+            location: s.location.clone(),
+            protocol: if s.hardening.vpn { "udp" } else { "tcp" }.to_owned(),
+            port: if s.hardening.vpn {
+                bootstrap_cloudinit::WireGuard::PORT
+            } else {
+                22
+            },
+            sources: s
+                .ssh_from
+                .firewall_sources()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }),
     };
     let old_record = dir.load_record()?;
     let record = match (&old_record, created_server) {
@@ -240,8 +256,17 @@ pub fn after_create(
             DeploymentRecord {
                 ipv4: o.server.ipv4,
                 ipv6: o.server.ipv6,
-                // Where this run reached it is where it lives now.
+                // Where this run reached it is where it lives now; the rule follows the
+                // latest --ssh-from (create moved it), the rest stays as first created.
                 connection: Some(s.conn.record()),
+                intent: match (&old.intent, &new_record.intent) {
+                    (Some(o), Some(n)) => Some(crate::state::IntentRecord {
+                        sources: n.sources.clone(),
+                        ..o.clone()
+                    }),
+                    (None, n) => n.clone(),
+                    (o, None) => o.clone(),
+                },
                 ..old.clone()
             }
         }

@@ -30,6 +30,7 @@ mod scaleway;
 mod scaleway_prism;
 mod scenario;
 mod snapshots;
+mod status;
 mod support;
 mod terminal;
 mod verify;

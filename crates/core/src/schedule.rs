@@ -202,6 +202,17 @@ impl Schedule {
         Ok(Some(Self { every, at, keep }))
     }
 
+    /// The first scheduled instant after `now` (slots are evenly spaced: one period on).
+    pub fn next_slot(&self, now: OffsetDateTime) -> OffsetDateTime {
+        let period = match self.every {
+            Every::Hourly => Duration::hours(1),
+            Every::Hours(n) => Duration::hours(i64::from(n)),
+            Every::Daily => Duration::days(1),
+            Every::Weekly(_) => Duration::days(7),
+        };
+        self.slot(now) + period
+    }
+
     /// The start of the slot that `now` falls in: the latest scheduled instant not after `now`.
     pub fn slot(&self, now: OffsetDateTime) -> OffsetDateTime {
         let now = now.to_offset(time::UtcOffset::UTC);

@@ -21,6 +21,7 @@ fn record() -> DeploymentRecord {
         ipv4: None,
         ipv6: None,
         connection: None,
+        intent: None,
     }
 }
 
