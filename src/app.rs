@@ -3,15 +3,19 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 use crate::settings::BadInput;
 use crate::{commands, env};
 
 /// Runs the tool and returns its exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return parse_error(&e),
+    };
+    let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => return parse_error(&e),
     };
@@ -32,6 +36,14 @@ pub fn main() -> ExitCode {
         }
     };
     let output = cli.output();
+    // `create`/`render` flags not typed come from the defaults file.
+    if let (Command::Create(a) | Command::Render(a), Some((_, sub))) =
+        (&mut cli.command, matches.subcommand())
+        && let Err(e) = crate::defaults::apply(a, sub)
+    {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

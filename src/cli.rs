@@ -201,12 +201,7 @@ pub struct CreateArgs {
     #[arg(long, help_heading = "Server")]
     pub name: String,
     /// Source network allowed to reach SSH (repeat for more); `any` opens port 22 to the world.
-    #[arg(
-        long = "ssh-from",
-        value_name = "CIDR",
-        required = true,
-        help_heading = "Access"
-    )]
+    #[arg(long = "ssh-from", value_name = "CIDR", help_heading = "Access")]
     pub ssh_from: Vec<String>,
     /// Location: a Hetzner location (default fsn1, Germany); for AWS an availability zone (default: EC2 picks one in --region).
     #[arg(long, help_heading = "Server")]

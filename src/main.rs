@@ -6,6 +6,7 @@
 mod app;
 mod cli;
 mod commands;
+mod defaults;
 mod env;
 mod output;
 mod progress;

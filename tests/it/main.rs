@@ -14,6 +14,7 @@ mod completions;
 mod context;
 mod contract;
 mod contract_digitalocean;
+mod defaults;
 mod digitalocean;
 #[cfg(feature = "aws")]
 mod dlm_fake;
