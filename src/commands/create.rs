@@ -253,11 +253,13 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
                 .ssh_address
                 .clone()
                 .unwrap_or_else(|| "<ip>".to_owned());
+            // The server's admin, which a re-run with another --admin-user does not change.
+            let admin = &written.admin_user;
             let ssh = match &source {
-                KeySource::State { path, .. } => format!("ssh -i {path} {}@{target}", s.admin_user),
-                _ => format!("ssh {}@{target}", s.admin_user),
+                KeySource::State { path, .. } => format!("ssh -i {path} {admin}@{target}"),
+                _ => format!("ssh {admin}@{target}"),
             };
-            let mut extra = json!({"deployment": s.name, "provider": provider_name, "admin_user": s.admin_user,
+            let mut extra = json!({"deployment": s.name, "provider": provider_name, "admin_user": admin,
                 "private_key": match &source { KeySource::State { path, .. } => Some(path.clone()), _ => None },
                 "notes": written.notes});
             if let Some(m) = extra.as_object_mut() {

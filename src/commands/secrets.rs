@@ -192,6 +192,8 @@ pub struct Written {
     pub fields: serde_json::Map<String, serde_json::Value>,
     /// The address SSH goes to.
     pub ssh_address: Option<String>,
+    /// The admin user the server really has (a re-run keeps the first run's).
+    pub admin_user: String,
 }
 
 /// After a successful create: pins the host key for the server's addresses (when this run made
@@ -243,14 +245,30 @@ pub fn after_create(
     let old_record = dir.load_record()?;
     let record = match (&old_record, created_server) {
         (Some(old), false) => {
+            let mut kept = Vec::new();
+            if old.admin_user != new_record.admin_user {
+                kept.push(format!("admin user {}", old.admin_user));
+            }
+            if old.image != new_record.image {
+                kept.push(format!("image {}", old.image));
+            }
+            if let (Some(o), Some(n)) = (&old.intent, &new_record.intent)
+                && o.server_type != n.server_type
+            {
+                kept.push(format!("server type {}", o.server_type));
+            }
             if old.docker != new_record.docker
                 || old.vpn.is_some() != new_record.vpn.is_some()
                 || old.sudo != new_record.sudo
                 || old.allow_tcp_forwarding != new_record.allow_tcp_forwarding
             {
+                kept.push("its hardening choices (--docker, --vpn, --sudo, forwarding)".to_owned());
+            }
+            if !kept.is_empty() {
                 progress.warn(&format!(
-                    "{} already existed: it keeps the setup it was created with; the flags of this run only apply to a new server",
-                    s.name
+                    "{name} already existed: it keeps {}; this run's flags only apply to a new server (to change them: `bootstrap destroy {name}`, then create again)",
+                    kept.join(", "),
+                    name = s.name
                 ));
             }
             DeploymentRecord {
@@ -378,6 +396,7 @@ pub fn after_create(
         notes,
         fields,
         ssh_address,
+        admin_user: record.admin_user.clone(),
     })
 }
 

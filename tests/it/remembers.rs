@@ -89,3 +89,25 @@ fn explicit_provider_wins_over_the_state() {
     b.run(&["destroy", "home2", "--yes"]).expect_code(0);
     assert!(cloud.leftovers("home2").is_empty());
 }
+
+#[test]
+fn a_rerun_with_another_admin_user_prints_the_servers_real_one() {
+    let cloud = crate::scenario::hetzner::Hetzner::start();
+    let b = cloud.bin();
+    create(&cloud, &b, "home3", "203.0.113.7/32", &[]).expect_code(0);
+    let r = create(
+        &cloud,
+        &b,
+        "home3",
+        "203.0.113.7/32",
+        &["--admin-user", "ops", "--server-type", "cx33"],
+    );
+    r.expect_code(0);
+    let out = r.stdout();
+    assert!(out.contains(" admin@203.0.113.1"), "{out}");
+    assert!(!out.contains("ops@"), "never a wrong command: {out}");
+    let err = r.stderr();
+    assert!(err.contains("keeps admin user admin"), "{err}");
+    assert!(err.contains("server type cpx22"), "{err}");
+    assert!(err.contains("bootstrap destroy home3"), "{err}");
+}
