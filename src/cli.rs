@@ -255,6 +255,9 @@ pub struct DestroyArgs {
     /// Delete the deployment's snapshots too (by default they are kept and listed).
     #[arg(long)]
     pub delete_snapshots: bool,
+    /// List what would be deleted and what is kept; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `list`.

@@ -202,7 +202,9 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
         let secrets = Secrets::for_preview(&s, &dir)?;
         let ud = render_user_data(&s, &key, &secrets)?;
         let p = plan(&s, &key, ud.clone());
-        let doc = json!({
+        // A throwaway stands in for a key `create` will generate: its fingerprint means nothing.
+        let real_key = !matches!(source, KeySource::Placeholder(_));
+        let mut doc = json!({
             "dry_run": true,
             "provider": provider_name,
             "deployment": s.name,
@@ -210,7 +212,7 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
                 // False where the key reaches the server through cloud-init only.
                 "resource": s.conn.kind.desc().key_resource,
                 "name": p.ssh_key.name,
-                "fingerprint": key.fingerprint_sha256(),
+                "fingerprint": real_key.then(|| key.fingerprint_sha256()),
                 "source": source.describe(),
                 "labels": p.ssh_key.labels,
             },
@@ -219,6 +221,12 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
             "user_data_bytes": ud.len(),
             "user_data_limit": s.conn.kind.desc().limits.user_data_max_bytes,
         });
+        // With credentials, compare with what exists (read-only); without, stay offline.
+        if let Some(provider) = super::plan::connect_if_possible(&s.conn).await? {
+            let info = real_key.then(|| key_info(&key));
+            doc["cloud"] =
+                super::plan::compare_create(provider.as_ref(), &s, &p, info.as_ref()).await?;
+        }
         return out.plan(&doc, &ud);
     }
 

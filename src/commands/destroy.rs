@@ -15,6 +15,10 @@ pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()>
     let name = DeploymentName::parse(&a.name).map_err(|e| bad(e.to_string()))?;
     let conn = Connection::from_args(&a.connect, Some(&name))?;
     let p = providers::build(&conn).await?;
+    if a.dry_run {
+        let doc = super::plan::destroy_plan(p.as_ref(), &conn, &name, a.delete_snapshots).await?;
+        return Output::new(conn.output).destroy_plan(&doc);
+    }
     if !a.yes {
         crate::progress::suspend(|| confirm(&name))?;
     }

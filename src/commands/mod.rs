@@ -3,6 +3,7 @@
 mod create;
 mod destroy;
 mod list;
+mod plan;
 mod secrets;
 mod snapshot;
 mod ssh;

@@ -111,3 +111,122 @@ fn status_shows_the_deployment_and_the_drift_from_what_create_set() {
     r.expect_code(2);
     assert!(r.stderr().contains("bootstrap list"), "{}", r.stderr());
 }
+
+#[test]
+fn dry_runs_compare_with_the_cloud_when_credentials_are_there() {
+    let cloud = Hetzner::start();
+    let b = cloud.bin();
+    let url = cloud.0.url();
+    let dry = |ssh_from: &str, extra: &[&str]| {
+        let mut args = vec![
+            "create",
+            "--provider",
+            "hetzner",
+            "--endpoint",
+            &url,
+            "--name",
+            "pl1",
+            "--ssh-from",
+            ssh_from,
+            "--dry-run",
+        ];
+        args.extend_from_slice(extra);
+        let r = b.run(&args);
+        r.expect_code(0);
+        r
+    };
+    // Nothing exists: three to create, and no throwaway fingerprint in the plan.
+    let r = dry("203.0.113.7/32", &["-o", "json"]);
+    let d: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(
+        d["cloud"]["summary"], "3 to create, 0 to update, 0 unchanged",
+        "{d}"
+    );
+    assert!(d["ssh_key"]["fingerprint"].is_null(), "{d}");
+    create(&cloud, &b, "pl1", "203.0.113.7/32", &[]).expect_code(0);
+    let before = cloud.0.request_log().len();
+    // A new address: the firewall is updated, the rest unchanged; nothing is written.
+    let r = dry("198.51.100.4/32", &[]);
+    let out = r.stdout();
+    assert!(out.contains("1 to update, 2 unchanged"), "{out}");
+    assert!(
+        out.contains("198.51.100.4/32 instead of 203.0.113.7/32"),
+        "{out}"
+    );
+    let writes = cloud.0.request_log()[before..]
+        .iter()
+        .filter(|(m, _, _)| m != "GET")
+        .count();
+    assert_eq!(writes, 0, "a dry run only reads");
+    // Another admin user: the plan says the server keeps its own, and how to change it.
+    let r = dry("203.0.113.7/32", &["--admin-user", "ops"]);
+    assert!(
+        r.stdout().contains("keeps admin user admin"),
+        "{}",
+        r.stdout()
+    );
+    assert!(
+        r.stdout().contains("0 to create, 0 to update, 3 unchanged"),
+        "{}",
+        r.stdout()
+    );
+
+    // destroy --dry-run: exactly what would go, what is kept; nothing deleted.
+    b.run(&[
+        "snapshot",
+        "run",
+        "--endpoint",
+        &url,
+        "--at",
+        "2026-12-07T03:10:00Z",
+    ])
+    .expect_code(0);
+    let r = b.run(&["destroy", "pl1", "--dry-run", "-o", "json"]);
+    r.expect_code(0);
+    let d: Value = serde_json::from_str(&r.stdout()).unwrap();
+    let delete: Vec<&str> = d["delete"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(delete.len(), 3, "{d}");
+    assert!(delete.iter().any(|l| l.starts_with("server pl1")), "{d}");
+    assert!(
+        delete
+            .iter()
+            .any(|l| l.starts_with("firewall bootstrap-pl1")),
+        "{d}"
+    );
+    assert!(
+        delete
+            .iter()
+            .any(|l| l.starts_with("ssh key bootstrap-pl1")),
+        "{d}"
+    );
+    assert_eq!(
+        d["keep"].as_array().unwrap().len(),
+        1,
+        "the snapshot is kept: {d}"
+    );
+    assert!(!cloud.0.servers().is_empty(), "nothing was deleted");
+    // Offline without credentials: the plan says so.
+    let mut off = cloud.bin();
+    off.unset("HCLOUD_TOKEN");
+    let r = off.run(&[
+        "create",
+        "--provider",
+        "hetzner",
+        "--name",
+        "pl2",
+        "--ssh-from",
+        "203.0.113.7/32",
+        "--dry-run",
+    ]);
+    r.expect_code(0);
+    assert!(
+        r.stdout().contains("offline: no credentials"),
+        "{}",
+        r.stdout()
+    );
+}
