@@ -194,6 +194,25 @@ fn safe_path(p: &str) -> Option<&str> {
     .then_some(p)
 }
 
+/// Between attempts to reach a server's SSH while it boots.
+const SSH_RETRY: Duration = Duration::from_secs(2);
+
+/// Whether ssh failed because nothing answers yet (booting), not because it was refused a
+/// login or a host key: only then is it worth trying again.
+fn not_up_yet(stderr: &str) -> bool {
+    [
+        "Connection refused",
+        "Connection timed out",
+        "No route to host",
+        "Connection reset",
+        "Connection closed by",
+        "kex_exchange_identification",
+        "Network is unreachable",
+    ]
+    .iter()
+    .any(|m| stderr.contains(m))
+}
+
 /// `bootstrap verify`.
 pub async fn run(a: &VerifyArgs, progress: &dyn Progress) -> anyhow::Result<()> {
     let t = TargetSettings::from_args(&a.name, &a.target, a.output)?;
@@ -219,15 +238,32 @@ pub async fn run(a: &VerifyArgs, progress: &dyn Progress) -> anyhow::Result<()> 
         "connecting to {}:{} as {} (pinned host key)",
         target.host, target.port, target.user
     ));
-    let first = remote
-        .run(
-            &target.user,
-            &[],
-            "sh -s",
-            admin_script(wait).as_bytes(),
-            wait + Duration::from_secs(60),
-        )
-        .await?;
+    // A server that is still booting refuses or drops connections: try again until --timeout.
+    let deadline = std::time::Instant::now().checked_add(wait);
+    let mut attempts = 0u32;
+    let first = loop {
+        attempts += 1;
+        let r = remote
+            .run(
+                &target.user,
+                &[],
+                "sh -s",
+                admin_script(wait).as_bytes(),
+                wait.saturating_add(Duration::from_secs(60)),
+            )
+            .await?;
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        if r.connected() || !not_up_yet(&r.stderr) || left.is_some_and(|l| l.is_zero()) {
+            break r;
+        }
+        if attempts == 1 {
+            progress.step(&format!(
+                "waiting for SSH on {}:{} (the server may still be booting)",
+                target.host, target.port
+            ));
+        }
+        tokio::time::sleep(left.map_or(SSH_RETRY, |l| l.min(SSH_RETRY))).await;
+    };
     if !first.connected() {
         let why = first
             .stderr

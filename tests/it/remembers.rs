@@ -111,3 +111,38 @@ fn a_rerun_with_another_admin_user_prints_the_servers_real_one() {
     assert!(err.contains("server type cpx22"), "{err}");
     assert!(err.contains("bootstrap destroy home3"), "{err}");
 }
+
+#[test]
+fn verify_waits_for_ssh_while_the_server_boots() {
+    let cloud = crate::scenario::hetzner::Hetzner::start();
+    let b = cloud.bin();
+    create(&cloud, &b, "boot1", "203.0.113.7/32", &[]).expect_code(0);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let start = std::time::Instant::now();
+    let r = b.run(&[
+        "verify",
+        "boot1",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--timeout",
+        "5s",
+    ]);
+    r.expect_code(1);
+    let waits = r
+        .stderr()
+        .lines()
+        .filter(|l| l.starts_with("waiting for SSH on 127.0.0.1"))
+        .count();
+    assert_eq!(waits, 1, "said once: {}", r.stderr());
+    // It tried again until --timeout, not once (the timeout is the whole budget: 5 s).
+    assert!(
+        start.elapsed() >= std::time::Duration::from_secs(4),
+        "{}",
+        r.stderr()
+    );
+    assert!(r.stdout().contains("cannot log in"), "{}", r.stdout());
+}
