@@ -15,6 +15,26 @@ pub const FORMAT_VERSION: u32 = 1;
 /// a snapshot that failed) must not add a second JSON document.
 static WROTE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Rows under a header, each column as wide as its widest cell (ids of any length fit), two
+/// spaces apart, no borders; the same look as `hcloud` and `doctl` lists.
+pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(header.iter().copied());
+    for row in rows {
+        t.add_row(row);
+    }
+    for c in t.column_iter_mut() {
+        c.set_padding((0, 2));
+    }
+    let mut out: String = t.lines().map(|l| format!("{}\n", l.trim_end())).collect();
+    if out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
 /// Prints results in the chosen format.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -300,27 +320,49 @@ impl Output {
         if self.format == OutputFormat::Json {
             return self.json(&json!({ "deployments": deployments }));
         }
-        let mut s = format!(
-            "{:<24} {:<10} {:<16} {:<28} {}\n",
-            "NAME", "STATUS", "IPV4", "IPV6", "SERVER"
+        let ip = |a: Option<std::net::IpAddr>| a.map_or("-".to_owned(), |a| a.to_string());
+        let rows = deployments.iter().map(|d| match d.servers.first() {
+            Some(sv) => vec![
+                d.name.clone(),
+                sv.status.to_string(),
+                ip(sv.ipv4),
+                ip(sv.ipv6),
+                sv.id.clone(),
+            ],
+            None => vec![
+                d.name.clone(),
+                "no-server".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ],
+        });
+        self.write(&table(&["NAME", "STATUS", "IPV4", "IPV6", "SERVER"], rows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn columns_grow_with_their_longest_cell() {
+        let t = super::table(
+            &["ID", "NAME"],
+            [
+                vec!["ami-0123456789abcdef0".to_owned(), "web1".to_owned()],
+                vec!["7".to_owned(), "bootstrap-web1-20261207T0300Z".to_owned()],
+            ],
         );
-        for d in deployments {
-            let ip = |a: Option<std::net::IpAddr>| a.map_or("-".to_owned(), |a| a.to_string());
-            match d.servers.first() {
-                Some(sv) => s.push_str(&format!(
-                    "{:<24} {:<10} {:<16} {:<28} {}\n",
-                    d.name,
-                    sv.status.to_string(),
-                    ip(sv.ipv4),
-                    ip(sv.ipv6),
-                    sv.id
-                )),
-                None => s.push_str(&format!(
-                    "{:<24} {:<10} {:<16} {:<28} {}\n",
-                    d.name, "no-server", "-", "-", "-"
-                )),
-            }
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        // Every NAME starts in the same column, after the 21-character AMI id and two spaces.
+        let col = "ami-0123456789abcdef0".len() + 2;
+        for l in &lines {
+            assert!(
+                !l[..col].trim().is_empty() && &l[col - 2..col] == "  ",
+                "{t}"
+            );
         }
-        self.write(&s)
+        assert_eq!(&lines[1][col..], "web1");
+        assert_eq!(&lines[2][col..], "bootstrap-web1-20261207T0300Z");
     }
 }

@@ -769,14 +769,8 @@ fn is_loopback_url(url: &str) -> bool {
 
 /// `v` as one shell word: bare when it is plain, else in single quotes.
 fn shell_quote(v: &str) -> String {
-    if !v.is_empty()
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:@=,+".contains(&b))
-    {
-        v.to_owned()
-    } else {
-        format!("'{}'", v.replace('\'', "'\\''"))
-    }
+    // A NUL cannot be passed to a program at all; the values here never hold one.
+    shlex::try_quote(v).map_or_else(|_| format!("'{}'", v.replace('\0', "")), |q| q.into_owned())
 }
 
 #[cfg(test)]

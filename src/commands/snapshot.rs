@@ -115,41 +115,33 @@ async fn list(a: &SnapshotListArgs) -> anyhow::Result<()> {
         return out
             .json(&json!({"deployment": name, "snapshots": snaps, "provider_backups": backups}));
     }
-    let mut t = format!(
-        "{:<14} {:<40} {:<26} {:<10} {}\n",
-        "ID", "NAME", "CREATED", "STATUS", "SLOT"
-    );
-    for s in &snaps {
-        let created = s
-            .created
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+    let rfc3339 = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let rows = snaps.iter().map(|s| {
         let status = match &s.status {
             bootstrap_core::SnapshotStatus::Available => "available".to_owned(),
             bootstrap_core::SnapshotStatus::Creating => "creating".to_owned(),
             bootstrap_core::SnapshotStatus::Other(o) => o.clone(),
         };
-        t.push_str(&format!(
-            "{:<14} {:<40} {:<26} {:<10} {}\n",
-            s.id,
-            s.name,
-            created,
+        vec![
+            s.id.clone(),
+            s.name.clone(),
+            rfc3339(s.created),
             status,
-            s.labels.get(LABEL_SLOT).unwrap_or("-")
-        ));
-    }
+            s.labels.get(LABEL_SLOT).unwrap_or("-").to_owned(),
+        ]
+    });
+    let mut t = crate::output::table(&["ID", "NAME", "CREATED", "STATUS", "SLOT"], rows);
     if !backups.is_empty() {
-        t.push_str(&format!(
-            "\nprovider backups (the provider's own; bootstrap never deletes them):\n{:<14} {:<40} {}\n",
-            "ID", "NAME", "CREATED"
+        t.push_str("\nprovider backups (the provider's own; bootstrap never deletes them):\n");
+        t.push_str(&crate::output::table(
+            &["ID", "NAME", "CREATED"],
+            backups
+                .iter()
+                .map(|b| vec![b.id.clone(), b.name.clone(), rfc3339(b.created)]),
         ));
-        for b in &backups {
-            let created = b
-                .created
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default();
-            t.push_str(&format!("{:<14} {:<40} {}\n", b.id, b.name, created));
-        }
     }
     out.text(&t)
 }
