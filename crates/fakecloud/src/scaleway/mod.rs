@@ -10,7 +10,9 @@
 //! It is served on 127.0.0.1 by the kit's [`Builder`] and stops on drop. Everything is in one
 //! project; errors are `{type, message, resource, resource_id}`. Faults (an error status, a
 //! dropped connection, a header-less 429) come from the kit's fault layer: the fake derefs to
-//! its kit [`Server`], so `fake.fail_request(n, fault)` works as on every fake.
+//! its kit [`Server`], so `fake.fail_request(n, fault)` works as on every fake. Addresses come
+//! from the documentation ranges (192.0.2.0/24, 2001:db8::/32): a printed `ssh` to a fake
+//! server reaches no one's real host.
 
 // The fake's state is its own and every lookup follows an insert of the same request: a panic
 // here is a broken fake, which fails the test that drives it.
@@ -618,7 +620,7 @@ fn instance(
             }
             if b["dynamic_ip_required"] != json!(false) {
                 let ipid = w.uuid();
-                w.ips.insert(ipid.clone(), json!({"id": ipid, "address": format!("51.15.0.{}", w.next % 250), "family": "inet", "type": "routed_ipv4", "dynamic": true, "tags": [], "project": PROJECT, "server": null}));
+                w.ips.insert(ipid.clone(), json!({"id": ipid, "address": format!("192.0.2.{}", 100 + w.next % 100), "family": "inet", "type": "routed_ipv4", "dynamic": true, "tags": [], "project": PROJECT, "server": null}));
                 ips.push(ipid);
             }
             for ip in &ips {
@@ -850,8 +852,8 @@ fn instance(
             };
             let id = w.uuid();
             let (family, address) = match b["type"].as_str() {
-                Some("routed_ipv6") => ("inet6", format!("2001:bc8:1::{:x}/64", w.next)),
-                Some("routed_ipv4") => ("inet", format!("51.15.1.{}", w.next % 250)),
+                Some("routed_ipv6") => ("inet6", format!("2001:db8:1::{:x}/64", w.next)),
+                Some("routed_ipv4") => ("inet", format!("192.0.2.{}", w.next % 100)),
                 _ => {
                     return err(
                         400,
