@@ -974,3 +974,127 @@ fn serverless_jobs_engine_faults_leave_nothing() {
         }
     }
 }
+
+/// The fake's Serverless Jobs and Secret Manager answer like the live recordings: creates 200,
+/// a job definition's 404 without a type, a secret reference needs an existing secret and
+/// exactly one of `env_var_name` and `path`, deleting a job definition takes its references,
+/// a version's data is base64 and never echoed.
+#[test]
+fn trap_serverless_jobs_and_secret_manager_shapes() {
+    let fake = FakeScaleway::start();
+    let j = "application/json";
+    let secret = call(
+        &fake,
+        "POST",
+        "/secret-manager/v1beta1/regions/fr-par/secrets",
+        j,
+        &json!({"project_id": PROJECT, "name": "s", "tags": [], "type": "opaque", "path": "/p", "protected": false}).to_string(),
+    );
+    assert_eq!(secret.status, 200, "{}", secret.body);
+    let sid = serde_json::from_str::<Value>(&secret.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dup = call(
+        &fake,
+        "POST",
+        "/secret-manager/v1beta1/regions/fr-par/secrets",
+        j,
+        &json!({"project_id": PROJECT, "name": "s", "path": "/p"}).to_string(),
+    );
+    assert_eq!(dup.status, 409, "{}", dup.body);
+    let v = call(
+        &fake,
+        "POST",
+        &format!("/secret-manager/v1beta1/regions/fr-par/secrets/{sid}/versions"),
+        j,
+        r#"{"data":"not base64!"}"#,
+    );
+    assert_eq!(v.status, 400, "{}", v.body);
+    let v = call(
+        &fake,
+        "POST",
+        &format!("/secret-manager/v1beta1/regions/fr-par/secrets/{sid}/versions"),
+        j,
+        r#"{"data":"eW91cl9zZWNyZXQ="}"#,
+    );
+    assert_eq!(v.status, 200, "{}", v.body);
+    assert!(!v.body.contains("eW91cl9zZWNyZXQ="), "{}", v.body);
+
+    let jd = call(
+        &fake,
+        "POST",
+        "/serverless-jobs/v1alpha2/regions/fr-par/job-definitions",
+        j,
+        &json!({"name": "jd", "cpu_limit": 120, "memory_limit": 256, "image_uri": "docker.io/alpine:latest",
+            "project_id": PROJECT, "cron_schedule": {"schedule": "5 4 1 * *", "timezone": "UTC"}}).to_string(),
+    );
+    assert_eq!(jd.status, 200, "{}", jd.body);
+    let jid = serde_json::from_str::<Value>(&jd.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refs = |body: Value| {
+        call(
+            &fake,
+            "POST",
+            "/serverless-jobs/v1alpha2/regions/fr-par/secrets",
+            j,
+            &body.to_string(),
+        )
+    };
+    let both = refs(
+        json!({"job_definition_id": jid, "secrets": [{"secret_manager_id": sid,
+        "secret_manager_version": "latest", "env_var_name": "A", "path": "/a"}]}),
+    );
+    assert_eq!(both.status, 400, "{}", both.body);
+    let missing = refs(
+        json!({"job_definition_id": jid, "secrets": [{"secret_manager_id":
+        "99999999-0000-4000-8000-000000000099", "secret_manager_version": "latest", "env_var_name": "A"}]}),
+    );
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    let good = refs(
+        json!({"job_definition_id": jid, "secrets": [{"secret_manager_id": sid,
+        "secret_manager_version": "latest", "env_var_name": "A"}]}),
+    );
+    assert_eq!(good.status, 200, "{}", good.body);
+    assert!(
+        good.body.contains(r#""env_var":{"name":"A"}"#),
+        "{}",
+        good.body
+    );
+    assert_eq!(fake.w().job_secrets.len(), 1);
+
+    let del = call(
+        &fake,
+        "DELETE",
+        &format!("/serverless-jobs/v1alpha2/regions/fr-par/job-definitions/{jid}"),
+        j,
+        "",
+    );
+    assert_eq!(del.status, 204);
+    assert!(
+        fake.w().job_secrets.is_empty(),
+        "references go with the job"
+    );
+    let again = call(
+        &fake,
+        "DELETE",
+        &format!("/serverless-jobs/v1alpha2/regions/fr-par/job-definitions/{jid}"),
+        j,
+        "",
+    );
+    assert_eq!(again.status, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&again.body).unwrap(),
+        json!({"message": "job definition is not found"})
+    );
+    let elsewhere = call(
+        &fake,
+        "GET",
+        "/serverless-jobs/v1alpha2/regions/it-mil/job-definitions",
+        j,
+        "",
+    );
+    assert_eq!(elsewhere.status, 400);
+}
