@@ -1098,3 +1098,38 @@ fn trap_serverless_jobs_and_secret_manager_shapes() {
     );
     assert_eq!(elsewhere.status, 400);
 }
+
+/// The user-data cap (127,998 bytes, Scaleway's Terraform provider's limit) is checked offline:
+/// a bigger cloud-config is refused with exit 2 before any request; a 64 KiB one, over the
+/// other clouds' caps, goes through.
+#[test]
+fn user_data_over_scaleways_cap_is_refused_offline() {
+    let fake = FakeScaleway::start();
+    let b = bin();
+    let url = fake.url();
+    let template = |kib: usize| {
+        let t = b.dir.path().join(format!("big{kib}.j2"));
+        std::fs::write(
+            &t,
+            format!(
+                "#cloud-config\n#{}\nhostname: {{{{ hostname }}}}\n",
+                "x".repeat(kib * 1024)
+            ),
+        )
+        .unwrap();
+        t.to_str().unwrap().to_owned()
+    };
+    let big = template(125);
+    let r = create(&b, &url, "web1", &["--template", &big]);
+    r.expect_code(2);
+    assert!(r.stderr().contains("127998"), "{}", r.stderr());
+    assert_eq!(fake.request_count(), 0);
+    let ok = template(64);
+    create(&b, &url, "web1", &["--template", &ok]).expect_code(0);
+    let id = server_named(&fake, "web1")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(fake.w().user_data[&id].len() > 64 * 1024);
+    destroy(&b, &url, "web1", &[]).expect_code(0);
+}
