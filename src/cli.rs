@@ -178,6 +178,9 @@ pub struct ProviderCreateFlags {
     #[cfg(feature = "aws")]
     #[command(flatten)]
     pub aws: bootstrap_aws::cli::AwsNetworkArgs,
+    /// Scaleway's Serverless Jobs image.
+    #[command(flatten)]
+    pub scaleway: bootstrap_scaleway::cli::ScalewayCreateArgs,
 }
 
 impl ProviderCreateFlags {
@@ -187,6 +190,7 @@ impl ProviderCreateFlags {
         let mut out = BTreeMap::new();
         #[cfg(feature = "aws")]
         self.aws.values(&mut out);
+        self.scaleway.values(&mut out);
         out
     }
 }
@@ -299,7 +303,8 @@ pub struct ScheduleArgs {
     #[arg(long = "snapshot-day", default_value = "sun", value_name = "DAY")]
     pub day: String,
     /// Who keeps the schedule: `job` (`bootstrap snapshot run`, any provider) or the
-    /// provider's own service (`dlm`: AWS Data Lifecycle Manager, AWS's default).
+    /// provider's own service (`dlm`: AWS Data Lifecycle Manager, AWS's default;
+    /// `serverless-jobs`: a Scaleway Serverless Jobs cron running your image, --job-image).
     #[arg(long = "snapshot-engine", value_name = "ENGINE")]
     pub engine: Option<String>,
     /// Also turn on the provider's own backups (Hetzner: daily, 7 slots, +20% of the price).

@@ -551,7 +551,11 @@ impl CreateSettings {
             // Printed commands (the rollback's `destroy`) then reach the same place.
             conn.provider_flags.insert(flag, location.clone());
         }
-        (conn.kind.desc().check_server)(&server_type, &image, &location, &conn.options())
+        // The engine rides along: a provider's engine may need one of its flags (Scaleway's
+        // serverless-jobs needs --job-image).
+        let mut options = conn.options();
+        options.flags.insert("--snapshot-engine", engine.to_owned());
+        (conn.kind.desc().check_server)(&server_type, &image, &location, &options)
             .map_err(|e| bad(e.to_string()))?;
         let hardening = HardeningSettings::from_args(a, &image, from_snapshot.as_deref())?;
         Ok(Self {

@@ -684,3 +684,452 @@ fn create_defaults_to_the_zone_every_other_command_uses() {
     destroy(&b, &url, "ams2", &[]).expect_code(0);
     assert_eq!(fake.orphans(), Vec::<String>::new());
 }
+
+// --- The serverless-jobs snapshot engine ---------------------------------------------------
+
+const KEY: &str = "00000000-0000-4000-8000-000000000000";
+const JOB_IMAGE: &str = "rg.fr-par.scw.cloud/ns/bootstrap:1.0";
+
+fn engine_flags<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "--snapshot-engine",
+        "serverless-jobs",
+        "--job-image",
+        JOB_IMAGE,
+    ];
+    a.extend(extra);
+    a
+}
+
+/// The one job definition and the one secret (both must exist, one each).
+fn job_and_secret(fake: &FakeScaleway) -> (Value, Value) {
+    let w = fake.w();
+    assert_eq!(w.job_definitions.len(), 1, "{:?}", w.job_definitions);
+    assert_eq!(w.secrets.len(), 1, "{:?}", w.secrets);
+    (
+        w.job_definitions.values().next().unwrap().clone(),
+        w.secrets.values().next().unwrap().clone(),
+    )
+}
+
+/// `--snapshot-engine serverless-jobs`: the job definition `bootstrap-web1` runs the pushed
+/// image with `snapshot run --provider scaleway` on the schedule's cron; the secret key is only
+/// in a Secret Manager secret the job references, never in its environment. The job run takes
+/// the server's snapshots (it does not skip them as "kept by the provider"); `snapshot set`
+/// replaces the job; destroy removes job and secret.
+#[test]
+fn serverless_jobs_engine_keeps_the_schedule_at_scaleway_with_the_key_in_secret_manager() {
+    use base64::Engine as _;
+    let fake = FakeScaleway::start();
+    let b = bin();
+    let url = fake.url();
+    create(
+        &b,
+        &url,
+        "web1",
+        &engine_flags(&[
+            "--snapshots",
+            "weekly:4",
+            "--snapshot-time",
+            "03:05",
+            "--snapshot-day",
+            "sun",
+        ]),
+    )
+    .expect_code(0);
+    let (jd, secret) = job_and_secret(&fake);
+    assert_eq!(jd["name"], "bootstrap-web1");
+    assert_eq!(jd["region"], "fr-par");
+    assert_eq!(jd["image_uri"], JOB_IMAGE);
+    assert_eq!(
+        jd["cron_schedule"],
+        json!({"schedule": "5 3 * * 0", "timezone": "UTC"})
+    );
+    assert_eq!(
+        jd["args"],
+        json!([
+            "snapshot",
+            "run",
+            "--provider",
+            "scaleway",
+            "--zone",
+            "fr-par-1"
+        ])
+    );
+    assert_eq!(
+        jd["environment_variables"]["SCW_DEFAULT_PROJECT_ID"],
+        PROJECT
+    );
+    assert_eq!(jd["environment_variables"]["SCW_DEFAULT_ZONE"], "fr-par-1");
+    assert!(
+        jd["environment_variables"].get("SCW_SECRET_KEY").is_none(),
+        "{jd}"
+    );
+    assert!(!jd.to_string().contains(KEY), "no key in the job: {jd}");
+    let desc = jd["description"].as_str().unwrap();
+    assert!(
+        desc.contains("managed-by=bootstrap") && desc.contains("bootstrap-deployment=web1"),
+        "{desc}"
+    );
+    // The job's one secret reference: SCW_SECRET_KEY from our secret, latest version.
+    {
+        let w = fake.w();
+        let refs: Vec<&Value> = w.job_secrets.values().collect();
+        assert_eq!(refs.len(), 1, "{refs:?}");
+        assert_eq!(refs[0]["job_definition_id"], jd["id"]);
+        assert_eq!(refs[0]["secret_manager_id"], secret["id"]);
+        assert_eq!(refs[0]["secret_manager_version"], "latest");
+        assert_eq!(refs[0]["env_var"]["name"], "SCW_SECRET_KEY");
+        let tags = tags_of(&secret);
+        assert!(
+            tags.contains(&"managed-by=bootstrap".to_owned()),
+            "{tags:?}"
+        );
+        assert!(
+            tags.contains(&"bootstrap-deployment=web1".to_owned()),
+            "{tags:?}"
+        );
+        let versions = &w.secret_versions[secret["id"].as_str().unwrap()];
+        assert_eq!(versions.len(), 1);
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(versions[0]["data"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(data, KEY.as_bytes());
+    }
+    let s = server_named(&fake, "web1");
+    assert!(
+        tags_of(&s).contains(&"bootstrap-snapshot-engine=serverless-jobs".to_owned()),
+        "{s}"
+    );
+    // A re-run finds the job and makes no second one.
+    create(
+        &b,
+        &url,
+        "web1",
+        &engine_flags(&["--snapshots", "weekly:4", "--snapshot-time", "03:05"]),
+    )
+    .expect_code(0);
+    job_and_secret(&fake);
+
+    // What the job runs: it takes the due snapshot of this server.
+    let r = job(&b, &url, "2026-11-29T03:06:00Z");
+    r.expect_code(0);
+    assert!(
+        !r.stdout().contains("kept by the provider"),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(fake.w().snapshots.len(), 1, "{}", r.stdout());
+
+    // A new schedule: a new job (same image, new cron and secret), the old one gone.
+    b.run(&[
+        "snapshot",
+        "set",
+        "web1",
+        "daily:3",
+        "--snapshot-time",
+        "04:30",
+        "--provider",
+        "scaleway",
+        "--endpoint",
+        &url,
+    ])
+    .expect_code(0);
+    let (jd2, secret2) = job_and_secret(&fake);
+    assert_ne!(jd2["id"], jd["id"]);
+    assert_ne!(secret2["id"], secret["id"]);
+    assert_eq!(jd2["image_uri"], JOB_IMAGE);
+    assert_eq!(jd2["cron_schedule"]["schedule"], "30 4 * * *");
+
+    let r = destroy(&b, &url, "web1", &[]);
+    r.expect_code(0);
+    assert!(r.stdout().contains("bootstrap-web1") || r.stderr().contains("bootstrap-web1"));
+    {
+        let w = fake.w();
+        assert!(w.job_definitions.is_empty() && w.job_secrets.is_empty());
+        assert!(w.secrets.is_empty() && w.secret_versions.is_empty());
+    }
+    destroy(&b, &url, "web1", &["--delete-snapshots"]).expect_code(0);
+    assert_eq!(fake.orphans(), Vec::<String>::new());
+}
+
+fn tags_of(v: &Value) -> Vec<String> {
+    v["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The engine is listed and needs its image, a region with Serverless Jobs, and nothing else:
+/// each mistake is refused offline (exit 2, no request sent).
+#[test]
+fn serverless_jobs_engine_is_offered_and_checked_offline() {
+    let fake = FakeScaleway::start();
+    let b = bin();
+    let url = fake.url();
+    let r = create(&b, &url, "web1", &["--snapshot-engine", "bogus"]);
+    r.expect_code(2);
+    assert!(
+        r.stderr().contains("job, serverless-jobs"),
+        "{}",
+        r.stderr()
+    );
+    let r = create(&b, &url, "web1", &["--snapshot-engine", "serverless-jobs"]);
+    r.expect_code(2);
+    assert!(r.stderr().contains("--job-image"), "{}", r.stderr());
+    let r = create(&b, &url, "web1", &["--job-image", JOB_IMAGE]);
+    r.expect_code(2);
+    assert!(
+        r.stderr()
+            .contains("only applies to --snapshot-engine serverless-jobs"),
+        "{}",
+        r.stderr()
+    );
+    let r = create(&b, &url, "web1", &engine_flags(&["--zone", "it-mil-1"]));
+    r.expect_code(2);
+    assert!(r.stderr().contains("it-mil"), "{}", r.stderr());
+    let r = create(
+        &b,
+        &url,
+        "web1",
+        &[
+            "--snapshot-engine",
+            "serverless-jobs",
+            "--job-image",
+            "bootstrap latest",
+        ],
+    );
+    r.expect_code(2);
+    assert_eq!(fake.request_count(), 0, "nothing was sent");
+    let r = b.run(&[
+        "create",
+        "--provider",
+        "hetzner",
+        "--name",
+        "web1",
+        "--ssh-from",
+        "203.0.113.7/32",
+        "--job-image",
+        JOB_IMAGE,
+        "--dry-run",
+    ]);
+    r.expect_code(2);
+    assert!(r.stderr().contains("--provider scaleway"), "{}", r.stderr());
+}
+
+/// Each request of the engine failing in turn, as a refused call (no retry: rollback) and as
+/// one whose answer is lost after the work (retried): no job definition, secret or anything
+/// else is left once the create failed and rolled back, or after the destroy that follows.
+#[test]
+fn serverless_jobs_engine_faults_leave_nothing() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let is_engine =
+        |path: &str| path.contains("/serverless-jobs/") || path.contains("/secret-manager/");
+    let clean = FakeScaleway::start();
+    create(&bin(), &clean.url(), "web1", &engine_flags(&[])).expect_code(0);
+    let n = clean.w().log.iter().filter(|l| is_engine(&l.path)).count();
+    assert!(n >= 5, "{n}");
+    for fault in [
+        fakecloud::Fault::Status(400, "invalid_arguments"),
+        fakecloud::Fault::DropAfter,
+    ] {
+        let mut failed = 0;
+        for k in 1..=u64::try_from(n).unwrap() {
+            let fake = FakeScaleway::start();
+            let seen = AtomicU64::new(0);
+            fake.fail_when(
+                move |r| is_engine(r.path) && seen.fetch_add(1, Ordering::Relaxed) + 1 == k,
+                fault,
+                1,
+            );
+            let (b, url) = (bin(), fake.url());
+            let r = create(&b, &url, "web1", &engine_flags(&[]));
+            if r.code() == 0 {
+                job_and_secret(&fake);
+            } else {
+                failed += 1;
+                let left = fake.orphans();
+                assert!(
+                    left.is_empty(),
+                    "{fault:?} at engine call {k}: left {left:?}\n{}",
+                    r.stderr()
+                );
+            }
+            destroy(&b, &url, "web1", &[]).expect_code(0);
+            assert_eq!(
+                fake.orphans(),
+                Vec::<String>::new(),
+                "{fault:?} at engine call {k}"
+            );
+        }
+        // A refused call fails the create; a lost answer is looked up and the create retried.
+        if fault == fakecloud::Fault::DropAfter {
+            assert_eq!(failed, 0, "{fault:?}");
+        } else {
+            assert_eq!(failed, n, "{fault:?}");
+        }
+    }
+}
+
+/// The fake's Serverless Jobs and Secret Manager answer like the live recordings: creates 200,
+/// a job definition's 404 without a type, a secret reference needs an existing secret and
+/// exactly one of `env_var_name` and `path`, deleting a job definition takes its references,
+/// a version's data is base64 and never echoed.
+#[test]
+fn trap_serverless_jobs_and_secret_manager_shapes() {
+    let fake = FakeScaleway::start();
+    let j = "application/json";
+    let secret = call(
+        &fake,
+        "POST",
+        "/secret-manager/v1beta1/regions/fr-par/secrets",
+        j,
+        &json!({"project_id": PROJECT, "name": "s", "tags": [], "type": "opaque", "path": "/p", "protected": false}).to_string(),
+    );
+    assert_eq!(secret.status, 200, "{}", secret.body);
+    let sid = serde_json::from_str::<Value>(&secret.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dup = call(
+        &fake,
+        "POST",
+        "/secret-manager/v1beta1/regions/fr-par/secrets",
+        j,
+        &json!({"project_id": PROJECT, "name": "s", "path": "/p"}).to_string(),
+    );
+    assert_eq!(dup.status, 409, "{}", dup.body);
+    let v = call(
+        &fake,
+        "POST",
+        &format!("/secret-manager/v1beta1/regions/fr-par/secrets/{sid}/versions"),
+        j,
+        r#"{"data":"not base64!"}"#,
+    );
+    assert_eq!(v.status, 400, "{}", v.body);
+    let v = call(
+        &fake,
+        "POST",
+        &format!("/secret-manager/v1beta1/regions/fr-par/secrets/{sid}/versions"),
+        j,
+        r#"{"data":"eW91cl9zZWNyZXQ="}"#,
+    );
+    assert_eq!(v.status, 200, "{}", v.body);
+    assert!(!v.body.contains("eW91cl9zZWNyZXQ="), "{}", v.body);
+
+    let jd = call(
+        &fake,
+        "POST",
+        "/serverless-jobs/v1alpha2/regions/fr-par/job-definitions",
+        j,
+        &json!({"name": "jd", "cpu_limit": 120, "memory_limit": 256, "image_uri": "docker.io/alpine:latest",
+            "project_id": PROJECT, "cron_schedule": {"schedule": "5 4 1 * *", "timezone": "UTC"}}).to_string(),
+    );
+    assert_eq!(jd.status, 200, "{}", jd.body);
+    let jid = serde_json::from_str::<Value>(&jd.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refs = |body: Value| {
+        call(
+            &fake,
+            "POST",
+            "/serverless-jobs/v1alpha2/regions/fr-par/secrets",
+            j,
+            &body.to_string(),
+        )
+    };
+    let both = refs(
+        json!({"job_definition_id": jid, "secrets": [{"secret_manager_id": sid,
+        "secret_manager_version": "latest", "env_var_name": "A", "path": "/a"}]}),
+    );
+    assert_eq!(both.status, 400, "{}", both.body);
+    let missing = refs(
+        json!({"job_definition_id": jid, "secrets": [{"secret_manager_id":
+        "99999999-0000-4000-8000-000000000099", "secret_manager_version": "latest", "env_var_name": "A"}]}),
+    );
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    let good = refs(
+        json!({"job_definition_id": jid, "secrets": [{"secret_manager_id": sid,
+        "secret_manager_version": "latest", "env_var_name": "A"}]}),
+    );
+    assert_eq!(good.status, 200, "{}", good.body);
+    assert!(
+        good.body.contains(r#""env_var":{"name":"A"}"#),
+        "{}",
+        good.body
+    );
+    assert_eq!(fake.w().job_secrets.len(), 1);
+
+    let del = call(
+        &fake,
+        "DELETE",
+        &format!("/serverless-jobs/v1alpha2/regions/fr-par/job-definitions/{jid}"),
+        j,
+        "",
+    );
+    assert_eq!(del.status, 204);
+    assert!(
+        fake.w().job_secrets.is_empty(),
+        "references go with the job"
+    );
+    let again = call(
+        &fake,
+        "DELETE",
+        &format!("/serverless-jobs/v1alpha2/regions/fr-par/job-definitions/{jid}"),
+        j,
+        "",
+    );
+    assert_eq!(again.status, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&again.body).unwrap(),
+        json!({"message": "job definition is not found"})
+    );
+    let elsewhere = call(
+        &fake,
+        "GET",
+        "/serverless-jobs/v1alpha2/regions/it-mil/job-definitions",
+        j,
+        "",
+    );
+    assert_eq!(elsewhere.status, 400);
+}
+
+/// The user-data cap (127,998 bytes, Scaleway's Terraform provider's limit) is checked offline:
+/// a bigger cloud-config is refused with exit 2 before any request; a 64 KiB one, over the
+/// other clouds' caps, goes through.
+#[test]
+fn user_data_over_scaleways_cap_is_refused_offline() {
+    let fake = FakeScaleway::start();
+    let b = bin();
+    let url = fake.url();
+    let template = |kib: usize| {
+        let t = b.dir.path().join(format!("big{kib}.j2"));
+        std::fs::write(
+            &t,
+            format!(
+                "#cloud-config\n#{}\nhostname: {{{{ hostname }}}}\n",
+                "x".repeat(kib * 1024)
+            ),
+        )
+        .unwrap();
+        t.to_str().unwrap().to_owned()
+    };
+    let big = template(125);
+    let r = create(&b, &url, "web1", &["--template", &big]);
+    r.expect_code(2);
+    assert!(r.stderr().contains("127998"), "{}", r.stderr());
+    assert_eq!(fake.request_count(), 0);
+    let ok = template(64);
+    create(&b, &url, "web1", &["--template", &ok]).expect_code(0);
+    let id = server_named(&fake, "web1")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(fake.w().user_data[&id].len() > 64 * 1024);
+    destroy(&b, &url, "web1", &[]).expect_code(0);
+}

@@ -138,7 +138,8 @@ pub struct Description {
     /// Offline checks of the provider's own flags (their shape; the cloud checks existence).
     pub check_flags: fn(&ConnectOptions) -> Result<()>,
     /// Offline checks of server type, image and location with the provider's flags (syntax
-    /// only; the read-only API check is [`crate::Provider::check_server_options`]).
+    /// only; the read-only API check is [`crate::Provider::check_server_options`]). For
+    /// `create`, the options also carry `--snapshot-engine` (an engine may need a flag).
     pub check_server: fn(&str, &str, &str, &ConnectOptions) -> Result<()>,
     /// Connects: credentials the way the provider's own CLI finds them, then the adapter.
     pub connect: Connect,

@@ -176,6 +176,14 @@ pub trait Provider: Send + Sync {
         Err(unsupported(self.name(), "native snapshot schedules"))
     }
 
+    /// Whether the native engine `engine` schedules this tool's own job (Scaleway's Serverless
+    /// Jobs run `bootstrap snapshot run`) rather than taking snapshots itself (AWS DLM): the
+    /// job then takes the snapshots of the servers that engine keeps. The default is no.
+    fn engine_runs_the_job(&self, engine: &str) -> bool {
+        let _ = engine;
+        false
+    }
+
     /// Deletes a native snapshot schedule; a missing one is fine.
     async fn delete_native_schedule(&self, id: &str) -> Result<()> {
         let _ = id;

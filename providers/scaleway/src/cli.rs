@@ -25,3 +25,22 @@ impl ScalewayArgs {
         }
     }
 }
+
+/// Flags only `create --provider scaleway` takes: the `serverless-jobs` engine's image.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ScalewayCreateArgs {
+    /// With --snapshot-engine serverless-jobs: the image of bootstrap you pushed (entrypoint:
+    /// the binary), which the Serverless Jobs definition runs on the schedule, e.g.
+    /// rg.fr-par.scw.cloud/NAMESPACE/bootstrap:TAG. (`--image` is the server's OS image.)
+    #[arg(long, value_name = "IMAGE", help_heading = "Scaleway")]
+    pub job_image: Option<String>,
+}
+
+impl ScalewayCreateArgs {
+    /// Adds the flags the user set, by flag name.
+    pub fn values(&self, out: &mut BTreeMap<&'static str, String>) {
+        if let Some(i) = &self.job_image {
+            out.insert(crate::jobs::JOB_IMAGE_FLAG, i.clone());
+        }
+    }
+}

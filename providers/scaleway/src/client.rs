@@ -71,6 +71,23 @@ impl Client {
         format!("/block/v1/zones/{}{path}", self.zone())
     }
 
+    /// The region of the zone (`fr-par-1` -> `fr-par`): Serverless Jobs and Secret Manager
+    /// are regional.
+    pub(crate) fn region(&self) -> String {
+        region_of(&self.zone()).to_owned()
+    }
+
+    /// A Serverless Jobs API path in the zone's region (v1alpha2: the version Scaleway's own
+    /// Terraform provider uses, with the job's secret references under `/secrets`).
+    pub(crate) fn jobs(&self, path: &str) -> String {
+        format!("/serverless-jobs/v1alpha2/regions/{}{path}", self.region())
+    }
+
+    /// A Secret Manager API path in the zone's region.
+    pub(crate) fn secrets(&self, path: &str) -> String {
+        format!("/secret-manager/v1beta1/regions/{}{path}", self.region())
+    }
+
     /// GET `path` with `query`.
     pub(crate) async fn get<T: DeserializeOwned>(
         &self,
@@ -193,6 +210,11 @@ fn take_items<T: DeserializeOwned>(
             format!("scaleway GET {path}: unexpected {key}: {e}"),
         )
     })
+}
+
+/// The region of a zone: the zone without its number (`fr-par-1` -> `fr-par`).
+pub(crate) fn region_of(zone: &str) -> &str {
+    zone.rsplit_once('-').map_or(zone, |(r, _)| r)
 }
 
 /// Treats "not found" as "already gone".

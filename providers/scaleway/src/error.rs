@@ -100,7 +100,7 @@ fn fix_for(kind: &str) -> Option<&'static str> {
             "the organization's quota is used up: remove unused resources or ask for more (console: Organization > Quotas)",
         ),
         types::PERMISSIONS_DENIED => Some(
-            "the API key's IAM policy lacks a permission: give its application or user InstancesFullAccess and BlockStorageFullAccess (and MarketplaceReadOnly) on the project",
+            "the API key's IAM policy lacks a permission: give its application or user InstancesFullAccess and BlockStorageFullAccess (and MarketplaceReadOnly) on the project, plus ServerlessJobsFullAccess and SecretManagerFullAccess for --snapshot-engine serverless-jobs",
         ),
         types::PRECONDITION_FAILED => Some(
             "the resource is not in a state that allows this (still attached or in use); run the command again once it settles",
@@ -112,9 +112,12 @@ fn fix_for(kind: &str) -> Option<&'static str> {
     }
 }
 
+/// The error body. Serverless Jobs answers `{"message": ...}` alone (a 404 of its
+/// `DELETE .../job-definitions/{id}` in Scaleway's Terraform recordings): the type is then
+/// empty and the status decides.
 #[derive(Deserialize)]
 struct Body {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default)]
     kind: String,
     #[serde(default)]
     message: String,
@@ -132,6 +135,9 @@ impl ApiError {
     /// The error in an answer's body; `None` when it is not Scaleway's shape.
     pub fn from_body(body: &str) -> Option<Self> {
         let b: Body = serde_json::from_str(body).ok()?;
+        if b.kind.is_empty() && b.message.is_empty() {
+            return None;
+        }
         let message = match b.help_message.filter(|h| !h.is_empty()) {
             Some(h) if !b.message.is_empty() => format!("{} ({h})", b.message),
             Some(h) => h,
@@ -227,5 +233,14 @@ mod tests {
             ErrorKind::RateLimited { retry_after: None }
         );
         assert!(parse(StatusCode::BAD_GATEWAY, &h, "<html>").is_none());
+        assert!(parse(StatusCode::BAD_GATEWAY, &h, "{}").is_none());
+    }
+
+    #[test]
+    fn a_message_without_a_type_keeps_the_message_and_the_status_kind() {
+        // Serverless Jobs' 404 (scaleway/terraform-provider-scaleway, jobs cassettes).
+        let e = err(404, r#"{"message":"job definition is not found"}"#);
+        assert!(e.is_not_found());
+        assert!(e.to_string().contains("job definition is not found"), "{e}");
     }
 }

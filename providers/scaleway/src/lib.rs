@@ -15,7 +15,9 @@
 //! - One module per resource: `security_group.rs`, `server.rs` (create stopped, then user-data
 //!   and `poweron` in [`Provider::complete_server`]), `snapshot.rs` (Block snapshots of the SBS
 //!   root volume), `image.rs` (`--from-snapshot`), `leftovers.rs` (what `terminate` leaves
-//!   billed: the SBS volume and flexible IPs). `schema.rs` holds the wire types.
+//!   billed: the SBS volume and flexible IPs), [`jobs`] (the `serverless-jobs` snapshot engine:
+//!   a Serverless Jobs definition with a cron schedule and its Secret Manager secret).
+//!   `schema.rs` holds the wire types.
 //! - No SSH key resource: IAM keys are project-wide (Scaleway installs every project key on
 //!   every new server of the project), so the deployment's key goes in through cloud-init only.
 
@@ -25,6 +27,7 @@ pub mod config;
 mod describe;
 pub mod error;
 mod image;
+pub mod jobs;
 mod leftovers;
 mod schema;
 mod security_group;
@@ -35,8 +38,9 @@ use async_trait::async_trait;
 use bootstrap_core::model::{LABEL_DEPLOYMENT, LABEL_MANAGED_BY};
 use bootstrap_core::provider::unsupported;
 use bootstrap_core::{
-    Created, Firewall, FirewallRule, FirewallSpec, Labels, Operation, OperationStatus, Provider,
-    PublicKeyInfo, Result, Secret, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
+    Created, Firewall, FirewallRule, FirewallSpec, Labels, NativeSchedule, NativeScheduleSpec,
+    Operation, OperationStatus, Provider, PublicKeyInfo, Result, Secret, Server, ServerSpec,
+    Snapshot, SshKey, SshKeySpec,
 };
 
 use crate::client::Client;
@@ -53,10 +57,13 @@ pub const TAG_SEP: char = '=';
 pub const LABEL_SERVER: &str = "bootstrap-server";
 /// Size of the SBS root volume of a new server (20 GB).
 pub const ROOT_VOLUME_BYTES: u64 = 20_000_000_000;
-/// The user-data cap checked offline. Scaleway documents no limit for a user-data key (not in
-/// the Instance API document, not in its user-data guide); 32 KiB is the smallest cap among
-/// the clouds this tool knows, and the rendered cloud-config is far below it.
-pub const USER_DATA_MAX_BYTES: usize = 32 * 1024;
+/// The user-data cap checked offline, in bytes of the cloud-config. Scaleway's API document
+/// and user-data guide state none; this is the limit Scaleway's own Terraform provider enforces
+/// on an Instance's `cloud_init` (`validation.StringLenBetween(0, 127998)` in
+/// `scaleway/terraform-provider-scaleway` `internal/services/instance/server.go`, since commit
+/// 88aacf48 of 2019-06-25; its Elastic Metal docs print the same "Max length: 127998
+/// characters"). Taken from that source, not measured against the live API.
+pub const USER_DATA_MAX_BYTES: usize = 127_998;
 
 /// Zones of the Instance API (its document's `zone` enum).
 pub const KNOWN_ZONES: &[&str] = &[
@@ -92,15 +99,33 @@ pub struct Scaleway {
     client: Client,
     /// The scw profile whose values are in use, for output.
     profile: Option<String>,
+    /// The secret key again, for the `serverless-jobs` engine's Secret Manager secret.
+    secret: Secret,
+    /// `create --job-image`: the image the `serverless-jobs` engine runs.
+    job_image: Option<String>,
 }
 
 impl Scaleway {
     /// An adapter for `project` in `zone` at `endpoint` (default [`DEFAULT_ENDPOINT`]).
     pub fn new(secret: Secret, project: &str, zone: &str, endpoint: Option<&str>) -> Result<Self> {
         Ok(Self {
-            client: Client::new(secret, project.to_owned(), zone.to_owned(), endpoint)?,
+            client: Client::new(
+                secret.clone(),
+                project.to_owned(),
+                zone.to_owned(),
+                endpoint,
+            )?,
             profile: None,
+            secret,
+            job_image: None,
         })
+    }
+
+    /// The image the `serverless-jobs` engine's job runs (`create --job-image`).
+    #[must_use]
+    pub fn with_job_image(mut self, image: Option<String>) -> Self {
+        self.job_image = image;
+        self
     }
 
     /// An adapter for what [`credentials`] found; `endpoint` (`--endpoint`) wins over the
@@ -225,6 +250,24 @@ impl Provider for Scaleway {
 
     async fn delete_snapshot(&self, id: &str) -> Result<()> {
         snapshot::delete(&self.client, id).await
+    }
+
+    async fn list_native_schedules(&self, selector: &Labels) -> Result<Vec<NativeSchedule>> {
+        jobs::list(&self.client, selector).await
+    }
+
+    async fn create_native_schedule(&self, spec: &NativeScheduleSpec) -> Result<NativeSchedule> {
+        jobs::create(&self.client, &self.secret, self.job_image.as_deref(), spec).await
+    }
+
+    async fn delete_native_schedule(&self, id: &str) -> Result<()> {
+        jobs::delete(&self.client, id).await
+    }
+
+    fn engine_runs_the_job(&self, engine: &str) -> bool {
+        // The job definition runs `bootstrap snapshot run`: that run must not skip the servers
+        // this engine keeps.
+        engine == jobs::ENGINE
     }
 }
 

@@ -246,3 +246,32 @@ pub(crate) struct UserDataKeys {
     #[serde(default)]
     pub user_data: Vec<String>,
 }
+
+/// A Serverless Jobs job definition (v1alpha2), as Scaleway's Terraform recordings show it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct JobDefinition {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub image_uri: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A job definition's reference to a Secret Manager secret (`/serverless-jobs/.../secrets`).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct JobSecretRef {
+    #[serde(default)]
+    pub secret_manager_id: String,
+}
+
+/// A Secret Manager secret (v1beta1): only its id, name and tags are read.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ManagerSecret {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}

@@ -202,7 +202,11 @@ async fn one_server(
     report.schedule = schedule.to_string();
     let slot = slot_name(schedule.slot(opts.at));
     report.slot.clone_from(&slot);
-    if let Some(engine) = server.labels.get(LABEL_ENGINE).filter(|e| *e != "job") {
+    if let Some(engine) = server
+        .labels
+        .get(LABEL_ENGINE)
+        .filter(|e| *e != "job" && !p.engine_runs_the_job(e))
+    {
         report.outcome = Outcome::Skipped {
             reason: format!("kept by the provider's {engine} policy"),
         };

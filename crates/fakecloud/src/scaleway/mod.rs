@@ -1,4 +1,5 @@
-//! A stateful fake of Scaleway's Instance, Block and Marketplace APIs, answering like the live
+//! A stateful fake of Scaleway's Instance, Block and Marketplace APIs (and, in `jobs.rs`, the
+//! Serverless Jobs and Secret Manager calls of the `serverless-jobs` engine), answering like the live
 //! API where it differs from the documents (SOURCES.md): server actions answer **202**
 //! `{task}`; user-data is `PATCH`ed as `text/plain` only; a security group must be given by id
 //! (a name is 404) and, when omitted, the project's default group is attached; `terminate`
@@ -9,7 +10,9 @@
 //! It is served on 127.0.0.1 by the kit's [`Builder`] and stops on drop. Everything is in one
 //! project; errors are `{type, message, resource, resource_id}`. Faults (an error status, a
 //! dropped connection, a header-less 429) come from the kit's fault layer: the fake derefs to
-//! its kit [`Server`], so `fake.fail_request(n, fault)` works as on every fake.
+//! its kit [`Server`], so `fake.fail_request(n, fault)` works as on every fake. Addresses come
+//! from the documentation ranges (192.0.2.0/24, 2001:db8::/32): a printed `ssh` to a fake
+//! server reaches no one's real host.
 
 // The fake's state is its own and every lookup follows an insert of the same request: a panic
 // here is a broken fake, which fails the test that drives it.
@@ -23,6 +26,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+mod jobs;
+
+pub use jobs::REGIONS;
 
 use crate::fault::Fault;
 use crate::ratelimit::{HeaderStyle, RateLimit};
@@ -75,6 +82,14 @@ pub struct World {
     pub snapshots: BTreeMap<String, Value>,
     /// Instance images by id.
     pub images: BTreeMap<String, Value>,
+    /// Serverless Jobs job definitions by id.
+    pub job_definitions: BTreeMap<String, Value>,
+    /// Serverless Jobs secret references by their id (each names its `job_definition_id`).
+    pub job_secrets: BTreeMap<String, Value>,
+    /// Secret Manager secrets by id.
+    pub secrets: BTreeMap<String, Value>,
+    /// Secret Manager versions by secret id, oldest first (`data` is the base64 payload).
+    pub secret_versions: BTreeMap<String, Vec<Value>>,
     /// Observations (GETs) left before a transition, by resource id.
     pending: BTreeMap<String, u32>,
     /// Requests, in order.
@@ -144,7 +159,8 @@ impl FakeScaleway {
         self.world.lock().unwrap()
     }
 
-    /// What a destroyed deployment must not leave: servers, our groups, volumes, IPs, images.
+    /// What a destroyed deployment must not leave: servers, our groups, volumes, IPs, images,
+    /// job definitions and secrets.
     pub fn orphans(&self) -> Vec<String> {
         let w = self.w();
         let mut out = Vec::new();
@@ -158,6 +174,12 @@ impl FakeScaleway {
         out.extend(w.volumes.keys().map(|k| format!("volume {k}")));
         out.extend(w.ips.keys().map(|k| format!("ip {k}")));
         out.extend(w.images.keys().map(|k| format!("image {k}")));
+        out.extend(
+            w.job_definitions
+                .keys()
+                .map(|k| format!("job definition {k}")),
+        );
+        out.extend(w.secrets.keys().map(|k| format!("secret {k}")));
         out
     }
 
@@ -514,6 +536,12 @@ fn route(w: &mut World, method: &Method, uri: &Uri, ct: &str, body: &Bytes) -> R
             }
             block(w, method.as_str(), rest, &q, body, zone, now)
         }
+        (_, ["serverless-jobs", "v1alpha2", "regions", region, rest @ ..]) => {
+            jobs::serverless_jobs(w, method.as_str(), rest, &q, body, region, now)
+        }
+        (_, ["secret-manager", "v1beta1", "regions", region, rest @ ..]) => {
+            jobs::secret_manager(w, method.as_str(), rest, &q, body, region, now)
+        }
         _ => err(404, "not_found", "no such path"),
     }
 }
@@ -592,7 +620,7 @@ fn instance(
             }
             if b["dynamic_ip_required"] != json!(false) {
                 let ipid = w.uuid();
-                w.ips.insert(ipid.clone(), json!({"id": ipid, "address": format!("51.15.0.{}", w.next % 250), "family": "inet", "type": "routed_ipv4", "dynamic": true, "tags": [], "project": PROJECT, "server": null}));
+                w.ips.insert(ipid.clone(), json!({"id": ipid, "address": format!("192.0.2.{}", 100 + w.next % 100), "family": "inet", "type": "routed_ipv4", "dynamic": true, "tags": [], "project": PROJECT, "server": null}));
                 ips.push(ipid);
             }
             for ip in &ips {
@@ -824,8 +852,8 @@ fn instance(
             };
             let id = w.uuid();
             let (family, address) = match b["type"].as_str() {
-                Some("routed_ipv6") => ("inet6", format!("2001:bc8:1::{:x}/64", w.next)),
-                Some("routed_ipv4") => ("inet", format!("51.15.1.{}", w.next % 250)),
+                Some("routed_ipv6") => ("inet6", format!("2001:db8:1::{:x}/64", w.next)),
+                Some("routed_ipv4") => ("inet", format!("192.0.2.{}", w.next % 100)),
                 _ => {
                     return err(
                         400,
