@@ -1192,3 +1192,91 @@ fn vpn_keys_and_names_are_validated() {
         );
     }
 }
+
+// See: issue 13, finding 4: the offline `--ssh-key` check and the rendered sshd config come
+// from one table, and this proves they agree on every image.
+#[test]
+fn key_check_agrees_with_the_rendered_sshd_config_on_every_image() {
+    for image in KNOWN_IMAGES
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(["unknown-image"])
+    {
+        let mut p = params();
+        p.image = ImageProfile::for_image(image);
+        let algorithms = p.image.algorithms();
+        let sshd = content(&parse(&render_embedded(&p)), SSHD).to_owned();
+        let accepted: Vec<&str> = sshd
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(algorithms.pubkey_keyword))
+            .unwrap_or_else(|| panic!("{image}: no {} line", algorithms.pubkey_keyword))
+            .trim()
+            .split(',')
+            .collect();
+        // Every rendered name belongs to a key type of the table.
+        for name in &accepted {
+            assert!(
+                USER_KEY_TYPES.iter().any(|t| t.accepted_as.contains(name)),
+                "{image}: {name} rendered but not in the table"
+            );
+        }
+        for t in USER_KEY_TYPES {
+            let login_works = t.accepted_as.iter().any(|a| accepted.contains(a));
+            let checked = algorithms.check_user_key(t.key_type, Some(4096));
+            assert_eq!(checked.is_ok(), login_works, "{image}: {}", t.key_type);
+            if let Err(e) = checked {
+                let text = e.to_string();
+                assert!(text.contains("ssh-keygen -t ed25519"), "{image}: {text}");
+                assert!(text.contains(t.key_type), "{image}: {text}");
+            }
+        }
+        // RSA under the size sshd requires, where it says so, and under our floor everywhere.
+        let required = sshd
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("RequiredRSASize "))
+            .map(|n| n.trim().parse::<u32>().unwrap());
+        assert_eq!(
+            required,
+            algorithms.required_rsa_size.map(u32::from),
+            "{image}"
+        );
+        let floor = u32::from(MIN_RSA_BITS);
+        assert!(required.is_none_or(|r| r == floor), "{image}");
+        assert!(algorithms.check_user_key("ssh-rsa", Some(floor)).is_ok());
+        let small = algorithms
+            .check_user_key("ssh-rsa", Some(floor - 1))
+            .unwrap_err()
+            .to_string();
+        assert!(small.contains("3071 bits") && small.contains("ssh-keygen -t ed25519"));
+        assert!(algorithms.check_user_key("ssh-rsa", None).is_err());
+        // A word that is no key type is refused without being quoted.
+        let odd = algorithms
+            .check_user_key("CANARY-type", None)
+            .unwrap_err()
+            .to_string();
+        assert!(!odd.contains("CANARY"), "{odd}");
+    }
+}
+
+/// The real key files behind the table: each type it accepts can be read, and the sizes and
+/// types it refuses are refused (ECDSA and DSA by type, RSA-1024/2048 by size).
+#[test]
+fn real_key_files_meet_the_table() {
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys/testdata");
+    let algorithms = ImageProfile::for_image("ubuntu-24.04").algorithms();
+    for (file, ok) in [
+        ("ed25519.pub", true),
+        ("rsa3072.pub", true),
+        ("rsa2048.pub", false),
+        ("rsa1024.pub", false),
+        ("dsa.pub", false),
+        ("ecdsa256.pub", false),
+        ("ecdsa384.pub", false),
+    ] {
+        let checked = match bootstrap_keys::PublicKey::load(&testdata.join(file)) {
+            Ok(k) => algorithms.check_user_key(&k.algorithm(), k.rsa_bits()),
+            Err(e) => algorithms.check_user_key(e.unsupported_key_type().unwrap(), None),
+        };
+        assert_eq!(checked.is_ok(), ok, "{file}: {checked:?}");
+    }
+}

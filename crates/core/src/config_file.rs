@@ -12,9 +12,9 @@ use std::path::Path;
 
 /// Why a local file could not be read.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ReadError {
-    /// Reading failed.
+    /// Reading failed; also a symlink where [`Symlinks::Refuse`] was asked
+    /// ([`is_symlink`](ReadError::is_symlink)) and content that is not UTF-8 text.
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// Not a regular file (a directory, a FIFO, a device).
@@ -23,12 +23,16 @@ pub enum ReadError {
     /// Larger than the cap.
     #[error("larger than {0} bytes")]
     TooLarge(u64),
-    /// A symlink where the tool only trusts a file it wrote itself.
-    #[error("is a symlink, refusing to follow it")]
-    Symlink,
-    /// Not UTF-8 text.
-    #[error("not UTF-8 text")]
-    NotText,
+}
+
+/// The message of a refused symlink.
+const SYMLINK: &str = "a symlink, which bootstrap does not follow here";
+
+impl ReadError {
+    /// True when the file was a symlink and [`Symlinks::Refuse`] was asked.
+    pub fn is_symlink(&self) -> bool {
+        matches!(self, ReadError::Io(e) if e.to_string() == SYMLINK)
+    }
 }
 
 /// Whether the last component of a path may be a symlink.
@@ -63,7 +67,7 @@ pub fn read_text(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         // O_NOFOLLOW on a symlink fails with ELOOP.
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) && symlinks == Symlinks::Refuse => {
-            return Err(ReadError::Symlink);
+            return Err(std::io::Error::other(SYMLINK).into());
         }
         Err(e) => return Err(e.into()),
     };
@@ -88,7 +92,7 @@ pub fn read_text(
         Err(e) => {
             // May be a secret that is not text: wipe it.
             e.into_bytes().fill(0);
-            Err(ReadError::NotText)
+            Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text").into())
         }
     }
 }
@@ -132,10 +136,8 @@ mod tests {
         ));
         let bin = dir.join("bin");
         std::fs::write(&bin, [0xff, 0xfe, 0x00]).unwrap();
-        assert!(matches!(
-            read_text(&bin, 100, Symlinks::Follow),
-            Err(ReadError::NotText)
-        ));
+        let err = read_text(&bin, 100, Symlinks::Follow).unwrap_err();
+        assert_eq!(err.to_string(), "not UTF-8 text");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -151,10 +153,9 @@ mod tests {
             read_text(&link, 10, Symlinks::Follow).unwrap().as_deref(),
             Some("x")
         );
-        assert!(matches!(
-            read_text(&link, 10, Symlinks::Refuse),
-            Err(ReadError::Symlink)
-        ));
+        let err = read_text(&link, 10, Symlinks::Refuse).unwrap_err();
+        assert!(err.is_symlink(), "{err:?}");
+        assert!(err.to_string().contains("symlink"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
