@@ -27,9 +27,23 @@ impl std::fmt::Display for BadInput {
     }
 }
 
-/// Shorthand for a [`BadInput`] error.
+/// Shorthand for a [`BadInput`] error. The message is kept to one line: a control or
+/// line-separator character (from a value echoed by any check) is written as an escape.
 pub fn bad(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(BadInput(msg.into()))
+    let msg: String = msg.into();
+    let mut line = String::with_capacity(msg.len());
+    for c in msg.chars() {
+        match c {
+            '\n' => line.push_str("\\n"),
+            '\r' => line.push_str("\\r"),
+            '\t' => line.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                line.push_str(&c.escape_unicode().to_string());
+            }
+            c => line.push(c),
+        }
+    }
+    anyhow::Error::new(BadInput(line))
 }
 
 /// Where and how to reach a provider.
@@ -612,6 +626,14 @@ fn load_user_key(
         s.push(".pub");
         PathBuf::from(s)
     };
+    // A FIFO, a device or a directory named without `.pub` is refused as itself, not as a
+    // missing `PATH.pub` (the metadata of a FIFO does not open it).
+    if candidate != p && std::fs::metadata(p).is_ok_and(|m| !m.is_file()) {
+        return Err(bad(format!(
+            "--ssh-key {}: not a regular file; give the path of an OpenSSH public key (PATH.pub)",
+            p.display()
+        )));
+    }
     let algorithms = profile.algorithms();
     let refused =
         |e: bootstrap_cloudinit::Error| bad(format!("--ssh-key {}: {e}", candidate.display()));
@@ -906,6 +928,15 @@ mod tests {
         ] {
             assert!(admin_user(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn bad_input_is_one_line_whatever_it_echoes() {
+        let e = bad("zone \"a\r\nb\u{85}c\u{2028}d\te\u{1b}[31m\": not a zone").to_string();
+        assert_eq!(
+            e,
+            r#"zone "a\r\nb\u{85}c\u{2028}d\te\u{1b}[31m": not a zone"#
+        );
     }
 
     // See: issue 13, finding 9 (`--admin-user daemon|sshd|nobody` was accepted).

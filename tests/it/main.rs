@@ -19,6 +19,7 @@ mod faults;
 mod flow;
 mod hardening_cli;
 mod hardening_target;
+mod hostile_local;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;

@@ -321,12 +321,12 @@ impl SshAlgorithms {
                 .find(|t| t.key_type == key_type)
                 .map_or("a key of this type", |t| t.key_type);
             return Err(refused(format!(
-                "{name} cannot log in: the server's sshd ({} {}) accepts only {} keys",
-                self.pubkey_keyword,
+                "{name} cannot log in: the server's sshd ({}, {}) accepts only {} keys (RSA of {MIN_RSA_BITS} bits or more)",
                 self.openssh.map_or_else(
                     || "any OpenSSH since 7.4".to_owned(),
                     |v| format!("OpenSSH {v}")
                 ),
+                self.pubkey_keyword,
                 self.accepted_key_types().join(", ")
             )));
         };

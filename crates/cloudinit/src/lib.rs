@@ -119,8 +119,12 @@ pub enum Error {
         message: String,
     },
     /// The rendered text is not a YAML mapping that starts with `#cloud-config`.
-    #[error("rendered user-data is not valid cloud-config: {message}")]
+    #[error(
+        "cloud-init template {template}: the rendered user-data is not valid cloud-config: {message}"
+    )]
     Parse {
+        /// Name of the template that rendered it.
+        template: String,
         /// What is wrong, with the YAML parser's location where there is one.
         message: String,
     },
@@ -164,7 +168,10 @@ pub fn render(template: &Template, params: &HardeningParams) -> Result<String, E
         .render(context(params))
         .map_err(|err| template_error(template, &err))?;
 
-    check_cloud_config(&rendered)?;
+    check_cloud_config(&rendered).map_err(|message| Error::Parse {
+        template: template.name.clone(),
+        message,
+    })?;
     Ok(rendered)
 }
 
@@ -398,29 +405,24 @@ fn one_short_line(message: &str) -> String {
 }
 
 /// Checks the header and that the text parses as one YAML mapping.
-fn check_cloud_config(rendered: &str) -> Result<(), Error> {
+fn check_cloud_config(rendered: &str) -> Result<(), String> {
     let first_line = rendered.lines().next().unwrap_or_default();
     if first_line.trim_end() != CLOUD_CONFIG_HEADER {
         // The line itself is not quoted: the template may be any file (`--template /etc/shadow`).
-        return Err(Error::Parse {
-            message: format!("line 1 must be {CLOUD_CONFIG_HEADER:?}"),
-        });
+        return Err(format!("line 1 must be {CLOUD_CONFIG_HEADER:?}"));
     }
     // The parser's own message quotes the offending lines: keep only where it is.
-    let doc: serde_json::Value = serde_saphyr::from_str(rendered).map_err(|err| Error::Parse {
-        message: match err.location() {
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(rendered).map_err(|err| match err.location() {
             Some(at) => format!(
                 "not valid YAML at line {}, column {} of the rendered text (`bootstrap render` shows it)",
                 at.line(),
                 at.column()
             ),
             None => "not valid YAML (`bootstrap render` shows the rendered text)".to_owned(),
-        },
-    })?;
+        })?;
     if !doc.is_object() {
-        return Err(Error::Parse {
-            message: "the document is not a mapping of cloud-config keys".to_owned(),
-        });
+        return Err("the document is not a mapping of cloud-config keys".to_owned());
     }
     Ok(())
 }

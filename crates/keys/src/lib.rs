@@ -658,7 +658,7 @@ pub(crate) fn read_local(path: &Path, max_bytes: u64, symlinks: Symlinks) -> Res
         Ok(Some(text)) => Ok(text),
         Ok(None) => Err(Error::Read {
             path: path.to_path_buf(),
-            source: io::Error::from(io::ErrorKind::NotFound),
+            source: io::Error::new(io::ErrorKind::NotFound, "no such file"),
         }),
         Err(ReadError::Io(source)) => Err(Error::Read {
             path: path.to_path_buf(),
