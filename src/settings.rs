@@ -27,9 +27,23 @@ impl std::fmt::Display for BadInput {
     }
 }
 
-/// Shorthand for a [`BadInput`] error.
+/// Shorthand for a [`BadInput`] error. The message is kept to one line: a control or
+/// line-separator character (from a value echoed by any check) is written as an escape.
 pub fn bad(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(BadInput(msg.into()))
+    let msg: String = msg.into();
+    let mut line = String::with_capacity(msg.len());
+    for c in msg.chars() {
+        match c {
+            '\n' => line.push_str("\\n"),
+            '\r' => line.push_str("\\r"),
+            '\t' => line.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                line.push_str(&c.escape_unicode().to_string());
+            }
+            c => line.push(c),
+        }
+    }
+    anyhow::Error::new(BadInput(line))
 }
 
 /// Where and how to reach a provider.
@@ -328,6 +342,11 @@ impl SshFrom {
         }
         let mut nets = Vec::new();
         for v in values {
+            if has_leading_zero_octet(v) {
+                return Err(bad(format!(
+                    "invalid --ssh-from {v:?}: an IPv4 part with a leading zero is read as octal by some tools and as decimal by others; write it without leading zeros"
+                )));
+            }
             let net = v
                 .parse::<IpNet>()
                 .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from))
@@ -342,6 +361,16 @@ impl SshFrom {
                     net.trunc()
                 )));
             }
+            if let IpNet::V6(v6) = net
+                && v6.prefix_len() >= 96
+                && let Some(v4) = v6.network().to_ipv4_mapped()
+            {
+                // Clients reach IPv4 servers from their IPv4 address: the mapped form matches no one.
+                return Err(bad(format!(
+                    "invalid --ssh-from {v}: an IPv4-mapped IPv6 address; write the IPv4 network {v4}/{}",
+                    v6.prefix_len() - 96
+                )));
+            }
             if net.prefix_len() == 0 {
                 return Err(bad(format!(
                     "--ssh-from {v} opens SSH to everyone: write `--ssh-from any` if that is really what you want"
@@ -352,6 +381,22 @@ impl SshFrom {
             }
         }
         Ok(Self::Cidrs(nets))
+    }
+
+    /// Which address families these networks open SSH to entirely (`IPv4`, `IPv6`), also when
+    /// only their union does (`0.0.0.0/1` + `128.0.0.0/1`): that is "open to the world" too.
+    pub fn world_open_families(&self) -> Vec<&'static str> {
+        let Self::Cidrs(nets) = self else {
+            return vec!["IPv4", "IPv6"];
+        };
+        IpNet::aggregate(nets)
+            .iter()
+            .filter(|n| n.prefix_len() == 0)
+            .map(|n| match n {
+                IpNet::V4(_) => "IPv4",
+                IpNet::V6(_) => "IPv6",
+            })
+            .collect()
     }
 
     /// The source networks for the cloud firewall (`0.0.0.0/0` and `::/0` for `any`).
@@ -374,7 +419,104 @@ impl SshFrom {
     }
 }
 
-/// Checks a POSIX user name usable as the admin: `[a-z_][a-z0-9_-]*`, at most 32, not root.
+/// True when a dotted IPv4 part of `v` starts with `0` and has more digits (`010.0.0.1`).
+fn has_leading_zero_octet(v: &str) -> bool {
+    let addr = v.split('/').next().unwrap_or_default();
+    // Only the dotted-quad part: in IPv6 (`2001:db8::0a`) leading zeros are plain hex.
+    let quad = addr.rsplit(':').next().unwrap_or_default();
+    quad.contains('.')
+        && quad
+            .split('.')
+            .any(|part| part.len() > 1 && part.starts_with('0'))
+}
+
+/// Accounts and groups that Debian and Ubuntu cloud images already have (UID/GID < 1000, from
+/// base-passwd and the packages the images and the template install): cloud-init's `useradd`
+/// fails on a taken user or group name, or worse, hands SSH to a system account. `admin`, our
+/// default, is not among them (Debian's AWS images name their default user `admin`, which the
+/// template does not create), nor are `ubuntu` and `debian` (the template creates only ours).
+const SYSTEM_ACCOUNTS: &[&str] = &[
+    // Users.
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "messagebus",
+    "syslog",
+    "sshd",
+    "uuidd",
+    "tcpdump",
+    "tss",
+    "landscape",
+    "pollinate",
+    "fwupd-refresh",
+    "usbmux",
+    "dnsmasq",
+    "polkitd",
+    "lxd",
+    "chrony",
+    "ntp",
+    "statd",
+    "dhcpcd",
+    "avahi",
+    "ec2-instance-connect",
+    // Groups.
+    "adm",
+    "tty",
+    "disk",
+    "kmem",
+    "dialout",
+    "fax",
+    "voice",
+    "cdrom",
+    "floppy",
+    "tape",
+    "sudo",
+    "audio",
+    "dip",
+    "operator",
+    "src",
+    "shadow",
+    "utmp",
+    "video",
+    "sasl",
+    "plugdev",
+    "staff",
+    "users",
+    "nogroup",
+    "netdev",
+    "crontab",
+    "input",
+    "kvm",
+    "render",
+    "sgx",
+    "ssh",
+    "admins",
+    // Debian's underscore names for newer system users and groups.
+    "_apt",
+    "_chrony",
+    "_rpc",
+    "_ssh",
+    "_gnats",
+    "_laurel",
+];
+
+/// Checks a POSIX user name usable as the admin: `[a-z_][a-z0-9_-]*`, at most 32, not root,
+/// not a system account or group of the images.
 pub fn admin_user(name: &str) -> anyhow::Result<String> {
     let valid = !name.is_empty()
         && name.len() <= 32
@@ -394,6 +536,11 @@ pub fn admin_user(name: &str) -> anyhow::Result<String> {
         return Err(bad(
             "--admin-user root is refused: root login is disabled on the server; choose another name such as admin",
         ));
+    }
+    if SYSTEM_ACCOUNTS.contains(&name) || name.starts_with("systemd-") {
+        return Err(bad(format!(
+            "--admin-user {name} is refused: Debian and Ubuntu images already have a system account or group of that name; choose another name such as admin"
+        )));
     }
     Ok(name.to_owned())
 }
@@ -504,13 +651,8 @@ impl CreateSettings {
         bootstrap_cloudinit::validate_reboot_time(&a.reboot_time)
             .map_err(|e| bad(format!("invalid --reboot-time: {e}")))?;
         let template = match &a.template {
-            Some(p) => bootstrap_cloudinit::Template::from_file(p)
-                .map_err(|e| bad(format!("--template: {e}")))?,
+            Some(p) => read_template(p)?,
             None => bootstrap_cloudinit::Template::embedded(),
-        };
-        let ssh_key = match &a.ssh_key {
-            Some(p) => Some(load_user_key(p)?),
-            None => None,
         };
         let passphrase = match &a.passphrase_env {
             Some(var) if a.ssh_key.is_some() => {
@@ -558,6 +700,11 @@ impl CreateSettings {
         (conn.kind.desc().check_server)(&server_type, &image, &location, &options)
             .map_err(|e| bad(e.to_string()))?;
         let hardening = HardeningSettings::from_args(a, &image, from_snapshot.as_deref())?;
+        // After the image: whether sshd takes the key depends on the image's OpenSSH.
+        let ssh_key = match &a.ssh_key {
+            Some(p) => Some(load_user_key(p, &hardening.profile)?),
+            None => None,
+        };
         Ok(Self {
             hardening,
             key_path: deployment_key_path(provider, &name)?,
@@ -581,8 +728,30 @@ impl CreateSettings {
     }
 }
 
-/// Loads `--ssh-key`: a `.pub` file, or a private key path whose `.pub` sits beside it.
-fn load_user_key(p: &Path) -> anyhow::Result<bootstrap_keys::PublicKey> {
+/// Reads `--template` with the one local-file reader: a regular file of at most 256 KiB.
+fn read_template(p: &Path) -> anyhow::Result<bootstrap_cloudinit::Template> {
+    use bootstrap_core::config_file::{Symlinks, read_text};
+    let max = bootstrap_cloudinit::Template::MAX_BYTES;
+    match read_text(p, max, Symlinks::Follow) {
+        Ok(Some(source)) => Ok(bootstrap_cloudinit::Template::from_source(p, source)),
+        Ok(None) => Err(bad(format!(
+            "--template {}: no such file; give the path of a cloud-init template",
+            p.display()
+        ))),
+        Err(e) => Err(bad(format!(
+            "--template {}: {e}; give a template file of at most {} KiB",
+            p.display(),
+            max / 1024
+        ))),
+    }
+}
+
+/// Loads `--ssh-key`: a `.pub` file, or a private key path whose `.pub` sits beside it; refuses
+/// a key that the image's sshd config would refuse at login (issue 13, finding 4).
+fn load_user_key(
+    p: &Path,
+    profile: &bootstrap_cloudinit::ImageProfile,
+) -> anyhow::Result<bootstrap_keys::PublicKey> {
     let candidate = if p.extension().is_some_and(|e| e == "pub") {
         p.to_path_buf()
     } else {
@@ -590,11 +759,34 @@ fn load_user_key(p: &Path) -> anyhow::Result<bootstrap_keys::PublicKey> {
         s.push(".pub");
         PathBuf::from(s)
     };
-    bootstrap_keys::PublicKey::load(&candidate).map_err(|e| {
-        bad(format!(
-            "--ssh-key: {e}; give the path of an OpenSSH public key (PATH.pub)"
-        ))
-    })
+    // A FIFO, a device or a directory named without `.pub` is refused as itself, not as a
+    // missing `PATH.pub` (the metadata of a FIFO does not open it).
+    if candidate != p && std::fs::metadata(p).is_ok_and(|m| !m.is_file()) {
+        return Err(bad(format!(
+            "--ssh-key {}: not a regular file; give the path of an OpenSSH public key (PATH.pub)",
+            p.display()
+        )));
+    }
+    let algorithms = profile.algorithms();
+    let refused =
+        |e: bootstrap_cloudinit::Error| bad(format!("--ssh-key {}: {e}", candidate.display()));
+    match bootstrap_keys::PublicKey::load(&candidate) {
+        Ok(key) => {
+            algorithms
+                .check_user_key(&key.algorithm(), key.rsa_bits())
+                .map_err(refused)?;
+            Ok(key)
+        }
+        Err(e) => {
+            // A type we cannot read (ECDSA) is named with the fix when sshd would refuse it anyway.
+            if let Some(key_type) = e.unsupported_key_type() {
+                algorithms.check_user_key(key_type, None).map_err(refused)?;
+            }
+            Err(bad(format!(
+                "--ssh-key: {e}; give the path of an OpenSSH public key (PATH.pub)"
+            )))
+        }
+    }
 }
 
 /// Parses `--snapshots`, `--snapshot-time` and `--snapshot-day` into a schedule (`None`: off).
@@ -873,6 +1065,73 @@ mod tests {
         ] {
             assert!(admin_user(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn bad_input_is_one_line_whatever_it_echoes() {
+        let e = bad("zone \"a\r\nb\u{85}c\u{2028}d\te\u{1b}[31m\": not a zone").to_string();
+        assert_eq!(
+            e,
+            r#"zone "a\r\nb\u{85}c\u{2028}d\te\u{1b}[31m": not a zone"#
+        );
+    }
+
+    // See: issue 13, finding 9 (`--admin-user daemon|sshd|nobody` was accepted).
+    #[test]
+    fn system_accounts_and_groups_are_refused_as_admin() {
+        for name in [
+            "daemon",
+            "sshd",
+            "nobody",
+            "bin",
+            "www-data",
+            "_apt",
+            "systemd-network",
+            "systemd-anything",
+            "messagebus",
+            "syslog",
+            "sudo",
+            "users",
+        ] {
+            let err = admin_user(name).unwrap_err().to_string();
+            assert!(
+                err.contains("system account") && err.contains("such as admin"),
+                "{name}: {err}"
+            );
+        }
+        // Our default, and the cloud images' default user names (the template does not create them).
+        for name in ["admin", "ubuntu", "debian", "deploy"] {
+            assert!(admin_user(name).is_ok(), "{name}");
+        }
+    }
+
+    // See: issue 13, finding 9 (mapped IPv6, leading zeros, halves of the world).
+    #[test]
+    fn ssh_from_semantics() {
+        for (v, needle) in [
+            ("::ffff:1.2.3.4/128", "1.2.3.4/32"),
+            ("::ffff:1.2.3.0/120", "1.2.3.0/24"),
+            ("::ffff:1.2.3.4", "1.2.3.4/32"),
+            ("010.0.0.1", "leading zero"),
+            ("10.0.0.01/32", "leading zero"),
+            ("192.168.000.0/24", "leading zero"),
+        ] {
+            let err = SshFrom::parse(&s(&[v])).unwrap_err().to_string();
+            assert!(err.contains(needle), "{v}: {err}");
+        }
+        // Leading zeros in IPv6 hex groups are ordinary.
+        assert!(SshFrom::parse(&s(&["2001:db8::0a/128"])).is_ok());
+        assert!(SshFrom::parse(&s(&["10.0.0.0/8"])).is_ok());
+
+        let open = |v: &[&str]| SshFrom::parse(&s(v)).unwrap().world_open_families();
+        assert_eq!(open(&["0.0.0.0/1", "128.0.0.0/1"]), ["IPv4"]);
+        assert_eq!(open(&["::/1", "8000::/1"]), ["IPv6"]);
+        assert_eq!(
+            open(&["0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/1", "::/1", "8000::/1"]),
+            ["IPv4", "IPv6"]
+        );
+        assert!(open(&["0.0.0.0/1", "203.0.113.0/24"]).is_empty());
+        assert_eq!(open(&["any"]), ["IPv4", "IPv6"]);
     }
 
     #[test]

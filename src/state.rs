@@ -11,9 +11,15 @@
 //!   and `ssh` know what to expect and how to log in.
 //!
 //! Secrets are files of mode 0600 from creation; nothing here is printed or logged.
+//!
+//! The directory is trusted only when another local user cannot change it: the state root, the
+//! provider's directory and the deployment's must each be a real directory (not a symlink), owned
+//! by the user running bootstrap, and not writable by group or others. State files are read
+//! without following symlinks, and `destroy` removes exactly the files listed here.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 
 use bootstrap_core::DeploymentName;
 use serde::{Deserialize, Serialize};
@@ -33,12 +39,24 @@ pub struct DeploymentDir {
 }
 
 impl DeploymentDir {
-    /// The state of deployment `name` at `provider` (nothing is created).
+    /// The state of deployment `name` at `provider` (nothing is created); refuses a directory
+    /// another local user could change (bad input naming the fix).
     pub fn new(provider: &str, name: &DeploymentName) -> anyhow::Result<Self> {
+        let root = state_dir()?;
+        let provider_dir = root.join(provider);
+        let dir = provider_dir.join(name.as_str());
+        for d in [&root, &provider_dir, &dir] {
+            check_private_dir(d)?;
+        }
         Ok(Self {
-            dir: state_dir()?.join(provider).join(name.as_str()),
+            dir,
             name: name.as_str().to_owned(),
         })
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.dir
     }
 
     /// The deployment name, also the `HostKeyAlias` in known_hosts.
@@ -76,18 +94,23 @@ impl DeploymentDir {
         self.dir.join("deployment.json")
     }
 
-    /// Reads `deployment.json`; `Ok(None)` when there is none.
+    /// Reads `deployment.json` (not through a symlink); `Ok(None)` when there is none.
     pub fn load_record(&self) -> anyhow::Result<Option<DeploymentRecord>> {
+        use bootstrap_core::config_file::{Symlinks, read_text};
         let path = self.record_path();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-                bad(format!(
-                    "{} is not readable ({e}); remove it and run `bootstrap create` again",
-                    path.display()
-                ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+        let unreadable = |why: String| {
+            bad(format!(
+                "{} is not readable ({why}); remove it and run `bootstrap create` again",
+                path.display()
+            ))
+        };
+        match read_text(&path, 64 * 1024, Symlinks::Refuse) {
+            // serde_json's message names line and column, never the text.
+            Ok(Some(text)) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| unreadable(e.to_string())),
+            Ok(None) => Ok(None),
+            Err(e) => Err(unreadable(e.to_string())),
         }
     }
 
@@ -114,6 +137,92 @@ impl DeploymentDir {
         // Fails harmlessly when something else lives there.
         let _ = std::fs::remove_dir(&self.dir);
     }
+
+    /// Every file bootstrap writes here (a symlink among them is removed, never followed).
+    fn written_files(&self) -> Vec<PathBuf> {
+        let key = self.dir.join("id_ed25519");
+        vec![
+            self.dir.join("id_ed25519.pub"),
+            key,
+            self.known_hosts(),
+            self.sudo_password(),
+            self.wg_server_key(),
+            self.wg_client_key(),
+            self.wg_client_config(),
+            self.record_path(),
+        ]
+    }
+
+    /// `destroy`: removes exactly the files bootstrap wrote, then the directory when that leaves
+    /// it empty. Returns what was removed and the names of anything else that stays.
+    pub fn remove_written(&self) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
+        let mut removed = Vec::new();
+        for f in self.written_files() {
+            match std::fs::remove_file(&f) {
+                Ok(()) => removed.push(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("removing {}", f.display())));
+                }
+            }
+        }
+        let mut others = Vec::new();
+        match std::fs::read_dir(&self.dir) {
+            Ok(entries) => {
+                for e in entries.flatten() {
+                    others.push(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((removed, others)),
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("reading {}", self.dir.display()))
+                );
+            }
+        }
+        others.sort();
+        if others.is_empty() {
+            std::fs::remove_dir(&self.dir).map_err(|e| {
+                anyhow::Error::new(e).context(format!("removing {}", self.dir.display()))
+            })?;
+        }
+        Ok((removed, others))
+    }
+}
+
+/// Refuses a state directory that is a symlink, not a directory, owned by someone else or
+/// writable by group or others, naming the fix; a missing one is fine (it is made 0700).
+pub fn check_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("checking {}", dir.display()))),
+    };
+    let d = dir.display();
+    if meta.file_type().is_symlink() {
+        return Err(bad(format!(
+            "state directory {d} is a symlink, which bootstrap does not follow (keys live there): replace it with a directory (`mkdir -m 700 {d}`) or set BOOTSTRAP_STATE_DIR to a directory of your own"
+        )));
+    }
+    if !meta.is_dir() {
+        return Err(bad(format!(
+            "state directory {d} is not a directory: move it away or set BOOTSTRAP_STATE_DIR"
+        )));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(bad(format!(
+            "state directory {d} belongs to another user (uid {}), who could swap its keys: set BOOTSTRAP_STATE_DIR to a directory of your own",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(bad(format!(
+            "state directory {d} is writable by other users (mode {:o}), who could swap known_hosts: run `chmod 700 {d}`",
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 /// How sudo works for the admin.

@@ -97,12 +97,9 @@ fn render_user_data(
     secrets: &Secrets,
 ) -> anyhow::Result<String> {
     let params = secrets.params(s, key)?;
-    let ud = bootstrap_cloudinit::render(&s.template, &params).map_err(|e| {
-        bad(format!(
-            "the cloud-init template {}: {e}",
-            s.template.name()
-        ))
-    })?;
+    // Template errors name the template themselves; other errors (a key, a parameter) are not
+    // the template's fault (issue 13, finding 5).
+    let ud = bootstrap_cloudinit::render(&s.template, &params).map_err(|e| bad(e.to_string()))?;
     let provider = s.conn.kind.name();
     bootstrap_cloudinit::check_size(&ud, s.conn.kind.desc().limits.user_data_max_bytes, provider)
         .map_err(|e| bad(e.to_string()))?;
@@ -164,6 +161,15 @@ fn plan(s: &CreateSettings, key: &PublicKey, user_data: String) -> CreatePlan {
 fn warn_open_ssh(s: &CreateSettings, progress: &dyn Progress) {
     if s.ssh_from == SshFrom::Any && !s.hardening.vpn {
         progress.security_warning("--ssh-from any: port 22 will be open to the whole internet at the cloud firewall; fail2ban and key-only login are the only guards");
+    } else if !s.hardening.vpn {
+        // Halves that add up to everything are open to the world too (issue 13, finding 9).
+        let families = s.ssh_from.world_open_families();
+        if !families.is_empty() {
+            progress.security_warning(&format!(
+                "--ssh-from: together these networks cover all of {}: port 22 will be open to the whole world at the cloud firewall; give only your own networks",
+                families.join(" and ")
+            ));
+        }
     }
     if !s.hardening.profile.is_known() {
         progress.warn(&format!(

@@ -8,12 +8,15 @@ use bootstrap_core::{DeploymentName, Progress, flow};
 use crate::cli::DestroyArgs;
 use crate::output::Output;
 use crate::providers;
-use crate::settings::{Connection, bad, state_dir};
+use crate::settings::{Connection, bad};
+use crate::state::DeploymentDir;
 
 /// Destroys a deployment.
 pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()> {
     let name = DeploymentName::parse(&a.name).map_err(|e| bad(e.to_string()))?;
     let conn = Connection::from_args(&a.connect, Some(&name))?;
+    // Checked before anything is deleted: a state dir another user could change is refused.
+    let local = DeploymentDir::new(conn.kind.name(), &name)?;
     let p = providers::build(&conn).await?;
     if a.dry_run {
         let doc = super::plan::destroy_plan(p.as_ref(), &conn, &name, a.delete_snapshots).await?;
@@ -28,13 +31,16 @@ pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()>
         flow::Snapshots::Keep
     };
     let t = flow::destroy(p.as_ref(), &name, &conn.flow, progress, snapshots).await?;
-    let local = state_dir()?.join(conn.kind.name()).join(name.as_str());
-    let removed_local = if local.exists() {
-        std::fs::remove_dir_all(&local)?;
-        Some(local.display().to_string())
-    } else {
-        None
-    };
+    // Exactly the files bootstrap wrote, never `remove_dir_all` (issue 13, finding 8).
+    let (removed, others) = local.remove_written()?;
+    if !others.is_empty() {
+        progress.warn(&format!(
+            "kept {}: it also holds files bootstrap did not write ({})",
+            local.path().display(),
+            others.join(", ")
+        ));
+    }
+    let removed_local = (!removed.is_empty()).then(|| local.path().display().to_string());
     Output::new(conn.output).destroyed(name.as_str(), &t, removed_local.as_deref())
 }
 

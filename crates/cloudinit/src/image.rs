@@ -167,20 +167,12 @@ impl ImageProfile {
         }
         kex.extend(["curve25519-sha256", "curve25519-sha256@libssh.org"]);
 
-        let mut pubkey = vec!["ssh-ed25519", "ssh-ed25519-cert-v01@openssh.com"];
-        if v.at_least(8, 2) {
-            pubkey.extend([
-                "sk-ssh-ed25519@openssh.com",
-                "sk-ssh-ed25519-cert-v01@openssh.com",
-            ]);
-        }
-        pubkey.extend([
-            "rsa-sha2-512",
-            "rsa-sha2-512-cert-v01@openssh.com",
-            "rsa-sha2-256",
-            "rsa-sha2-256-cert-v01@openssh.com",
-        ]);
-
+        // From the one table that also decides which `--ssh-key` is accepted.
+        let pubkey = USER_KEY_TYPES
+            .iter()
+            .filter(|t| v >= t.since)
+            .flat_map(|t| t.accepted_as.iter().copied())
+            .collect();
         SshAlgorithms {
             openssh: self.openssh,
             kex,
@@ -205,10 +197,83 @@ impl ImageProfile {
             } else {
                 "PubkeyAcceptedKeyTypes"
             },
-            required_rsa_size: v.at_least(9, 1).then_some(3072),
+            required_rsa_size: v.at_least(9, 1).then_some(MIN_RSA_BITS),
         }
     }
 }
+
+/// The smallest RSA key bootstrap accepts, on every image: rendered as `RequiredRSASize` where
+/// sshd knows it (9.1), and checked offline for `--ssh-key` everywhere, so that the same key
+/// works on every image.
+pub const MIN_RSA_BITS: u16 = 3072;
+
+/// One kind of user key: the names that let it log in under the rendered sshd config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserKeyType {
+    /// The key type, as a `.pub` line starts (`ssh-rsa`, `ecdsa-sha2-nistp256`).
+    pub key_type: &'static str,
+    /// Its names in `PubkeyAcceptedAlgorithms`; empty: bootstrap's sshd never accepts it.
+    pub accepted_as: &'static [&'static str],
+    /// The first OpenSSH that knows those names.
+    pub since: OpensshVersion,
+}
+
+/// Every user key type bootstrap knows, in the order the template lists them: the one table
+/// behind both the rendered `PubkeyAcceptedAlgorithms` and the offline `--ssh-key` check, so the
+/// two cannot drift. No ECDSA (NIST curves), no DSA, no SHA-1 `ssh-rsa` signatures.
+pub const USER_KEY_TYPES: &[UserKeyType] = &[
+    UserKeyType {
+        key_type: "ssh-ed25519",
+        accepted_as: &["ssh-ed25519", "ssh-ed25519-cert-v01@openssh.com"],
+        since: OpensshVersion::new(7, 4),
+    },
+    UserKeyType {
+        key_type: "sk-ssh-ed25519@openssh.com",
+        accepted_as: &[
+            "sk-ssh-ed25519@openssh.com",
+            "sk-ssh-ed25519-cert-v01@openssh.com",
+        ],
+        since: OpensshVersion::new(8, 2),
+    },
+    UserKeyType {
+        key_type: "ssh-rsa",
+        accepted_as: &[
+            "rsa-sha2-512",
+            "rsa-sha2-512-cert-v01@openssh.com",
+            "rsa-sha2-256",
+            "rsa-sha2-256-cert-v01@openssh.com",
+        ],
+        since: OpensshVersion::new(7, 4),
+    },
+    UserKeyType {
+        key_type: "ecdsa-sha2-nistp256",
+        accepted_as: &[],
+        since: OpensshVersion::new(7, 4),
+    },
+    UserKeyType {
+        key_type: "ecdsa-sha2-nistp384",
+        accepted_as: &[],
+        since: OpensshVersion::new(7, 4),
+    },
+    UserKeyType {
+        key_type: "ecdsa-sha2-nistp521",
+        accepted_as: &[],
+        since: OpensshVersion::new(7, 4),
+    },
+    UserKeyType {
+        key_type: "sk-ecdsa-sha2-nistp256@openssh.com",
+        accepted_as: &[],
+        since: OpensshVersion::new(8, 2),
+    },
+    UserKeyType {
+        key_type: "ssh-dss",
+        accepted_as: &[],
+        since: OpensshVersion::new(7, 4),
+    },
+];
+
+/// What to do about a refused key, in every refusal.
+const KEY_FIX: &str = "use an ed25519 key: `ssh-keygen -t ed25519`";
 
 /// The sshd algorithm settings of one image. `bootstrap verify` checks a live `sshd -T` against
 /// the same lists.
@@ -233,6 +298,63 @@ pub struct SshAlgorithms {
 }
 
 impl SshAlgorithms {
+    /// Refuses, offline, a user key that this sshd config would refuse at login: a type outside
+    /// [`SshAlgorithms::pubkey`] (ECDSA, DSA, FIDO keys on old sshd) or RSA under
+    /// [`MIN_RSA_BITS`]. `key_type` is the `.pub` line's first word, `rsa_bits` the modulus size.
+    pub fn check_user_key(
+        &self,
+        key_type: &str,
+        rsa_bits: Option<u32>,
+    ) -> Result<(), crate::Error> {
+        let refused = |reason: String| crate::Error::InvalidParam {
+            param: "SSH key",
+            reason: format!("{reason}; {KEY_FIX}"),
+        };
+        let accepted = USER_KEY_TYPES
+            .iter()
+            .find(|t| t.key_type == key_type)
+            .filter(|t| t.accepted_as.iter().any(|a| self.pubkey.contains(a)));
+        let Some(entry) = accepted else {
+            // Named only when it is one of ours: the word comes from the user's file.
+            let name = USER_KEY_TYPES
+                .iter()
+                .find(|t| t.key_type == key_type)
+                .map_or("a key of this type", |t| t.key_type);
+            return Err(refused(format!(
+                "{name} cannot log in: the server's sshd ({}, {}) accepts only {} keys (RSA of {MIN_RSA_BITS} bits or more)",
+                self.openssh.map_or_else(
+                    || "any OpenSSH since 7.4".to_owned(),
+                    |v| format!("OpenSSH {v}")
+                ),
+                self.pubkey_keyword,
+                self.accepted_key_types().join(", ")
+            )));
+        };
+        if entry.key_type == "ssh-rsa" {
+            match rsa_bits {
+                Some(bits) if bits >= u32::from(MIN_RSA_BITS) => {}
+                Some(bits) => {
+                    return Err(refused(format!(
+                        "an RSA key of {bits} bits cannot log in: bootstrap's sshd config requires at least {MIN_RSA_BITS} bits (RequiredRSASize)"
+                    )));
+                }
+                None => {
+                    return Err(refused("the size of this RSA key is unknown".to_owned()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The user key types this config accepts (`ssh-ed25519`, `ssh-rsa`, ...), for messages.
+    pub fn accepted_key_types(&self) -> Vec<&'static str> {
+        USER_KEY_TYPES
+            .iter()
+            .filter(|t| t.accepted_as.iter().any(|a| self.pubkey.contains(a)))
+            .map(|t| t.key_type)
+            .collect()
+    }
+
     /// The `ssh` template variable. The lists are this crate's constants, so they are printed bare.
     pub(crate) fn template_value(&self) -> Value {
         let join = |v: &[&str]| Value::from_safe_string(v.join(","));

@@ -18,12 +18,13 @@ mod image;
 mod params;
 
 pub use image::{
-    Family, ImageProfile, KNOWN_IMAGES, OpensshVersion, SshAlgorithms, canonical_name,
+    Family, ImageProfile, KNOWN_IMAGES, MIN_RSA_BITS, OpensshVersion, SshAlgorithms,
+    USER_KEY_TYPES, UserKeyType, canonical_name,
 };
 pub use params::{HostKey, Sudo, WireGuard};
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use minijinja::{AutoEscape, Environment, Output, State, UndefinedBehavior, Value};
 
@@ -32,6 +33,10 @@ const EMBEDDED_NAME: &str = "hardening.yaml.j2";
 
 /// Source of the embedded template, compiled into the binary so `bootstrap` works without files.
 const EMBEDDED_SOURCE: &str = include_str!("../../../templates/cloud-init/hardening.yaml.j2");
+
+/// Template steps (minijinja "fuel") one rendering may take: the embedded template takes under
+/// 200; a runaway loop (`range(100000)` nested) stops within a second instead of spinning.
+const FUEL: u64 = 1_000_000;
 
 /// The first line that cloud-init needs to treat user-data as cloud-config.
 const CLOUD_CONFIG_HEADER: &str = "#cloud-config";
@@ -81,17 +86,17 @@ impl Template {
         }
     }
 
-    /// Loads a template from a file, so a user can render their own variant of the hardening.
-    pub fn from_file(path: &Path) -> Result<Template, Error> {
-        let source = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(Template {
+    /// A template read from `path` (by the caller's capped reader, at most
+    /// [`Template::MAX_BYTES`]), so a user can render their own variant of the hardening.
+    pub fn from_source(path: &Path, source: String) -> Template {
+        Template {
             name: path.display().to_string(),
             source,
-        })
+        }
     }
+
+    /// The largest template file read: the embedded one is about 20 KiB.
+    pub const MAX_BYTES: u64 = 256 * 1024;
 
     /// The template's name (file name or path), as it appears in error messages.
     pub fn name(&self) -> &str {
@@ -114,8 +119,12 @@ pub enum Error {
         message: String,
     },
     /// The rendered text is not a YAML mapping that starts with `#cloud-config`.
-    #[error("rendered user-data is not valid cloud-config: {message}")]
+    #[error(
+        "cloud-init template {template}: the rendered user-data is not valid cloud-config: {message}"
+    )]
     Parse {
+        /// Name of the template that rendered it.
+        template: String,
         /// What is wrong, with the YAML parser's location where there is one.
         message: String,
     },
@@ -128,14 +137,6 @@ pub enum Error {
         limit: usize,
         /// The provider that imposes the limit.
         provider: String,
-    },
-    /// A template file could not be read.
-    #[error("cannot read template {}", path.display())]
-    Io {
-        /// The file that could not be read.
-        path: PathBuf,
-        /// The underlying I/O error.
-        source: std::io::Error,
     },
     /// A parameter would produce a server that nobody can log in to or that misbehaves.
     #[error("invalid {param}: {reason}")]
@@ -167,7 +168,10 @@ pub fn render(template: &Template, params: &HardeningParams) -> Result<String, E
         .render(context(params))
         .map_err(|err| template_error(template, &err))?;
 
-    check_cloud_config(&rendered)?;
+    check_cloud_config(&rendered).map_err(|message| Error::Parse {
+        template: template.name.clone(),
+        message,
+    })?;
     Ok(rendered)
 }
 
@@ -234,11 +238,12 @@ fn validate_params(params: &HardeningParams) -> Result<(), Error> {
             reason: "at least one public key is needed, password logins are disabled".to_owned(),
         });
     }
-    for key in &params.ssh_authorized_keys {
+    for (i, key) in params.ssh_authorized_keys.iter().enumerate() {
         if key.trim().is_empty() || key.chars().any(char::is_control) {
+            // Not quoted: a key that is more than one line may be a private key file.
             return Err(Error::InvalidParam {
                 param: "SSH authorized key",
-                reason: format!("{key:?} must be one non-empty line"),
+                reason: format!("key {} must be one non-empty line", i + 1),
             });
         }
     }
@@ -255,6 +260,7 @@ fn environment() -> Environment<'static> {
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_keep_trailing_newline(true);
+    env.set_fuel(Some(FUEL));
     env
 }
 
@@ -356,45 +362,67 @@ fn to_ascii_json(value: &Value) -> Result<String, minijinja::Error> {
 /// Variables the template may use, listed when it uses another one.
 const VARIABLES: &str = "hostname, admin_user, ssh_authorized_keys, reboot_time, ssh_from, ssh_from_v4, ssh_from_v6, image, ssh, host_key_private, host_key_public, sudo_mode, sudo_password_hash, docker, allow_tcp_forwarding, vpn";
 
-/// Turns a minijinja error into [`Error::Template`], keeping its line, the offending template line
-/// and the chain of causes.
+/// Turns a minijinja error into [`Error::Template`], keeping its line and the chain of causes,
+/// but never the template's text: `--template /etc/shadow` must not print the file.
 fn template_error(template: &Template, err: &minijinja::Error) -> Error {
-    let mut message = err.to_string();
+    let mut message = if err.kind() == minijinja::ErrorKind::OutOfFuel {
+        format!(
+            "the template takes more than {FUEL} steps to render (a loop too large, or one that never ends); make it smaller"
+        )
+    } else {
+        err.to_string()
+    };
     let mut cause = std::error::Error::source(err);
     while let Some(inner) = cause {
         message.push_str(": ");
         message.push_str(&inner.to_string());
         cause = inner.source();
     }
-    let line = err.line();
-    if let Some(text) = line.and_then(|n| template.source.lines().nth(n.checked_sub(1)?)) {
-        let _ = write!(message, "; the line is `{}`", text.trim());
-    }
+    let mut message = one_short_line(&message);
     if err.kind() == minijinja::ErrorKind::UndefinedError {
         let _ = write!(message, "; known variables: {VARIABLES}");
     }
     Error::Template {
         name: template.name.clone(),
-        line,
+        line: err.line(),
         message,
     }
 }
 
+/// minijinja's message on one line of printable ASCII, at most 200 characters: it names tokens
+/// (`unknown statement foo`), never a whole line, but keep even those short.
+fn one_short_line(message: &str) -> String {
+    const MAX: usize = 200;
+    let mut out: String = message
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
+        .take(MAX)
+        .collect();
+    if message.chars().count() > MAX {
+        out.push_str("...");
+    }
+    out
+}
+
 /// Checks the header and that the text parses as one YAML mapping.
-fn check_cloud_config(rendered: &str) -> Result<(), Error> {
+fn check_cloud_config(rendered: &str) -> Result<(), String> {
     let first_line = rendered.lines().next().unwrap_or_default();
     if first_line.trim_end() != CLOUD_CONFIG_HEADER {
-        return Err(Error::Parse {
-            message: format!("the first line must be {CLOUD_CONFIG_HEADER:?}, not {first_line:?}"),
-        });
+        // The line itself is not quoted: the template may be any file (`--template /etc/shadow`).
+        return Err(format!("line 1 must be {CLOUD_CONFIG_HEADER:?}"));
     }
-    let doc: serde_json::Value = serde_saphyr::from_str(rendered).map_err(|err| Error::Parse {
-        message: err.to_string(),
-    })?;
+    // The parser's own message quotes the offending lines: keep only where it is.
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(rendered).map_err(|err| match err.location() {
+            Some(at) => format!(
+                "not valid YAML at line {}, column {} of the rendered text (`bootstrap render` shows it)",
+                at.line(),
+                at.column()
+            ),
+            None => "not valid YAML (`bootstrap render` shows the rendered text)".to_owned(),
+        })?;
     if !doc.is_object() {
-        return Err(Error::Parse {
-            message: "the document is not a mapping of cloud-config keys".to_owned(),
-        });
+        return Err("the document is not a mapping of cloud-config keys".to_owned());
     }
     Ok(())
 }

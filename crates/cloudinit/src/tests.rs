@@ -497,7 +497,8 @@ fn unknown_variable_is_a_clear_error_with_its_line() {
             assert_eq!(name, "test.j2");
             assert_eq!(*line, Some(3));
             assert!(message.contains("undefined"), "{message}");
-            assert!(message.contains("{{ no_such_variable }}"), "{message}");
+            // The line is named by number, never quoted (issue 13, finding 5).
+            assert!(!message.contains("no_such_variable }}"), "{message}");
             assert!(
                 message.contains("admin_user"),
                 "lists the known variables: {message}"
@@ -563,27 +564,73 @@ fn tojson_filter_is_ascii_and_safe() {
 }
 
 #[test]
-fn from_file_reads_a_template_and_reports_missing_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("custom.yaml.j2");
-    std::fs::write(&path, "#cloud-config\nhostname: {{ hostname }}\n").unwrap();
-    let t = Template::from_file(&path).unwrap();
-    assert_eq!(t.name(), path.display().to_string());
+fn from_source_names_the_template_by_its_path() {
+    let path = std::path::Path::new("/some/custom.yaml.j2");
+    let t = Template::from_source(path, "#cloud-config\nhostname: {{ hostname }}\n".to_owned());
+    assert_eq!(t.name(), "/some/custom.yaml.j2");
     assert_eq!(
         render(&t, &params()).unwrap(),
         "#cloud-config\nhostname: \"web1\"\n"
     );
+}
 
-    let missing = dir.path().join("missing.j2");
-    let err = Template::from_file(&missing).unwrap_err();
-    match &err {
-        Error::Io { path, source } => {
-            assert_eq!(path, &missing);
-            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
-        }
-        other => panic!("expected an io error, got {other:?}"),
+// See: issue 13, finding 5 (`--template /etc/shadow` printed its root line).
+#[test]
+fn no_error_quotes_the_template_or_a_key() {
+    const CANARY: &str = "CANARY_7f3a";
+    let sources = [
+        // Not cloud-config: a shadow-like file.
+        format!("root:$y$j9T${CANARY}:19000:0:99999:7:::\n"),
+        // YAML errors, whose parser message quotes the lines around them.
+        format!("#cloud-config\nroot: [{CANARY}\n  x: {CANARY}: q\n"),
+        format!("#cloud-config\na: 1\n a: {CANARY}\n"),
+        // Template errors on a line that holds the canary.
+        format!("#cloud-config\nx: {CANARY} {{{{ nope }}}}\n"),
+        format!("#cloud-config\nx: {CANARY} {{% for %}}\n"),
+        format!("#cloud-config\nx: {{{{ hostname | {CANARY}_filter }}}}\n"),
+    ];
+    for source in &sources {
+        let err = render(&template(source), &params()).unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("CANARY_7f3a:"), "{text}");
+        assert!(!text.contains("$y$"), "{text}");
+        assert!(!text.contains('\n'), "one line: {text}");
+        assert!(text.contains("line "), "names the line: {text}");
     }
-    assert!(err.to_string().contains("missing.j2"));
+    // An authorized key of several lines (a PuTTY private key pasted after a .pub line).
+    let mut p = params();
+    p.ssh_authorized_keys = vec![format!(
+        "ssh-ed25519 AAAA x\nPuTTY-User-Key-File-3: ssh-ed25519\nPrivate-Lines: 1\n{CANARY}"
+    )];
+    let text = render(&Template::embedded(), &p).unwrap_err().to_string();
+    assert!(!text.contains(CANARY) && !text.contains("PuTTY"), "{text}");
+    assert!(
+        !text.contains("hardening.yaml.j2"),
+        "not the template's fault: {text}"
+    );
+}
+
+// See: issue 13, finding 10 (a nested `range(100000)` loop spun forever).
+#[test]
+fn a_runaway_template_runs_out_of_fuel_quickly() {
+    let t = template(
+        "#cloud-config\n{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x: 1\n",
+    );
+    let started = std::time::Instant::now();
+    let err = render(&t, &params()).unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    assert!(text.contains("steps") && text.contains("test.j2"), "{text}");
+    // The embedded template stays far below the limit, with the largest inputs.
+    let mut p = params();
+    p.ssh_from = (0..200u32)
+        .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap())
+        .collect();
+    render(&Template::embedded(), &p).unwrap();
 }
 
 #[test]
@@ -1143,5 +1190,93 @@ fn vpn_keys_and_names_are_validated() {
             ),
             "case {i}"
         );
+    }
+}
+
+// See: issue 13, finding 4: the offline `--ssh-key` check and the rendered sshd config come
+// from one table, and this proves they agree on every image.
+#[test]
+fn key_check_agrees_with_the_rendered_sshd_config_on_every_image() {
+    for image in KNOWN_IMAGES
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(["unknown-image"])
+    {
+        let mut p = params();
+        p.image = ImageProfile::for_image(image);
+        let algorithms = p.image.algorithms();
+        let sshd = content(&parse(&render_embedded(&p)), SSHD).to_owned();
+        let accepted: Vec<&str> = sshd
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(algorithms.pubkey_keyword))
+            .unwrap_or_else(|| panic!("{image}: no {} line", algorithms.pubkey_keyword))
+            .trim()
+            .split(',')
+            .collect();
+        // Every rendered name belongs to a key type of the table.
+        for name in &accepted {
+            assert!(
+                USER_KEY_TYPES.iter().any(|t| t.accepted_as.contains(name)),
+                "{image}: {name} rendered but not in the table"
+            );
+        }
+        for t in USER_KEY_TYPES {
+            let login_works = t.accepted_as.iter().any(|a| accepted.contains(a));
+            let checked = algorithms.check_user_key(t.key_type, Some(4096));
+            assert_eq!(checked.is_ok(), login_works, "{image}: {}", t.key_type);
+            if let Err(e) = checked {
+                let text = e.to_string();
+                assert!(text.contains("ssh-keygen -t ed25519"), "{image}: {text}");
+                assert!(text.contains(t.key_type), "{image}: {text}");
+            }
+        }
+        // RSA under the size sshd requires, where it says so, and under our floor everywhere.
+        let required = sshd
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("RequiredRSASize "))
+            .map(|n| n.trim().parse::<u32>().unwrap());
+        assert_eq!(
+            required,
+            algorithms.required_rsa_size.map(u32::from),
+            "{image}"
+        );
+        let floor = u32::from(MIN_RSA_BITS);
+        assert!(required.is_none_or(|r| r == floor), "{image}");
+        assert!(algorithms.check_user_key("ssh-rsa", Some(floor)).is_ok());
+        let small = algorithms
+            .check_user_key("ssh-rsa", Some(floor - 1))
+            .unwrap_err()
+            .to_string();
+        assert!(small.contains("3071 bits") && small.contains("ssh-keygen -t ed25519"));
+        assert!(algorithms.check_user_key("ssh-rsa", None).is_err());
+        // A word that is no key type is refused without being quoted.
+        let odd = algorithms
+            .check_user_key("CANARY-type", None)
+            .unwrap_err()
+            .to_string();
+        assert!(!odd.contains("CANARY"), "{odd}");
+    }
+}
+
+/// The real key files behind the table: each type it accepts can be read, and the sizes and
+/// types it refuses are refused (ECDSA and DSA by type, RSA-1024/2048 by size).
+#[test]
+fn real_key_files_meet_the_table() {
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys/testdata");
+    let algorithms = ImageProfile::for_image("ubuntu-24.04").algorithms();
+    for (file, ok) in [
+        ("ed25519.pub", true),
+        ("rsa3072.pub", true),
+        ("rsa2048.pub", false),
+        ("rsa1024.pub", false),
+        ("dsa.pub", false),
+        ("ecdsa256.pub", false),
+        ("ecdsa384.pub", false),
+    ] {
+        let checked = match bootstrap_keys::PublicKey::load(&testdata.join(file)) {
+            Ok(k) => algorithms.check_user_key(&k.algorithm(), k.rsa_bits()),
+            Err(e) => algorithms.check_user_key(e.unsupported_key_type().unwrap(), None),
+        };
+        assert_eq!(checked.is_ok(), ok, "{file}: {checked:?}");
     }
 }

@@ -95,14 +95,17 @@ impl KnownHosts {
     }
 
     /// Loads a file; `Ok(None)` when it does not exist.
+    ///
+    /// A state file: read without following a symlink, at most 1 MiB.
     pub fn load(path: &Path) -> Result<Option<Self>, Error> {
-        match fs::read_to_string(path) {
+        match crate::read_local(
+            path,
+            1024 * 1024,
+            bootstrap_core::config_file::Symlinks::Refuse,
+        ) {
             Ok(text) => Self::parse(&text).map(Some).map_err(|e| e.in_file(path)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(Error::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
+            Err(Error::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

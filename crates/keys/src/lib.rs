@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use bootstrap_core::config_file::{ReadError, Symlinks, read_text};
 use md5::Md5;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
@@ -48,22 +49,26 @@ pub enum Error {
     },
 
     /// A `.pub` file could not be parsed as an OpenSSH public key.
-    #[error("{}: not a valid OpenSSH public key: {source}", path.display())]
+    #[error("{}: line {line}: not a valid OpenSSH public key: {source}", path.display())]
     ParsePublicFile {
         /// The file that was read.
         path: PathBuf,
+        /// 1-based number of the key line.
+        line: usize,
         /// Why ssh-key rejected it (never contains the file's content).
         source: ssh_key::Error,
     },
 
     /// A private key was given where a public key (`.pub`) was expected.
     #[error(
-        "{}: this is a private key, expected an OpenSSH public key (the .pub file)",
+        "{}: line {line}: this is a private key, expected an OpenSSH public key (the .pub file)",
         path.display()
     )]
     NotAPublicKey {
         /// The offending file.
         path: PathBuf,
+        /// 1-based line where the private key starts.
+        line: usize,
     },
 
     /// A private key file could not be parsed as an OpenSSH private key.
@@ -112,6 +117,55 @@ pub enum Error {
     AlreadyExists {
         /// The existing file.
         path: PathBuf,
+    },
+
+    /// A `.pub` file has no key line at all (empty, or only comments).
+    #[error("{}: no key line; expected one line such as `ssh-ed25519 <base64> comment`", path.display())]
+    NoKeyLine {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A `.pub` file has more than one key line (only the first line's number is named, never
+    /// the lines themselves: it may be a private key pasted after the public one).
+    #[error(
+        "{}: line {line}: a second key line; a .pub file holds exactly one line (`ssh-ed25519 <base64> comment`)",
+        path.display()
+    )]
+    ExtraLines {
+        /// The file.
+        path: PathBuf,
+        /// 1-based number of the first extra line.
+        line: usize,
+    },
+
+    /// A `.pub` file in the RFC 4716 (SSH2, PuTTY) format rather than OpenSSH's.
+    #[error(
+        "{}: an RFC 4716 (SSH2/PuTTY) public key; convert it with `ssh-keygen -i -f FILE > FILE.pub`",
+        path.display()
+    )]
+    Rfc4716 {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A key type this crate cannot read (ECDSA is not compiled in).
+    #[error("{}: {key_type} keys are not supported", path.display())]
+    UnsupportedKeyType {
+        /// The file.
+        path: PathBuf,
+        /// The type word of the line (`ecdsa-sha2-nistp256`), or `unknown` when not a type name.
+        key_type: String,
+    },
+
+    /// A local file could not be read safely (not a regular file, too large, a symlink in the
+    /// state directory, not text).
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why (never its content).
+        source: bootstrap_core::config_file::ReadError,
     },
 
     /// Reading a key file failed.
@@ -193,6 +247,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The key type of a key this crate cannot read, to check it against what the server accepts.
+    pub fn unsupported_key_type(&self) -> Option<&str> {
+        match self {
+            Error::UnsupportedKeyType { key_type, .. } => Some(key_type),
+            _ => None,
+        }
+    }
+
     /// Adds the file to a line-level known_hosts error.
     fn in_file(self, path: &Path) -> Error {
         match self {
@@ -227,25 +289,60 @@ impl PublicKey {
         PublicKey::from_ssh_key(inner).map_err(|source| Error::ParsePublic { source })
     }
 
+    /// The largest `.pub` file read: a 16384-bit RSA key line is under 3 KiB.
+    pub const MAX_FILE_BYTES: u64 = 8 * 1024;
+
     /// Loads a `.pub` file, e.g. the user's `~/.ssh/id_ed25519.pub` to upload to a cloud.
     ///
-    /// Fails if the file is unreadable, is not a public key, or is a private key.
+    /// Fails if the file is not a small regular file, is not exactly one public key line, or is a
+    /// private key. Errors name the file and the line, never its content.
     pub fn load(path: &Path) -> Result<PublicKey, Error> {
-        let text = fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if looks_like_private_key(&text) {
+        let text = read_local(path, PublicKey::MAX_FILE_BYTES, Symlinks::Follow)?;
+        let text = Zeroizing::new(text);
+        let path_buf = || path.to_path_buf();
+        if let Some(index) = private_key_line(&text) {
             return Err(Error::NotAPublicKey {
-                path: path.to_path_buf(),
+                path: path_buf(),
+                line: index + 1,
+            });
+        }
+        if text.contains("---- BEGIN SSH2 PUBLIC KEY ----") {
+            return Err(Error::Rfc4716 { path: path_buf() });
+        }
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+        let Some((index, line)) = lines.next() else {
+            return Err(Error::NoKeyLine { path: path_buf() });
+        };
+        if let Some((n, _)) = lines.next() {
+            return Err(Error::ExtraLines {
+                path: path_buf(),
+                line: n + 1,
             });
         }
         let parse_error = |source| Error::ParsePublicFile {
-            path: path.to_path_buf(),
+            path: path_buf(),
+            line: index + 1,
             source,
         };
-        let inner = ssh_key::PublicKey::from_openssh(text.trim()).map_err(parse_error)?;
+        let inner = ssh_key::PublicKey::from_openssh(line.trim()).map_err(|e| match e {
+            ssh_key::Error::AlgorithmUnknown => Error::UnsupportedKeyType {
+                path: path_buf(),
+                key_type: key_type_word(line),
+            },
+            e => parse_error(e),
+        })?;
         PublicKey::from_ssh_key(inner).map_err(parse_error)
+    }
+
+    /// The modulus size of an RSA key in bits, `None` for other types.
+    pub fn rsa_bits(&self) -> Option<u32> {
+        let n = self.inner.key_data().rsa()?.n.as_positive_bytes()?;
+        let first = n.iter().position(|b| *b != 0)?;
+        let bytes = u32::try_from(n.len() - first).ok()?;
+        Some(bytes * 8 - n[first].leading_zeros())
     }
 
     /// The OpenSSH one-line form (`ssh-ed25519 AAAA... comment`), as `authorized_keys` and cloud APIs take it.
@@ -438,12 +535,10 @@ impl KeyPair {
     /// is missing (or empty) or wrong; a passphrase given for an unencrypted key is ignored.
     pub fn load(private_path: &Path, passphrase: Option<&str>) -> Result<KeyPair, Error> {
         let path = || private_path.to_path_buf();
-        let bytes = WipeOnDrop(fs::read(private_path).map_err(|source| Error::Read {
-            path: path(),
-            source,
-        })?);
+        // A state file: never through a symlink.
+        let text = Zeroizing::new(read_local(private_path, 64 * 1024, Symlinks::Refuse)?);
         let mut private =
-            PrivateKey::from_openssh(&bytes.0).map_err(|source| Error::ParsePrivate {
+            PrivateKey::from_openssh(text.as_bytes()).map_err(|source| Error::ParsePrivate {
                 path: path(),
                 source,
             })?;
@@ -550,14 +645,42 @@ pub(crate) fn write_secret(path: &Path, contents: &[u8]) -> Result<(), Error> {
     })
 }
 
-/// Reads a small secret file as text; the buffer is wiped when dropped.
+/// Reads a small secret file of the state directory as text (never through a symlink); the
+/// buffer is wiped when dropped.
 pub(crate) fn read_secret(path: &Path) -> Result<Zeroizing<String>, Error> {
-    fs::read_to_string(path)
-        .map(Zeroizing::new)
-        .map_err(|source| Error::Read {
+    read_local(path, 64 * 1024, Symlinks::Refuse).map(Zeroizing::new)
+}
+
+/// Reads a local file with core's one reader: a regular file of at most `max_bytes`; a missing
+/// file is [`Error::Read`] with [`io::ErrorKind::NotFound`].
+pub(crate) fn read_local(path: &Path, max_bytes: u64, symlinks: Symlinks) -> Result<String, Error> {
+    match read_text(path, max_bytes, symlinks) {
+        Ok(Some(text)) => Ok(text),
+        Ok(None) => Err(Error::Read {
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no such file"),
+        }),
+        Err(ReadError::Io(source)) => Err(Error::Read {
             path: path.to_path_buf(),
             source,
-        })
+        }),
+        Err(source) => Err(Error::File {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The first word of a key line when it looks like a key type name, for messages: it comes
+/// from the user's file, so anything else is `unknown`.
+fn key_type_word(line: &str) -> String {
+    let word = line.split_whitespace().next().unwrap_or_default();
+    let is_name = !word.is_empty()
+        && word.len() <= 64
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"@.-".contains(&b));
+    if is_name { word } else { "unknown" }.to_owned()
 }
 
 /// Creates `path` exclusively with `mode` (never widened later) and writes `contents`;
@@ -576,26 +699,18 @@ fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
-/// File content that may hold an unencrypted private key: overwritten with zeros when dropped
-/// (best effort; `ssh-key` zeroizes its own copies).
-struct WipeOnDrop(Vec<u8>);
-
-impl Drop for WipeOnDrop {
-    fn drop(&mut self) {
-        self.0.fill(0);
-        // Keep the zeroing from being optimised away as a dead store.
-        std::hint::black_box(&self.0);
-    }
-}
-
 /// Treats an empty passphrase like none, as `ssh-keygen -N ""` does.
 fn non_empty(passphrase: Option<&str>) -> Option<&str> {
     passphrase.filter(|p| !p.is_empty())
 }
 
-/// Detects PEM private keys (OpenSSH, PKCS#1, PKCS#8) by their armor line.
-fn looks_like_private_key(text: &str) -> bool {
-    text.contains("-----BEGIN") && text.contains("PRIVATE KEY")
+/// The 0-based line where a private key starts: PEM armor (OpenSSH, PKCS#1, PKCS#8) or a
+/// PuTTY key file, whose public and private halves share one file.
+fn private_key_line(text: &str) -> Option<usize> {
+    text.lines().position(|l| {
+        (l.contains("-----BEGIN") && l.contains("PRIVATE KEY"))
+            || l.starts_with("PuTTY-User-Key-File-")
+    })
 }
 
 /// The SSH wire-format blob of an ed25519 public key: string "ssh-ed25519", string key.

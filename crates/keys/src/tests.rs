@@ -392,3 +392,130 @@ fn debug_output_hides_the_private_key() {
     assert!(debug.contains("<redacted>"));
     assert!(debug.contains(&keypair.public().fingerprint_sha256()));
 }
+
+/// A test key file from `testdata/`.
+fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name)
+}
+
+// See: issue 13, finding 4 (an RSA-1024 key was uploaded although sshd requires 3072 bits).
+#[test]
+fn key_types_and_rsa_sizes_are_read_from_the_file() {
+    for (file, algorithm, bits) in [
+        ("rsa1024.pub", "ssh-rsa", Some(1024)),
+        ("rsa2048.pub", "ssh-rsa", Some(2048)),
+        ("rsa3072.pub", "ssh-rsa", Some(3072)),
+        ("dsa.pub", "ssh-dss", None),
+        ("ed25519.pub", "ssh-ed25519", None),
+    ] {
+        let k = PublicKey::load(&testdata(file)).unwrap();
+        assert_eq!(k.algorithm(), algorithm, "{file}");
+        assert_eq!(k.rsa_bits(), bits, "{file}");
+    }
+    // ECDSA is not compiled in: its type is named, so the caller can say what to use instead.
+    for (file, key_type) in [
+        ("ecdsa256.pub", "ecdsa-sha2-nistp256"),
+        ("ecdsa384.pub", "ecdsa-sha2-nistp384"),
+    ] {
+        let err = PublicKey::load(&testdata(file)).unwrap_err();
+        assert_eq!(err.unsupported_key_type(), Some(key_type), "{err:?}");
+    }
+}
+
+// See: issue 13, finding 5 (a .pub with extra lines echoed them, a PuTTY private key included).
+#[test]
+fn pub_files_with_more_than_a_key_line_are_refused_without_quoting_them() {
+    const CANARY: &str = "CANARY_PRIVATE_c0ffee";
+    let dir = tempfile::tempdir().unwrap();
+    let ed = fs::read_to_string(testdata("ed25519.pub")).unwrap();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "putty-after.pub",
+            format!(
+                "{ed}PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nPrivate-Lines: 1\n{CANARY}\n"
+            ),
+            "line 2: this is a private key",
+        ),
+        (
+            "putty.ppk",
+            format!("PuTTY-User-Key-File-3: ssh-ed25519\nPrivate-Lines: 1\n{CANARY}\n"),
+            "line 1: this is a private key",
+        ),
+        ("two.pub", format!("{ed}{ed}"), "line 2: a second key line"),
+        ("junk.pub", format!("{CANARY} AAAA\n"), "line 1"),
+        (
+            "ssh2.pub",
+            format!("---- BEGIN SSH2 PUBLIC KEY ----\n{CANARY}\n---- END SSH2 PUBLIC KEY ----\n"),
+            "ssh-keygen -i",
+        ),
+        (
+            "empty.pub",
+            "\n# only a comment\n".to_owned(),
+            "no key line",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let path = dir.path().join(name);
+        fs::write(&path, &text).unwrap();
+        let err = PublicKey::load(&path).unwrap_err().to_string();
+        assert!(
+            !err.contains(CANARY) && !err.contains("AAAA"),
+            "{name}: {err}"
+        );
+        assert!(!err.contains("Private-Lines"), "{name}: {err}");
+        assert!(err.contains(needle), "{name}: {err}");
+        assert!(err.contains(&path.display().to_string()), "{name}: {err}");
+    }
+    // Comments and blank lines around the one key line are fine.
+    let ok = dir.path().join("ok.pub");
+    fs::write(&ok, format!("# mine\n\n{ed}\n")).unwrap();
+    assert!(PublicKey::load(&ok).is_ok());
+}
+
+// See: issue 13, findings 5 and 10 (an 80 MB file, a FIFO, /dev/zero, a directory).
+#[test]
+fn only_small_regular_files_are_read_as_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.pub");
+    let mut text = fs::read_to_string(testdata("ed25519.pub")).unwrap();
+    text.push_str(&"#".repeat(20_000));
+    fs::write(&big, &text).unwrap();
+    let fifo = dir.path().join("fifo.pub");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = std::time::Instant::now();
+    for path in [
+        big.as_path(),
+        fifo.as_path(),
+        Path::new("/dev/zero"),
+        dir.path(),
+    ] {
+        let err = PublicKey::load(path).unwrap_err();
+        assert!(matches!(err, Error::File { .. }), "{path:?}: {err:?}");
+        assert!(err.to_string().len() < 300, "{err}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+// See: issue 13, finding 8 (state files were read through symlinks).
+#[test]
+fn state_files_are_not_read_through_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    KeyPair::generate("x").write(&real, None).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let err = KeyPair::load(&link, None).unwrap_err();
+    assert!(err.to_string().contains("symlink"), "{err}");
+    let kh = dir.path().join("known_hosts");
+    std::os::unix::fs::symlink(&real, &kh).unwrap();
+    let err = KnownHosts::load(&kh).unwrap_err();
+    assert!(err.to_string().contains("symlink"), "{err}");
+}
