@@ -16,7 +16,7 @@ pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()>
     let name = DeploymentName::parse(&a.name).map_err(|e| bad(e.to_string()))?;
     let p = providers::build(&conn).await?;
     if !a.yes {
-        confirm(&name)?;
+        confirm(&name, p.description().provider_backups)?;
     }
     let snapshots = if a.delete_snapshots {
         flow::Snapshots::Delete
@@ -34,14 +34,19 @@ pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()>
     Output::new(conn.output).destroyed(name.as_str(), &t, removed_local.as_deref())
 }
 
-fn confirm(name: &DeploymentName) -> anyhow::Result<()> {
+fn confirm(name: &DeploymentName, provider_backups: bool) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(bad(format!(
             "refusing to destroy {name} without confirmation: add --yes when not running interactively"
         )));
     }
+    let backups = if provider_backups {
+        "; the provider's own backups of the server go with it"
+    } else {
+        ""
+    };
     eprint!(
-        "This deletes the server, firewall and SSH key of {name} (snapshots only with --delete-snapshots). Type the name to confirm: "
+        "This deletes the server, firewall and SSH key of {name} (snapshots only with --delete-snapshots{backups}). Type the name to confirm: "
     );
     std::io::stderr().flush()?;
     let mut line = String::new();

@@ -366,3 +366,87 @@ fn trap_lists_are_paginated() {
         1
     );
 }
+
+/// A create killed right after its key upload leaves a key that nothing names: no droplet, no
+/// firewall, and keys carry no tags. `destroy` still finds it (the deployment's
+/// `bootstrap-key-fp:<name>:<md5>` tag, made before the upload) and leaves nothing behind.
+#[test]
+fn destroy_removes_a_key_orphaned_by_a_create_killed_after_the_upload() {
+    let fake = FakeDo::start();
+    let url = fake.url();
+    let b = bin();
+    // Hold up the firewall side (the deployment tag, then the firewall): only the key is made.
+    fake.kit().fail_when(
+        |r| {
+            r.method == "POST"
+                && (r.path == "/v2/firewalls"
+                    || (r.path == "/v2/tags"
+                        && String::from_utf8_lossy(r.body).contains("bootstrap-deployment:")))
+        },
+        fakecloud::Fault::Delay(std::time::Duration::from_secs(20)),
+        usize::MAX,
+    );
+    let mut child = b.spawn(&create(&url, "orph", "203.0.113.7/32"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fake.keys().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no key uploaded");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    fake.kit().clear_faults();
+    assert_eq!(fake.keys()[0]["name"], "bootstrap-orph");
+    assert!(fake.droplets().is_empty() && fake.firewalls().is_empty());
+    // Keys are never listed, also not to find this one.
+    let lists_before = sent(&fake, "GET", "/v2/account/keys")
+        .iter()
+        .filter(|l| l.path == "/v2/account/keys")
+        .count();
+
+    let r = b.run(&cmd(&url, &["destroy", "orph", "--yes"]));
+    r.expect_code(0);
+    assert!(
+        r.stdout().contains("bootstrap-orph") && !r.stdout().contains("nothing of"),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(fake.leftovers(), Vec::<String>::new());
+    let lists_after = sent(&fake, "GET", "/v2/account/keys")
+        .iter()
+        .filter(|l| l.path == "/v2/account/keys")
+        .count();
+    assert_eq!(lists_before, lists_after);
+    // Idempotent: nothing left to remove.
+    b.run(&cmd(&url, &["destroy", "orph", "--yes"]))
+        .expect_code(0);
+}
+
+/// DigitalOcean deletes a droplet's backups with the droplet
+/// (<https://docs.digitalocean.com/products/images/backups/support/>): `destroy` says so, one
+/// line per backup, while our snapshots are kept unless `--delete-snapshots`.
+#[test]
+fn destroy_says_the_droplet_s_backups_go_with_it() {
+    let fake = FakeDo::start();
+    let url = fake.url();
+    let b = bin();
+    let mut args = create(&url, "web1", "203.0.113.7/32");
+    args.push("--provider-backups");
+    b.run(&args).expect_code(0);
+    let droplet = fake.droplets()[0]["id"].as_i64().unwrap();
+    let backup = fake.add_backup(droplet, "web1 backup");
+    let r = b.run(&cmd(&url, &["destroy", "web1", "--yes"]));
+    r.expect_code(0);
+    assert!(
+        r.stdout()
+            .contains(&format!("removed provider backup web1 backup ({backup})")),
+        "{}",
+        r.stdout()
+    );
+    assert!(
+        r.stderr().contains("deleted 1 backup(s) of web1 with it"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!fake.state_has_image(backup));
+    assert_eq!(fake.leftovers(), Vec::<String>::new());
+}

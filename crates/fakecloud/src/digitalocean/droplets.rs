@@ -152,7 +152,8 @@ pub(super) fn route(s: &mut State, r: &Req) -> Option<Answer> {
         }
         ("DELETE", ["v2", "droplets", id]) => match num(id).and_then(|n| s.droplets.remove(&n)) {
             Some(d) => {
-                // Backups go with their droplet; snapshots stay.
+                // Backups go with their droplet, snapshots stay: "Destroying a Droplet destroys
+                // the backups along with it" (docs.digitalocean.com/products/images/backups/support/).
                 let backups = items(&d["backup_ids"]).to_vec();
                 s.images.retain(|id, _| !backups.contains(&json!(id)));
                 s.user_data.remove(&d["id"].as_i64().unwrap_or_default());
