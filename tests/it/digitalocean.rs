@@ -445,3 +445,72 @@ fn destroy_says_the_droplet_s_backups_go_with_it() {
     assert!(!fake.state_has_image(backup));
     assert_eq!(fake.leftovers(), Vec::<String>::new());
 }
+
+/// Without `--host`, `ssh` and `verify` find the droplet by its tags through the API and
+/// connect to its address with the pinned host key. The system `ssh` is replaced by a script
+/// that records its arguments (no network is reached; the live login is `verify.rs`'s).
+#[test]
+fn ssh_and_verify_find_the_droplet_by_its_tags() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = FakeDo::start();
+    let url = fake.url();
+    let mut b = bin();
+    b.run(&create(&url, "web1", "203.0.113.7/32"))
+        .expect_code(0);
+    let ip = fake.droplets()[0]["networks"]["v4"][0]["ip_address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bin_dir = b.state_dir().with_file_name("fake-bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let record = bin_dir.join("ssh-args");
+    let script = bin_dir.join("ssh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done >> {}\nexit 255\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    b.env("PATH", &path);
+
+    let before = sent(&fake, "GET", "/v2/droplets").len();
+    let mut ssh = cmd(&url, &["ssh", "web1"]);
+    ssh.extend(["--", "true"]);
+    let r = b.run(&ssh);
+    assert_eq!(r.code(), 255, "the script's exit code: {}", r.stderr());
+    assert!(
+        sent(&fake, "GET", "/v2/droplets")
+            .iter()
+            .skip(before)
+            .any(|l| l.query.contains("tag_name=bootstrap-deployment%3Aweb1")),
+        "ssh looked the droplet up by its tag: {:?}",
+        sent(&fake, "GET", "/v2/droplets")
+            .iter()
+            .skip(before)
+            .map(|l| l.query.clone())
+            .collect::<Vec<_>>()
+    );
+    let args = std::fs::read_to_string(&record).unwrap();
+    let known_hosts = b.state_dir().join("digitalocean/web1/known_hosts");
+    for want in [
+        ip.as_str(),
+        "StrictHostKeyChecking=yes",
+        "HostKeyAlias=web1",
+        &format!("UserKnownHostsFile={}", known_hosts.display()),
+    ] {
+        assert!(args.lines().any(|l| l.contains(want)), "{want}: {args}");
+    }
+    std::fs::remove_file(&record).unwrap();
+    let r = b.run(&cmd(&url, &["verify", "web1", "--output", "json"]));
+    let doc: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(doc["target"], format!("admin@{ip}:22"), "{doc}");
+    assert!(std::fs::read_to_string(&record).unwrap().contains(&ip));
+}
