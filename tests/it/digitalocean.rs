@@ -221,7 +221,15 @@ fn provider_backups_get_a_policy_in_the_snapshot_window() {
     let b = bin();
     let mut args = create(&url, "web1", "203.0.113.7/32");
     args.extend(["--provider-backups", "--snapshot-time", "05:30"]);
-    b.run(&args).expect_code(0);
+    let r = b.run(&args);
+    r.expect_code(0);
+    // The user hears which window 05:30 falls into.
+    assert!(
+        r.stderr()
+            .contains("05:30: DigitalOcean backs up at a time of its choosing within 4-hour windows: daily backups in the 04:00-08:00 UTC window"),
+        "{}",
+        r.stderr()
+    );
     let actions: Vec<Value> = sent(&fake, "POST", "/v2/droplets/")
         .into_iter()
         .filter_map(|l| l.body)
