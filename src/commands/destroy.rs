@@ -23,7 +23,8 @@ pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()>
         return Output::new(conn.output).destroy_plan(&doc);
     }
     if !a.yes {
-        crate::progress::suspend(|| confirm(&name))?;
+        let backups = p.description().provider_backups;
+        crate::progress::suspend(|| confirm(&name, backups))?;
     }
     let snapshots = if a.delete_snapshots {
         flow::Snapshots::Delete
@@ -44,14 +45,19 @@ pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()>
     Output::new(conn.output).destroyed(name.as_str(), &t, removed_local.as_deref())
 }
 
-fn confirm(name: &DeploymentName) -> anyhow::Result<()> {
+fn confirm(name: &DeploymentName, provider_backups: bool) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(bad(format!(
             "refusing to destroy {name} without confirmation: add --yes when not running interactively"
         )));
     }
+    let backups = if provider_backups {
+        "; the provider's own backups of the server go with it"
+    } else {
+        ""
+    };
     eprint!(
-        "This deletes the server, firewall and SSH key of {name} (snapshots only with --delete-snapshots). Type the name to confirm: "
+        "This deletes the server, firewall and SSH key of {name} (snapshots only with --delete-snapshots{backups}). Type the name to confirm: "
     );
     std::io::stderr().flush()?;
     let mut line = String::new();

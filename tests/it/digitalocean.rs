@@ -221,7 +221,15 @@ fn provider_backups_get_a_policy_in_the_snapshot_window() {
     let b = bin();
     let mut args = create(&url, "web1", "203.0.113.7/32");
     args.extend(["--provider-backups", "--snapshot-time", "05:30"]);
-    b.run(&args).expect_code(0);
+    let r = b.run(&args);
+    r.expect_code(0);
+    // The user hears which window 05:30 falls into.
+    assert!(
+        r.stderr()
+            .contains("05:30: DigitalOcean backs up at a time of its choosing within 4-hour windows: daily backups in the 04:00-08:00 UTC window"),
+        "{}",
+        r.stderr()
+    );
     let actions: Vec<Value> = sent(&fake, "POST", "/v2/droplets/")
         .into_iter()
         .filter_map(|l| l.body)
@@ -365,4 +373,152 @@ fn trap_lists_are_paginated() {
             .count(),
         1
     );
+}
+
+/// A create killed right after its key upload leaves a key that nothing names: no droplet, no
+/// firewall, and keys carry no tags. `destroy` still finds it (the deployment's
+/// `bootstrap-key-fp:<name>:<md5>` tag, made before the upload) and leaves nothing behind.
+#[test]
+fn destroy_removes_a_key_orphaned_by_a_create_killed_after_the_upload() {
+    let fake = FakeDo::start();
+    let url = fake.url();
+    let b = bin();
+    // Hold up the firewall side (the deployment tag, then the firewall): only the key is made.
+    fake.kit().fail_when(
+        |r| {
+            r.method == "POST"
+                && (r.path == "/v2/firewalls"
+                    || (r.path == "/v2/tags"
+                        && String::from_utf8_lossy(r.body).contains("bootstrap-deployment:")))
+        },
+        fakecloud::Fault::Delay(std::time::Duration::from_secs(20)),
+        usize::MAX,
+    );
+    let mut child = b.spawn(&create(&url, "orph", "203.0.113.7/32"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fake.keys().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no key uploaded");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    fake.kit().clear_faults();
+    assert_eq!(fake.keys()[0]["name"], "bootstrap-orph");
+    assert!(fake.droplets().is_empty() && fake.firewalls().is_empty());
+    // Keys are never listed, also not to find this one.
+    let lists_before = sent(&fake, "GET", "/v2/account/keys")
+        .iter()
+        .filter(|l| l.path == "/v2/account/keys")
+        .count();
+
+    let r = b.run(&cmd(&url, &["destroy", "orph", "--yes"]));
+    r.expect_code(0);
+    assert!(
+        r.stdout().contains("bootstrap-orph") && !r.stdout().contains("nothing of"),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(fake.leftovers(), Vec::<String>::new());
+    let lists_after = sent(&fake, "GET", "/v2/account/keys")
+        .iter()
+        .filter(|l| l.path == "/v2/account/keys")
+        .count();
+    assert_eq!(lists_before, lists_after);
+    // Idempotent: nothing left to remove.
+    b.run(&cmd(&url, &["destroy", "orph", "--yes"]))
+        .expect_code(0);
+}
+
+/// DigitalOcean deletes a droplet's backups with the droplet
+/// (<https://docs.digitalocean.com/products/images/backups/support/>): `destroy` says so, one
+/// line per backup, while our snapshots are kept unless `--delete-snapshots`.
+#[test]
+fn destroy_says_the_droplet_s_backups_go_with_it() {
+    let fake = FakeDo::start();
+    let url = fake.url();
+    let b = bin();
+    let mut args = create(&url, "web1", "203.0.113.7/32");
+    args.push("--provider-backups");
+    b.run(&args).expect_code(0);
+    let droplet = fake.droplets()[0]["id"].as_i64().unwrap();
+    let backup = fake.add_backup(droplet, "web1 backup");
+    let r = b.run(&cmd(&url, &["destroy", "web1", "--yes"]));
+    r.expect_code(0);
+    assert!(
+        r.stdout()
+            .contains(&format!("removed provider backup web1 backup ({backup})")),
+        "{}",
+        r.stdout()
+    );
+    assert!(!fake.state_has_image(backup));
+    assert_eq!(fake.leftovers(), Vec::<String>::new());
+}
+
+/// Without `--host`, `ssh` and `verify` find the droplet by its tags through the API and
+/// connect to its address with the pinned host key. The system `ssh` is replaced by a script
+/// that records its arguments (no network is reached; the live login is `verify.rs`'s).
+#[test]
+fn ssh_and_verify_find_the_droplet_by_its_tags() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = FakeDo::start();
+    let url = fake.url();
+    let mut b = bin();
+    b.run(&create(&url, "web1", "203.0.113.7/32"))
+        .expect_code(0);
+    let ip = fake.droplets()[0]["networks"]["v4"][0]["ip_address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bin_dir = b.state_dir().with_file_name("fake-bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let record = bin_dir.join("ssh-args");
+    let script = bin_dir.join("ssh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done >> {}\nexit 255\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    b.env("PATH", &path);
+
+    let before = sent(&fake, "GET", "/v2/droplets").len();
+    let mut ssh = cmd(&url, &["ssh", "web1"]);
+    ssh.extend(["--", "true"]);
+    let r = b.run(&ssh);
+    assert_eq!(r.code(), 255, "the script's exit code: {}", r.stderr());
+    assert!(
+        sent(&fake, "GET", "/v2/droplets")
+            .iter()
+            .skip(before)
+            .any(|l| l.query.contains("tag_name=bootstrap-deployment%3Aweb1")),
+        "ssh looked the droplet up by its tag: {:?}",
+        sent(&fake, "GET", "/v2/droplets")
+            .iter()
+            .skip(before)
+            .map(|l| l.query.clone())
+            .collect::<Vec<_>>()
+    );
+    let args = std::fs::read_to_string(&record).unwrap();
+    let known_hosts = b.state_dir().join("digitalocean/web1/known_hosts");
+    for want in [
+        ip.as_str(),
+        "StrictHostKeyChecking=yes",
+        "HostKeyAlias=web1",
+        &format!("UserKnownHostsFile={}", known_hosts.display()),
+    ] {
+        assert!(args.lines().any(|l| l.contains(want)), "{want}: {args}");
+    }
+    std::fs::remove_file(&record).unwrap();
+    let r = b.run(&cmd(&url, &["verify", "web1", "--output", "json"]));
+    let doc: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(doc["target"], format!("admin@{ip}:22"), "{doc}");
+    assert!(std::fs::read_to_string(&record).unwrap().contains(&ip));
 }

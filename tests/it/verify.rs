@@ -1,5 +1,6 @@
 //! `bootstrap verify` and `bootstrap ssh` against the local stand-in server of
-//! [`crate::hardening_target`], built from the exact user-data `create` sent to the Hetzner fake:
+//! [`crate::hardening_target`], built from the exact user-data `create` sent to the Hetzner fake
+//! (and, through one helper, to the Scaleway and DigitalOcean fakes):
 //! verify passes on it, reports each weakening, rotates the host key; the pinned known_hosts
 //! admits the server and refuses another key; the firewall admits `--ssh-from` only; VPN mode
 //! works through a real WireGuard tunnel.
@@ -448,54 +449,56 @@ fn verify_through_the_wireguard_tunnel() {
     assert_eq!(r.stdout().trim(), admin);
 }
 
-/// `verify` and `ssh` for a Scaleway deployment: the user-data `create` PATCHed to the Scaleway
-/// fake (`text/plain`, before power-on), run on the stand-in server, passes every check; the
-/// host key is rotated and `bootstrap ssh` logs in with it pinned.
-#[test]
-fn scaleway_verify_and_ssh_pass_on_the_rendered_server() {
-    use fakecloud::scaleway::{FakeScaleway, PROJECT};
-    let fake = FakeScaleway::start();
-    let mut b = Bin::new();
-    b.env("SCW_SECRET_KEY", "00000000-0000-4000-8000-000000000000");
-    b.env("SCW_DEFAULT_PROJECT_ID", PROJECT);
-    let admin = admin_name();
-    let url = fake.url();
-    let r = b.run(&[
+/// `create` on `provider`'s fake with `flags` (endpoint, credentials in `b`), as `admin`, on
+/// an image with OpenSSH 9.2 (the local sshd's); returns the server's id and IPv4.
+fn create_json(
+    b: &Bin,
+    provider: &str,
+    flags: &[&str],
+    admin: &str,
+    image: &str,
+) -> (String, String) {
+    let mut args = vec![
         "create",
         "--provider",
-        "scaleway",
-        "--endpoint",
-        &url,
+        provider,
         "--name",
         "web1",
         "--ssh-from",
         "198.51.100.7/32",
         "--admin-user",
-        &admin,
-        // OpenSSH 9.2, which the local sshd runs.
+        admin,
         "--image",
-        "debian_bookworm",
+        image,
         "--output",
         "json",
-    ]);
+    ];
+    args.extend(flags);
+    let r = b.run(&args);
     r.expect_code(0);
     let out: Value = serde_json::from_str(&r.stdout()).unwrap();
-    let id = out["server"]["id"].as_str().unwrap().to_owned();
-    let ip = out["server"]["ipv4"].as_str().unwrap().to_owned();
-    let user_data = fake.w().user_data[&id].clone();
-    let t = Target::start(&user_data, Some(&ip), &Weakening::default());
-    let kh_path = b.state_dir().join("scaleway/web1/known_hosts");
+    (
+        out["server"]["id"].as_str().unwrap().to_owned(),
+        out["server"]["ipv4"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The promise of `verify` and `ssh` for any provider: the user-data `create` sent to
+/// `provider`'s fake, run on the stand-in server, passes every check; the host key is rotated
+/// and `bootstrap ssh` logs in with it pinned.
+fn verify_and_ssh_pass(b: &Bin, provider: &str, admin: &str, user_data: &str, ip: &str) {
+    let t = Target::start(user_data, Some(ip), &Weakening::default());
+    let kh_path = b.state_dir().join(provider).join("web1/known_hosts");
     assert!(
         std::fs::read_to_string(&kh_path)
             .unwrap()
             .contains("bootstrap:user-data")
     );
-
-    let r = verify(&t, &b, "web1", &["--provider", "scaleway"]);
+    let r = verify(&t, b, "web1", &["--provider", provider]);
     let list = checklist(&r.stdout());
     assert!(
         failed(&list).is_empty(),
-        "failed: {:?}\n{}\n{}\nsshd log:\n{}",
+        "{provider}: failed: {:?}\n{}\n{}\nsshd log:\n{}",
         failed(&list),
         r.stdout(),
         r.stderr(),
@@ -512,21 +515,60 @@ fn scaleway_verify_and_ssh_pass_on_the_rendered_server() {
             .unwrap()
             .contains("bootstrap:rotated")
     );
-
-    let r = t.bin(
-        &b,
-        &[
-            "ssh",
-            "web1",
-            "--provider",
-            "scaleway",
-            "--host",
-            SERVER_IP,
-            "--",
-            "id",
-            "-un",
-        ],
-    );
+    let ssh = ["ssh", "web1", "--provider", provider, "--host", SERVER_IP];
+    let r = t.bin(b, &[&ssh[..], &["--", "id", "-un"]].concat());
     r.expect_code(0);
     assert_eq!(r.stdout().trim(), admin);
+    t.bin(b, &[&ssh[..], &["--", "true"]].concat())
+        .expect_code(0);
+}
+
+/// `verify` and `ssh` for a Scaleway deployment: its user-data is PATCHed to the fake
+/// (`text/plain`, before power-on).
+#[test]
+fn scaleway_verify_and_ssh_pass_on_the_rendered_server() {
+    use fakecloud::scaleway::{FakeScaleway, PROJECT};
+    let fake = FakeScaleway::start();
+    let mut b = Bin::new();
+    b.env("SCW_SECRET_KEY", "00000000-0000-4000-8000-000000000000");
+    b.env("SCW_DEFAULT_PROJECT_ID", PROJECT);
+    let admin = admin_name();
+    let url = fake.url();
+    let (id, ip) = create_json(
+        &b,
+        "scaleway",
+        &["--endpoint", &url],
+        &admin,
+        "debian_bookworm",
+    );
+    let user_data = fake.w().user_data[&id].clone();
+    verify_and_ssh_pass(&b, "scaleway", &admin, &user_data, &ip);
+}
+
+/// `verify` and `ssh` for a DigitalOcean deployment: the droplet's `user_data` as the fake
+/// received it in `POST /v2/droplets`.
+#[test]
+fn digitalocean_verify_and_ssh_pass_on_the_rendered_server() {
+    use fakecloud::digitalocean::FakeDo;
+    let fake = FakeDo::start();
+    let mut b = Bin::new();
+    b.unset("HCLOUD_TOKEN");
+    b.env("DIGITALOCEAN_TOKEN", "dop_v1_test-token-not-secret");
+    let admin = admin_name();
+    let url = fake.url();
+    let (id, ip) = create_json(
+        &b,
+        "digitalocean",
+        &["--endpoint", &url],
+        &admin,
+        "debian-12-x64",
+    );
+    let user_data = fake
+        .user_data(id.parse().unwrap())
+        .expect("the fake keeps user_data");
+    assert_eq!(
+        fake.droplets()[0]["networks"]["v4"][0]["ip_address"],
+        ip.as_str()
+    );
+    verify_and_ssh_pass(&b, "digitalocean", &admin, &user_data, &ip);
 }

@@ -87,7 +87,7 @@ impl Spec {
     /// What is wrong with `value` as an instance of `schema` (part of this document).
     pub fn errors(&self, schema: &Value, value: &Value) -> Vec<String> {
         let mut errs = vec![];
-        self.check(schema, value, "$", &mut errs);
+        self.check(schema, value, "$", &mut errs, true);
         errs
     }
 
@@ -101,7 +101,34 @@ impl Spec {
         s
     }
 
-    fn check(&self, schema: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
+    /// The properties `s` and its `allOf` parts declare, or `None` when one of them takes any
+    /// (`additionalProperties`).
+    fn declared(&self, s: &Value) -> Option<std::collections::BTreeSet<String>> {
+        let s = self.resolve(s);
+        if s.get("additionalProperties")
+            .is_some_and(|a| a.is_object() || a == &Value::Bool(true))
+        {
+            return None;
+        }
+        let mut out: std::collections::BTreeSet<String> = s
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        for sub in s
+            .get("allOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            out.extend(self.declared(sub)?);
+        }
+        Some(out)
+    }
+
+    /// `strict`: report properties the schema does not declare. The parts of an `allOf` are
+    /// checked without it; the `allOf` as a whole checks the union of what they declare.
+    fn check(&self, schema: &Value, v: &Value, at: &str, errs: &mut Vec<String>, strict: bool) {
         let s = self.resolve(schema);
         let types: Vec<&str> = match s.get("type") {
             Some(Value::String(t)) => vec![t],
@@ -123,7 +150,15 @@ impl Spec {
             .into_iter()
             .flatten()
         {
-            self.check(sub, v, at, errs);
+            self.check(sub, v, at, errs, false);
+        }
+        if strict
+            && s.get("allOf").is_some()
+            && let (Value::Object(obj), Some(known)) = (v, self.declared(s))
+        {
+            for k in obj.keys().filter(|k| !known.contains(*k)) {
+                errs.push(format!("{at}: property '{k}' is not in the schema"));
+            }
         }
         for comb in ["anyOf", "oneOf"] {
             if let Some(alts) = s.get(comb).and_then(Value::as_array) {
@@ -155,11 +190,11 @@ impl Spec {
         });
         match (ty, v) {
             (None, _) => errs.push(format!("{at}: expected {}, got {v}", types.join(" or "))),
-            (Some("object"), Value::Object(obj)) => self.check_object(s, obj, at, errs),
+            (Some("object"), Value::Object(obj)) => self.check_object(s, obj, at, errs, strict),
             (Some("array"), Value::Array(arr)) => {
                 if let Some(items) = s.get("items") {
                     for (i, x) in arr.iter().enumerate() {
-                        self.check(items, x, &format!("{at}[{i}]"), errs);
+                        self.check(items, x, &format!("{at}[{i}]"), errs, true);
                     }
                 }
             }
@@ -190,6 +225,7 @@ impl Spec {
         obj: &serde_json::Map<String, Value>,
         at: &str,
         errs: &mut Vec<String>,
+        strict: bool,
     ) {
         let props = s.get("properties").and_then(Value::as_object);
         for r in s
@@ -209,12 +245,12 @@ impl Spec {
             .any(|c| s.get(c).is_some());
         for (k, val) in obj {
             match (props.and_then(|p| p.get(k)), s.get("additionalProperties")) {
-                (Some(ps), _) => self.check(ps, val, &format!("{at}.{k}"), errs),
+                (Some(ps), _) => self.check(ps, val, &format!("{at}.{k}"), errs, true),
                 (None, Some(ap)) if ap.is_object() => {
-                    self.check(ap, val, &format!("{at}.{k}"), errs)
+                    self.check(ap, val, &format!("{at}.{k}"), errs, true)
                 }
                 (None, Some(Value::Bool(true))) => {}
-                (None, _) if props.is_some() && !combined => {
+                (None, _) if strict && props.is_some() && !combined => {
                     errs.push(format!("{at}: property '{k}' is not in the schema"));
                 }
                 _ => {}
@@ -247,6 +283,34 @@ mod tests {
         let errs = spec.errors(&t, &json!({"a": 0, "b": "yesterday", "c": "z", "d": 1}));
         assert_eq!(errs.len(), 4, "{errs:#?}");
         assert_eq!(spec.errors(&t, &json!({"b": 1})).len(), 2);
+    }
+
+    #[test]
+    fn all_of_checks_the_union_of_its_parts() {
+        let spec = Spec(json!({"components": {"schemas": {
+            "List": {"allOf": [
+                {"type": "object", "properties": {"items": {"type": "array"}}},
+                {"$ref": "#/components/schemas/Meta"},
+            ]},
+            "Meta": {"type": "object", "required": ["meta"], "properties": {"meta": {"type": "object", "properties": {"total": {"type": "integer"}}}}},
+        }}}));
+        let t = json!({"$ref": "#/components/schemas/List"});
+        assert!(
+            spec.errors(&t, &json!({"items": [], "meta": {"total": 1}}))
+                .is_empty()
+        );
+        let errs = spec.errors(
+            &t,
+            &json!({"items": [], "meta": {"total": 1, "x": 1}, "y": 2}),
+        );
+        assert_eq!(
+            errs,
+            [
+                "$.meta: property 'x' is not in the schema",
+                "$: property 'y' is not in the schema"
+            ]
+        );
+        assert_eq!(spec.errors(&t, &json!({"items": []})).len(), 1);
     }
 
     #[test]

@@ -218,6 +218,20 @@ pub(crate) fn describe_policy(policy: &serde_json::Value) -> String {
     )
 }
 
+/// What to tell a user whose `--snapshot-time` is not the start of a backup window: DigitalOcean
+/// backs up at a time of its choosing within the 4-hour window, not at that minute.
+pub(crate) fn window_note(schedule: &Schedule) -> Option<String> {
+    let at = schedule.at;
+    (at.minute() != 0 || !at.hour().is_multiple_of(4)).then(|| {
+        format!(
+            "--snapshot-time {:02}:{:02}: DigitalOcean backs up at a time of its choosing within 4-hour windows: {}",
+            at.hour(),
+            at.minute(),
+            describe_policy(&backup_policy(schedule))
+        )
+    })
+}
+
 /// Turns on DigitalOcean's backups with the policy of the droplet's schedule labels (daily in
 /// the 00:00 window without one). `change` uses `change_backup_policy` on a droplet whose
 /// backups are on already.
@@ -235,7 +249,10 @@ pub(crate) async fn set_backups(
     } else {
         "enable_backups"
     };
-    tracing::info!(droplet = %server.id, "{}", describe_policy(&policy));
+    match schedule.as_ref().and_then(window_note) {
+        Some(note) => tracing::warn!("{note}"),
+        None => tracing::info!(droplet = %server.id, "{}", describe_policy(&policy)),
+    }
     let r: ActionEnvelope = c
         .post(
             &format!("/v2/droplets/{}/actions", id_of(&server.id)?),
@@ -318,5 +335,17 @@ mod tests {
             describe_policy(&backup_policy(&s("daily:7", 22))),
             "daily backups in the 20:00-00:00 UTC window"
         );
+        assert_eq!(
+            window_note(&s("daily:7", 5)).unwrap(),
+            "--snapshot-time 05:30: DigitalOcean backs up at a time of its choosing within 4-hour windows: daily backups in the 04:00-08:00 UTC window"
+        );
+        let on_the_hour = Schedule::parse(
+            "daily:7",
+            time::Time::from_hms(8, 0, 0).unwrap(),
+            time::Weekday::Sunday,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(window_note(&on_the_hour), None);
     }
 }

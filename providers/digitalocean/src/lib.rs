@@ -81,6 +81,15 @@ pub struct DigitalOcean {
     context: Option<String>,
 }
 
+/// The tag that records deployment `name`'s key by its MD5 fingerprint (`md5` empty: the
+/// prefix of all of them). Tags allow `:`, and the fingerprint is colon-hex.
+fn key_fp_tag(name: &str, md5: &str) -> String {
+    format!(
+        "bootstrap-key-fp{sep}{name}{sep}{md5}",
+        sep = schema::TAG_SEP
+    )
+}
+
 impl DigitalOcean {
     /// An adapter for `endpoint` (the origin, default [`DEFAULT_ENDPOINT`]) with `token`.
     pub fn new(token: Secret, endpoint: Option<&str>) -> Result<Self> {
@@ -157,9 +166,12 @@ impl Provider for DigitalOcean {
     /// Never lists keys (10 requests a minute): reads by id every key the deployment's droplets
     /// name, and every key this adapter saw or uploaded. The flows keep those ours by name.
     ///
-    /// When neither names one (a teardown that died after deleting the droplet), the keys come
-    /// from the account's `bootstrap-ssh-key:<id>` tags, which outlive the droplet until its
-    /// key is deleted (see [`Provider::delete_ssh_key`]).
+    /// When neither names one (a teardown that died after deleting the droplet, or a create
+    /// killed right after uploading the key), the keys come from the account's tags: the
+    /// `bootstrap-ssh-key:<id>` tags, which outlive the droplet until its key is deleted (see
+    /// [`Provider::delete_ssh_key`]), and the deployment's `bootstrap-key-fp:<name>:<md5>` tag,
+    /// made before the key is uploaded (see [`Provider::create_ssh_key`]). Such a tag whose key
+    /// is gone or is not `bootstrap-<name>` marks nothing of ours: it is deleted on the way.
     async fn list_ssh_keys(&self, selector: &Labels) -> Result<Vec<SshKey>> {
         for s in server::list_by_labels(&self.client, selector).await? {
             self.saw(&s);
@@ -169,14 +181,26 @@ impl Provider for DigitalOcean {
             .lock()
             .map(|k| k.iter().cloned().collect())
             .unwrap_or_default();
-        if ids.is_empty() && selector.deployment_name().is_some() {
-            let prefix = format!("{LABEL_SSH_KEY}{}", schema::TAG_SEP);
-            ids = tags::list_prefixed(&self.client, &prefix)
-                .await?
-                .into_iter()
-                .filter_map(|t| t.strip_prefix(&prefix).map(str::to_owned))
-                .collect();
+        let mut stale = Vec::new();
+        if let Some(d) = selector.deployment_name().filter(|_| ids.is_empty()) {
+            let by_id = format!("{LABEL_SSH_KEY}{}", schema::TAG_SEP);
+            let by_fp = key_fp_tag(d, "");
+            for t in tags::list_prefixed(&self.client, "bootstrap-").await? {
+                if let Some(id) = t.strip_prefix(&by_id) {
+                    ids.push(id.to_owned());
+                } else if let Some(fp) = t.strip_prefix(&by_fp) {
+                    match ssh_key::get(&self.client, fp).await? {
+                        Some(k) if k.name == format!("bootstrap-{d}") => ids.push(k.id),
+                        _ => stale.push(t),
+                    }
+                }
+            }
         }
+        for t in stale {
+            tags::delete_if_unused(&self.client, &t).await?;
+        }
+        ids.sort();
+        ids.dedup();
         let mut out = Vec::new();
         for id in ids.iter().filter(|id| id.parse::<i64>().is_ok()) {
             if let Some(k) = ssh_key::get(&self.client, id).await? {
@@ -186,24 +210,50 @@ impl Provider for DigitalOcean {
         Ok(out)
     }
 
+    /// Tags the deployment's key fingerprint (`bootstrap-key-fp:<name>:<md5>`) before the
+    /// upload: keys carry no tags, and a run killed right after the upload leaves no droplet
+    /// naming the key, so that tag is how `destroy` still finds it. A failed upload that left
+    /// no key takes its tag back.
     async fn create_ssh_key(&self, spec: &SshKeySpec) -> Result<SshKey> {
-        let k = ssh_key::create(&self.client, spec).await?;
-        self.saw_key(&k);
-        Ok(k)
+        let tag = spec
+            .labels
+            .deployment_name()
+            .map(|d| key_fp_tag(d, &spec.key.md5));
+        if let Some(t) = &tag {
+            tags::ensure(&self.client, t).await?;
+        }
+        match ssh_key::create(&self.client, spec).await {
+            Ok(k) => {
+                self.saw_key(&k);
+                Ok(k)
+            }
+            Err(e) => {
+                if let Some(t) = &tag
+                    && let Ok(None) = ssh_key::get(&self.client, &spec.key.md5).await
+                {
+                    // Best effort: a leftover tag is found and deleted by the next teardown.
+                    let _ = tags::delete_if_unused(&self.client, t).await;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Deletes the key, then its `bootstrap-ssh-key:<id>` tag and, for a key named
-    /// `bootstrap-<name>` whose firewall is gone, the deployment's tag, each only once nothing
-    /// carries it: the last trace of a deployment whose teardown or create died half-way.
+    /// `bootstrap-<name>`, its `bootstrap-key-fp` tag and (once its firewall is gone) the
+    /// deployment's tag, each only once nothing carries it: the last trace of a deployment whose teardown or create died half-way.
     async fn delete_ssh_key(&self, id: &str) -> Result<()> {
-        let name = ssh_key::get(&self.client, id).await?.map(|k| k.name);
+        let key = ssh_key::get(&self.client, id).await?;
         ssh_key::delete(&self.client, id).await?;
         tags::delete_if_unused(
             &self.client,
             &format!("{LABEL_SSH_KEY}{}{id}", schema::TAG_SEP),
         )
         .await?;
-        if let Some(d) = name.as_deref().and_then(|n| n.strip_prefix("bootstrap-")) {
+        if let Some(k) = &key
+            && let Some(d) = k.name.strip_prefix("bootstrap-")
+        {
+            tags::delete_if_unused(&self.client, &key_fp_tag(d, &k.fingerprint)).await?;
             let tag = format!("{LABEL_DEPLOYMENT}{}{d}", schema::TAG_SEP);
             let targeted = firewall::list(&self.client)
                 .await?
@@ -327,6 +377,10 @@ impl Provider for DigitalOcean {
         image::delete(&self.client, id).await
     }
 
+    /// The droplet's backups (`GET /v2/droplets/{id}/backups`). They do not outlive it:
+    /// "Destroying a Droplet destroys the backups along with it"
+    /// (<https://docs.digitalocean.com/products/images/backups/support/>), which is why the
+    /// teardown lists them first and reports them with the droplet.
     async fn list_provider_backups(&self, server: &Server) -> Result<Vec<Snapshot>> {
         image::backups(&self.client, server).await
     }

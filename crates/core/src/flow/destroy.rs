@@ -137,6 +137,19 @@ pub async fn teardown(
     }
 
     for s in servers.into_iter().filter(|s| !kept_id("server", &s.id)) {
+        // The provider's own backups of a server are deleted with it (DigitalOcean, Hetzner):
+        // listed first so that the teardown says so. Only a note: failing to list them stops
+        // nothing.
+        let backups = if p.description().provider_backups {
+            retry(r, "list provider backups", || p.list_provider_backups(&s))
+                .await
+                .unwrap_or_else(|e| {
+                    progress.warn(&format!("could not list the backups of {}: {e}", s.name));
+                    Vec::new()
+                })
+        } else {
+            Vec::new()
+        };
         progress.step(&format!("deleting server {} ({})", s.name, s.id));
         let ops = retry(r, "delete server", || p.delete_server(&s.id)).await?;
         wait_operations(p, &ops, cfg, deadline).await?;
@@ -148,11 +161,23 @@ pub async fn teardown(
                 .then_some(()))
         })
         .await?;
+        if !backups.is_empty() {
+            progress.step(&format!(
+                "the provider deleted {} backup(s) of {} with it",
+                backups.len(),
+                s.name
+            ));
+        }
         out.removed.push(ResourceRef {
             kind: "server",
             id: s.id,
             name: s.name,
         });
+        out.removed.extend(backups.into_iter().map(|b| ResourceRef {
+            kind: "provider_backup",
+            id: b.id,
+            name: b.name,
+        }));
     }
 
     let firewalls = only_ours(

@@ -51,7 +51,8 @@ impl Default for FlowConfig {
 /// Kind and id of a resource, used to tell what a run found from what it made.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct ResourceRef {
-    /// `server`, `firewall` or `ssh_key`.
+    /// `server`, `firewall`, `ssh_key`, `snapshot`, `snapshot_schedule`, or `provider_backup`
+    /// (deleted by the provider with its server).
     pub kind: &'static str,
     /// Provider id.
     pub id: String,
