@@ -20,6 +20,7 @@ mod faults;
 mod flow;
 mod hardening_cli;
 mod hardening_target;
+mod install;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;
