@@ -331,7 +331,7 @@ pub struct SnapshotInstallArgs {
     pub kubernetes: bool,
     /// With --systemd: units for your own user manager (~/.config/systemd/user,
     /// `systemctl --user`) instead of the system's.
-    #[arg(long, requires = "systemd")]
+    #[arg(long, conflicts_with_all = ["cron", "kubernetes"])]
     pub user: bool,
     /// Write the files instead of printing them (into --dir, created when missing).
     #[arg(long)]
@@ -351,7 +351,7 @@ pub struct SnapshotInstallArgs {
     #[arg(long, value_name = "PATH", conflicts_with = "kubernetes")]
     pub binary: Option<PathBuf>,
     /// Container image of the Kubernetes CronJob, e.g. one built from the repository's Dockerfile.
-    #[arg(long, value_name = "IMAGE", requires = "kubernetes")]
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["systemd", "cron"])]
     pub image: Option<String>,
     /// Output format: the files as text, or one JSON document listing path, mode and contents.
     #[arg(long, value_enum, default_value_t)]
