@@ -103,8 +103,8 @@ impl Cli {
             Command::Snapshot(SnapshotCommand::Set(a)) => a.connect.output,
             Command::Verify(a) => a.output,
             Command::Status(a) => a.connect.output,
-            Command::Snapshot(SnapshotCommand::Install(_))
-            | Command::Ssh(_)
+            Command::Snapshot(SnapshotCommand::Install(a)) => a.output,
+            Command::Ssh(_)
             | Command::Completions(_)
             | Command::Man => OutputFormat::Text,
         }
@@ -390,34 +390,42 @@ pub enum InstallTarget {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["systemd", "cron", "kubernetes"])))]
 pub struct SnapshotInstallArgs {
-    /// A systemd service + timer (hourly, Persistent=true).
+    /// A sandboxed systemd service + timer (hourly, Persistent=true).
     #[arg(long)]
     pub systemd: bool,
-    /// A crontab line.
+    /// A crontab line for /etc/cron.d.
     #[arg(long)]
     pub cron: bool,
-    /// A Kubernetes CronJob with credentials from a Secret.
-    #[arg(long)]
+    /// A Kubernetes CronJob (restricted Pod Security) with credentials from a Secret; needs --image.
+    #[arg(long, requires = "image")]
     pub kubernetes: bool,
-    /// Write the files instead of printing them (into --dir).
+    /// With --systemd: units for your own user manager (~/.config/systemd/user,
+    /// `systemctl --user`) instead of the system's.
+    #[arg(long, conflicts_with_all = ["cron", "kubernetes"])]
+    pub user: bool,
+    /// Write the files instead of printing them (into --dir, created when missing).
     #[arg(long)]
     pub write: bool,
-    /// Directory to write into (default: /etc/systemd/system, /etc/cron.d, or the current directory).
+    /// Directory of the units or the CronJob (default: /etc/systemd/system,
+    /// ~/.config/systemd/user with --user, /etc/cron.d, or the current directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// The job's credentials file, an absolute path (default: /etc/bootstrap/snapshot.env,
+    /// ~/.config/bootstrap/snapshot.env with --user); --write creates it (0600) with empty values.
+    #[arg(long, value_name = "PATH", conflicts_with = "kubernetes")]
+    pub env_file: Option<PathBuf>,
     /// Provider the job runs for.
     #[arg(long, value_enum, default_value = crate::providers::DEFAULT_PROVIDER)]
     pub provider: ProviderKind,
-    /// Path of the bootstrap binary in the unit (default: this binary).
-    #[arg(long, value_name = "PATH")]
+    /// Absolute path of the bootstrap binary in the unit or crontab (default: this binary).
+    #[arg(long, value_name = "PATH", conflicts_with = "kubernetes")]
     pub binary: Option<PathBuf>,
-    /// Container image for the Kubernetes CronJob.
-    #[arg(
-        long,
-        default_value = "ghcr.io/example/bootstrap:latest",
-        value_name = "IMAGE"
-    )]
-    pub image: String,
+    /// Container image of the Kubernetes CronJob, e.g. one built from the repository's Dockerfile.
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["systemd", "cron"])]
+    pub image: Option<String>,
+    /// Output format: the files as text, or one JSON document listing path, mode and contents.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
 }
 
 /// Hardening choices of `create` and `render`.

@@ -50,7 +50,7 @@ fn path() -> Option<PathBuf> {
     if let Some(p) = env::var(BOOTSTRAP_CONFIG) {
         return Some(PathBuf::from(p));
     }
-    let base = env::var("XDG_CONFIG_HOME")
+    let base = env::var(env::XDG_CONFIG_HOME)
         .map(PathBuf::from)
         .or_else(|| env::var(env::HOME).map(|h| Path::new(&h).join(".config")))?;
     Some(base.join("bootstrap").join("config.toml"))

@@ -9,6 +9,8 @@ pub const BOOTSTRAP_STATE_DIR: &str = "BOOTSTRAP_STATE_DIR";
 pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 /// Home directory.
 pub const HOME: &str = "HOME";
+/// XDG base directory for configuration (the user manager's units live under it).
+pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 /// Retries of a single API call after the first attempt (default 5).
 pub const BOOTSTRAP_RETRY_MAX: &str = "BOOTSTRAP_RETRY_MAX";
 /// First retry backoff in milliseconds (default 500).

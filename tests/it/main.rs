@@ -23,6 +23,7 @@ mod flow;
 mod hardening_cli;
 mod hardening_target;
 mod hostile_local;
+mod install;
 mod json_output;
 #[cfg(feature = "aws")]
 mod moto;

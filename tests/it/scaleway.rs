@@ -626,8 +626,20 @@ fn snapshot_install_names_scaleway_credentials() {
         "SCW_DEFAULT_PROJECT_ID",
         "SCW_DEFAULT_ZONE",
     ];
-    for target in ["--systemd", "--cron", "--kubernetes"] {
-        let r = b.run(&["snapshot", "install", target, "--provider", "scaleway"]);
+    // The CronJob needs its image; the units, a binary the sandbox can run.
+    for target in [
+        ["--systemd", "--binary", "/usr/local/bin/bootstrap"],
+        ["--cron", "--binary", "/usr/local/bin/bootstrap"],
+        [
+            "--kubernetes",
+            "--image",
+            "registry.example.com/bootstrap:0.1.0",
+        ],
+    ] {
+        let mut args = vec!["snapshot", "install", "--provider", "scaleway"];
+        args.extend(target);
+        let target = target[0];
+        let r = b.run(&args);
         r.expect_code(0);
         let out = r.stdout();
         for v in want {
@@ -647,6 +659,8 @@ fn snapshot_install_names_scaleway_credentials() {
         "snapshot",
         "install",
         "--kubernetes",
+        "--image",
+        "registry.example.com/bootstrap:0.1.0",
         "--provider",
         "scaleway",
     ]);
