@@ -104,9 +104,7 @@ impl Cli {
             Command::Verify(a) => a.output,
             Command::Status(a) => a.connect.output,
             Command::Snapshot(SnapshotCommand::Install(a)) => a.output,
-            Command::Ssh(_)
-            | Command::Completions(_)
-            | Command::Man => OutputFormat::Text,
+            Command::Ssh(_) | Command::Completions(_) | Command::Man => OutputFormat::Text,
         }
     }
 }

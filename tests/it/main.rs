@@ -28,6 +28,7 @@ mod json_output;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;
+mod readme;
 mod remembers;
 mod scaleway;
 mod scaleway_prism;

@@ -45,6 +45,11 @@ impl Bin {
         self
     }
 
+    /// The variables set for every run.
+    pub fn envs(&self) -> Vec<(String, String)> {
+        self.envs.clone()
+    }
+
     /// The state dir the binary uses.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")

@@ -15,7 +15,7 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "aws")]
-mod aws;
+pub mod aws;
 pub mod digitalocean;
 pub mod hetzner;
 pub mod scaleway;
