@@ -83,15 +83,23 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// A client for `base` (no trailing slash needed) that names `provider` in errors.
+    /// A client for `base` (no trailing slash needed) that names `provider` in errors. `base`
+    /// must pass [`crate::endpoint::check`] (`ErrorKind::InvalidInput` otherwise): no token is
+    /// ever attached to a request for an unchecked URL, whichever source the URL came from.
     pub fn new(
         client: reqwest::Client,
         base: &str,
         auth: Auth,
         provider: &'static str,
         parse_error: ErrorParser,
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        crate::endpoint::check(base).map_err(|why| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("invalid {provider} endpoint: {why}"),
+            )
+        })?;
+        Ok(Self {
             client,
             base: base.trim_end_matches('/').to_owned(),
             auth,
@@ -99,7 +107,7 @@ impl HttpClient {
             parse_error,
             style: RateLimitStyle::default(),
             gate: Arc::new(Mutex::new(Budget::default())),
-        }
+        })
     }
 
     /// The same client reading rate-limit headers in `style`.
@@ -760,7 +768,8 @@ mod tests {
             Auth::Bearer(Secret::new("t")),
             "test",
             |_, _, _| None,
-        );
+        )
+        .unwrap();
         assert_eq!(
             c.url("/droplets").unwrap(),
             "https://api.example.com/v2/droplets"

@@ -15,6 +15,7 @@
 
 pub mod config_file;
 pub mod describe;
+pub mod endpoint;
 pub mod error;
 pub mod flow;
 pub mod http;
