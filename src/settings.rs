@@ -270,29 +270,38 @@ fn env_num(name: &str) -> anyhow::Result<Option<u64>> {
         .transpose()
 }
 
-/// `600`, `90s`, `10m`, `1h` as a duration.
+/// The longest `--timeout`: a week is more than any wait of one run needs, and keeps every
+/// deadline far from `Instant`'s limits.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `600` (seconds), `90s`, `10m`, `1h30m` as a duration (humantime's syntax), more than 0 and at
+/// most [`MAX_TIMEOUT`]; anything else is one line naming the fix.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| {
+    let invalid = || {
         bad(format!(
-            "invalid --timeout {s:?}: use seconds or a unit, e.g. 600, 90s, 10m, 1h"
+            "invalid --timeout {s:?}: use seconds or units, e.g. 600, 90s, 10m, 1h30m (at most 7d)"
         ))
-    })?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => {
-            return Err(bad(format!(
-                "invalid --timeout {s:?}: use seconds or a unit, e.g. 600, 90s, 10m, 1h"
-            )));
+    };
+    let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        // Plain seconds; too many digits for u64 is simply too long.
+        s.parse::<u64>().map_or(Duration::MAX, Duration::from_secs)
+    } else {
+        match humantime::parse_duration(s) {
+            Ok(d) => d,
+            Err(humantime::DurationError::NumberOverflow) => Duration::MAX,
+            Err(_) => return Err(invalid()),
         }
     };
-    if secs == 0 {
+    if d.is_zero() {
         return Err(bad("--timeout must be more than 0"));
     }
-    Ok(Duration::from_secs(secs))
+    if d > MAX_TIMEOUT {
+        return Err(bad(format!(
+            "--timeout {s} is longer than the maximum of 7 days (7d); give a shorter one, e.g. 1h"
+        )));
+    }
+    Ok(d)
 }
 
 /// Who may reach SSH at the cloud firewall.
@@ -856,8 +865,22 @@ mod tests {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        for b in ["", "m", "10x", "-1", "0"] {
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("7d").unwrap(), MAX_TIMEOUT);
+        for b in ["", "m", "10x", "-1", "0", "0s", "1h 30x"] {
             assert!(parse_duration(b).is_err(), "{b:?}");
+        }
+        // See: issue 13, finding 3: no panic, no wrap, one line with the maximum.
+        for huge in [
+            "18446744073709551615",
+            "18446744073709551616",
+            "307445734561825861m",
+            "99999999999999999999999h",
+            "8d",
+            "604801",
+        ] {
+            let e = parse_duration(huge).unwrap_err().to_string();
+            assert!(e.contains("maximum of 7 days"), "{huge}: {e}");
         }
     }
 }

@@ -27,7 +27,22 @@ pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()>
     } else {
         flow::Snapshots::Keep
     };
-    let t = flow::destroy(p.as_ref(), &name, &conn.flow, progress, snapshots).await?;
+    // A teardown that stops halfway names what it removed and what is left; the fix is to run
+    // the same command again once the cause is gone.
+    let t = flow::destroy(p.as_ref(), &name, &conn.flow, progress, snapshots)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; run `bootstrap destroy {name} --provider {}{}{} --yes` to finish",
+                conn.kind.name(),
+                conn.flags(),
+                if a.delete_snapshots {
+                    " --delete-snapshots"
+                } else {
+                    ""
+                }
+            )
+        })?;
     let local = state_dir()?.join(conn.kind.name()).join(name.as_str());
     let removed_local = if local.exists() {
         std::fs::remove_dir_all(&local)?;

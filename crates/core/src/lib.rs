@@ -14,6 +14,7 @@
 //! ```
 
 pub mod config_file;
+pub mod deadline;
 pub mod describe;
 pub mod endpoint;
 pub mod error;
