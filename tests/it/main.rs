@@ -22,6 +22,7 @@ mod faults;
 mod flow;
 mod hardening_cli;
 mod hardening_target;
+mod hostile_net;
 mod json_output;
 #[cfg(feature = "aws")]
 mod moto;
