@@ -103,24 +103,13 @@ impl Connection {
         output: OutputFormat,
     ) -> anyhow::Result<Self> {
         let name = kind.name();
-        let endpoint = endpoint
-            .map(str::to_owned)
-            .or_else(|| env::var(&env::endpoint_var(name)));
-        if let Some(e) = &endpoint
-            && !(e.starts_with("https://") || e.starts_with("http://"))
-        {
-            return Err(bad(format!(
-                "invalid endpoint {e:?}: give a full URL such as https://api.example.com/v1"
-            )));
-        }
-        if let Some(e) = &endpoint
-            && e.starts_with("http://")
-            && !is_loopback_url(e)
-        {
-            return Err(bad(format!(
-                "endpoint {e}: plain http would send the API token unencrypted; use https:// (http:// is only for 127.0.0.1, [::1] or localhost)"
-            )));
-        }
+        let var = env::endpoint_var(name);
+        let endpoint = match endpoint {
+            Some(e) => Some(checked_endpoint("--endpoint", e)?),
+            None => env::var(&var)
+                .map(|e| checked_endpoint(&var, &e))
+                .transpose()?,
+        };
         let mut flow = FlowConfig::default();
         if let Some(t) = timeout {
             flow.timeout = parse_duration(t)?;
@@ -295,29 +284,38 @@ fn env_num(name: &str) -> anyhow::Result<Option<u64>> {
         .transpose()
 }
 
-/// `600`, `90s`, `10m`, `1h` as a duration.
+/// The longest `--timeout`: a week is more than any wait of one run needs, and keeps every
+/// deadline far from `Instant`'s limits.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `600` (seconds), `90s`, `10m`, `1h30m` as a duration (humantime's syntax), more than 0 and at
+/// most [`MAX_TIMEOUT`]; anything else is one line naming the fix.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| {
+    let invalid = || {
         bad(format!(
-            "invalid --timeout {s:?}: use seconds or a unit, e.g. 600, 90s, 10m, 1h"
+            "invalid --timeout {s:?}: use seconds or units, e.g. 600, 90s, 10m, 1h30m (at most 7d)"
         ))
-    })?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => {
-            return Err(bad(format!(
-                "invalid --timeout {s:?}: use seconds or a unit, e.g. 600, 90s, 10m, 1h"
-            )));
+    };
+    let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        // Plain seconds; too many digits for u64 is simply too long.
+        s.parse::<u64>().map_or(Duration::MAX, Duration::from_secs)
+    } else {
+        match humantime::parse_duration(s) {
+            Ok(d) => d,
+            Err(humantime::DurationError::NumberOverflow) => Duration::MAX,
+            Err(_) => return Err(invalid()),
         }
     };
-    if secs == 0 {
+    if d.is_zero() {
         return Err(bad("--timeout must be more than 0"));
     }
-    Ok(Duration::from_secs(secs))
+    if d > MAX_TIMEOUT {
+        return Err(bad(format!(
+            "--timeout {s} is longer than the maximum of 7 days (7d); give a shorter one, e.g. 1h"
+        )));
+    }
+    Ok(d)
 }
 
 /// Who may reach SSH at the cloud firewall.
@@ -948,19 +946,14 @@ impl TargetSettings {
     }
 }
 
-/// Whether an `http://` URL points at this machine (a local mock or emulator).
-fn is_loopback_url(url: &str) -> bool {
-    let rest = url.trim_start_matches("http://");
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.split(':').next().unwrap_or_default(),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+/// `--endpoint` or `BOOTSTRAP_<PROVIDER>_ENDPOINT` under core's one URL rule; `source` names
+/// where it came from (the URL is not echoed: user info may hold a password). Kept as written
+/// (printed commands repeat it): the client parses the same text the check did, and appending a
+/// path cannot move its host.
+fn checked_endpoint(source: &str, e: &str) -> anyhow::Result<String> {
+    bootstrap_core::endpoint::check(e)
+        .map(|_| e.to_owned())
+        .map_err(|why| bad(format!("invalid {source}: {why}")))
 }
 
 /// `v` as one shell word: bare when it is plain, else in single quotes.
@@ -974,24 +967,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_http_endpoints_only_on_loopback() {
-        for ok in [
-            "http://127.0.0.1:8080/v1",
-            "http://localhost:4010",
-            "http://[::1]:9000/v1",
-            "http://127.0.0.2",
-        ] {
-            assert!(is_loopback_url(ok), "{ok}");
-        }
-        for no in [
-            "http://api.hetzner.cloud/v1",
-            "http://10.0.0.1:80",
-            "http://localhost.evil.example/v1",
-            "http://127.0.0.1.nip.io/",
-            "http://user@example.com",
-        ] {
-            assert!(!is_loopback_url(no), "{no}");
-        }
+    fn every_endpoint_goes_through_the_one_rule() {
+        let ok = checked_endpoint("--endpoint", "http://127.0.0.1:8080/v1").unwrap();
+        assert_eq!(ok, "http://127.0.0.1:8080/v1");
+        // See: issue 13, finding 1.
+        let e = checked_endpoint("--endpoint", "http://vm:4099\\@127.0.0.1/").unwrap_err();
+        assert!(e.downcast_ref::<BadInput>().is_some());
+        assert!(e.to_string().starts_with("invalid --endpoint: "), "{e}");
     }
 
     #[test]
@@ -1140,8 +1122,22 @@ mod tests {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        for b in ["", "m", "10x", "-1", "0"] {
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("7d").unwrap(), MAX_TIMEOUT);
+        for b in ["", "m", "10x", "-1", "0", "0s", "1h 30x"] {
             assert!(parse_duration(b).is_err(), "{b:?}");
+        }
+        // See: issue 13, finding 3: no panic, no wrap, one line with the maximum.
+        for huge in [
+            "18446744073709551615",
+            "18446744073709551616",
+            "307445734561825861m",
+            "99999999999999999999999h",
+            "8d",
+            "604801",
+        ] {
+            let e = parse_duration(huge).unwrap_err().to_string();
+            assert!(e.contains("maximum of 7 days"), "{huge}: {e}");
         }
     }
 }

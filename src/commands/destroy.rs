@@ -31,7 +31,22 @@ pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()>
     } else {
         flow::Snapshots::Keep
     };
-    let t = flow::destroy(p.as_ref(), &name, &conn.flow, progress, snapshots).await?;
+    // A teardown that stops halfway names what it removed and what is left; the fix is to run
+    // the same command again once the cause is gone.
+    let t = flow::destroy(p.as_ref(), &name, &conn.flow, progress, snapshots)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; run `bootstrap destroy {name} --provider {}{}{} --yes` to finish",
+                conn.kind.name(),
+                conn.flags(),
+                if a.delete_snapshots {
+                    " --delete-snapshots"
+                } else {
+                    ""
+                }
+            )
+        })?;
     // Exactly the files bootstrap wrote, never `remove_dir_all` (issue 13, finding 8).
     let (removed, others) = local.remove_written()?;
     if !others.is_empty() {

@@ -559,14 +559,15 @@ fn aws_a_new_security_group_not_visible_yet_is_made_again_not_fatal() {
 }
 
 #[test]
-fn aws_throttled_first_call_is_retried_by_the_sdk_then_the_core() {
+fn aws_throttled_first_call_is_retried_by_the_core() {
     let moto = Moto::start();
     let proxy = Ec2Proxy::start(&moto.url());
     let mut b = bin(&proxy.url());
-    // The SDK's standard retry mode (3 attempts) absorbs three throttled answers and gives the
-    // error to the core, whose retry sends the call again: 4 throttled, then the 5th passes.
+    // The SDK makes one attempt per call whatever the environment says: the core's retry sends
+    // the call again, 4 throttled, then the 5th passes.
     b.env("AWS_MAX_ATTEMPTS", "3");
     b.env("AWS_RETRY_MODE", "standard");
+    b.env("BOOTSTRAP_RETRY_MAX", "4");
     proxy.fail(
         "DescribeInstances",
         Fault::Status(503, "RequestLimitExceeded"),

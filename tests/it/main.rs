@@ -23,6 +23,7 @@ mod flow;
 mod hardening_cli;
 mod hardening_target;
 mod hostile_local;
+mod hostile_net;
 mod install;
 mod json_output;
 #[cfg(feature = "aws")]

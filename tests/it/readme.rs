@@ -41,8 +41,7 @@ fn blocks() -> Vec<Vec<String>> {
 
 fn is_command(line: &str) -> bool {
     line.split_whitespace()
-        .skip_while(|w| w.contains('=') && !w.starts_with('-'))
-        .next()
+        .find(|w| !w.contains('=') || w.starts_with('-'))
         == Some("bootstrap")
         || line.starts_with("mkdir ")
 }

@@ -33,6 +33,9 @@ pub enum ErrorKind {
     InvalidInput,
     /// An asynchronous action finished with an error.
     ActionFailed,
+    /// A wait the API asked for (or the work left) does not fit in what is left of
+    /// `--timeout`; not retried, since the run gave up on purpose.
+    DeadlineExceeded,
     /// The run was interrupted (Ctrl-C).
     Cancelled,
     /// The provider has no such capability (e.g. native backups).

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+use crate::deadline::Deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
 
@@ -83,15 +84,23 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// A client for `base` (no trailing slash needed) that names `provider` in errors.
+    /// A client for `base` (no trailing slash needed) that names `provider` in errors. `base`
+    /// must pass [`crate::endpoint::check`] (`ErrorKind::InvalidInput` otherwise): no token is
+    /// ever attached to a request for an unchecked URL, whichever source the URL came from.
     pub fn new(
         client: reqwest::Client,
         base: &str,
         auth: Auth,
         provider: &'static str,
         parse_error: ErrorParser,
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        crate::endpoint::check(base).map_err(|why| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("invalid {provider} endpoint: {why}"),
+            )
+        })?;
+        Ok(Self {
             client,
             base: base.trim_end_matches('/').to_owned(),
             auth,
@@ -99,7 +108,7 @@ impl HttpClient {
             parse_error,
             style: RateLimitStyle::default(),
             gate: Arc::new(Mutex::new(Budget::default())),
-        }
+        })
     }
 
     /// The same client reading rate-limit headers in `style`.
@@ -201,7 +210,7 @@ impl HttpClient {
     ) -> Result<Response<T>> {
         let what = format!("{} {} {}", self.provider, method, path);
         let url = self.url(path)?;
-        let ticket = self.wait_for_gate().await;
+        let ticket = self.wait_for_gate(&what).await?;
         let answer = self.send_once(&what, method, &url, query, body).await;
         ticket.answered(answer.as_ref().ok().map(|(_, h, _)| h));
         let (status, headers, text) = answer?;
@@ -294,13 +303,16 @@ impl HttpClient {
         }
     }
 
-    /// Takes a token from the shared estimate, sleeping first when none is left.
-    async fn wait_for_gate(&self) -> Ticket<'_> {
+    /// Takes a token from the shared estimate, sleeping first when none is left (at most
+    /// [`MAX_GATE_WAIT`]). Under a [`Deadline`], a token that comes back only after it gives up
+    /// at once, naming the wait: the request is not sent.
+    async fn wait_for_gate(&self, what: &str) -> Result<Ticket<'_>> {
         let wait = self
             .gate
             .lock()
             .map(|mut g| g.take(Instant::now()))
             .unwrap_or(Duration::ZERO);
+        // From here on, dropping the ticket hands the count back.
         let mut ticket = Ticket {
             gate: &self.gate,
             style: self.style,
@@ -308,11 +320,17 @@ impl HttpClient {
             open: true,
         };
         if !wait.is_zero() {
+            if let Some(d) = Deadline::current()
+                && d.would_pass(wait)
+            {
+                return Err(d.too_long(what, wait, "RateLimit-Remaining 0 until RateLimit-Reset"));
+            }
+            let wait = wait.min(MAX_GATE_WAIT);
             tracing::debug!(?wait, "rate limit budget spent, waiting for a token");
             tokio::time::sleep(wait).await;
             ticket.sent = Instant::now();
         }
-        ticket
+        Ok(ticket)
     }
 }
 
@@ -348,7 +366,8 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// The longest the gate ever holds a request back; the retry loop deals with anything longer.
+/// The longest the gate ever holds a request back (without a deadline that the whole wait would
+/// pass); the retry loop deals with anything longer.
 const MAX_GATE_WAIT: Duration = Duration::from_secs(120);
 
 /// The client's picture of the server's token bucket. Every request takes a token before it is
@@ -382,7 +401,8 @@ impl Budget {
         }
     }
 
-    /// Takes one token and says how long to wait before sending.
+    /// Takes one token and says how long until it is there (uncapped: the caller caps the sleep,
+    /// and compares the whole wait with the run's deadline).
     fn take(&mut self, now: Instant) -> Duration {
         self.in_flight += 1;
         if self.at.is_none() {
@@ -392,14 +412,14 @@ impl Budget {
         let wait = if self.tokens >= 1.0 {
             Duration::ZERO
         } else if let Some(rate) = self.per_sec {
-            Duration::from_secs_f64(((1.0 - self.tokens) / rate).min(MAX_GATE_WAIT.as_secs_f64()))
+            secs_f64((1.0 - self.tokens) / rate)
         } else {
             self.until
                 .map(|u| u.saturating_duration_since(now))
                 .unwrap_or(Duration::ZERO)
         };
         self.tokens -= 1.0;
-        wait.min(MAX_GATE_WAIT)
+        wait
     }
 
     /// Corrects the estimate from the answer to a request that left at `sent` (`None`: no answer).
@@ -435,7 +455,10 @@ impl Budget {
             }
         }
         self.until = if remaining == 0 {
-            token_wait(h, style).map(|d| now + d.min(MAX_GATE_WAIT))
+            token_wait(h, style).map(|d| {
+                now.checked_add(d)
+                    .unwrap_or_else(|| crate::deadline::after(d))
+            })
         } else {
             None
         };
@@ -446,13 +469,58 @@ impl Budget {
 }
 
 fn transport_error(what: &str, e: reqwest::Error) -> Error {
+    if speaks_plain_http(&e) {
+        return Error::new(
+            ErrorKind::Other,
+            format!(
+                "{what}: the endpoint speaks plain http, not TLS: give it as http:// (only for a test server on this machine), or check the host and port of the https:// endpoint"
+            ),
+        );
+    }
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
     } else {
         ErrorKind::Transient
     };
-    // reqwest's Display may include the URL but never headers, so the token stays out.
-    Error::new(kind, format!("{what}: {e}"))
+    // reqwest's Display says only "error sending request": the causes say what happened. They
+    // may include the URL but never headers, so the token stays out.
+    Error::new(kind, format!("{what}: {}", causes(&e)))
+}
+
+/// An error and its causes, `outer: inner: innermost`, each said once.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Whether the TLS handshake failed because the peer answered with something that is not TLS
+/// (a plain-http server answering `HTTP/1.1 400`), found by type along the cause chain.
+fn speaks_plain_http(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(rustls::Error::InvalidMessage(_)) = c.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        // `io::Error::source` skips the error it wraps: look inside.
+        if let Some(inner) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && speaks_plain_http(inner)
+        {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// The kind for an HTTP status, with the rate-limit wait read from Hetzner-style headers.
@@ -521,7 +589,7 @@ pub fn token_wait(headers: &HeaderMap, style: RateLimitStyle) -> Option<Duration
         header_u64(headers, "ratelimit-remaining"),
     ) {
         (Some(limit), Some(remaining)) if limit > remaining => {
-            Duration::from_secs_f64(1.0 / refill_rate(headers, style)?)
+            secs_f64(1.0 / refill_rate(headers, style)?)
         }
         (Some(_), Some(_)) => return Some(Duration::ZERO),
         _ => to_reset,
@@ -554,6 +622,12 @@ fn reset_in(headers: &HeaderMap) -> Option<Duration> {
         reset
     };
     Some(Duration::from_secs(secs))
+}
+
+/// Seconds as a duration, saturating (a hostile header can ask for more than `Duration` holds;
+/// `Duration::from_secs_f64` would panic).
+fn secs_f64(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
 }
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
@@ -760,7 +834,8 @@ mod tests {
             Auth::Bearer(Secret::new("t")),
             "test",
             |_, _, _| None,
-        );
+        )
+        .unwrap();
         assert_eq!(
             c.url("/droplets").unwrap(),
             "https://api.example.com/v2/droplets"

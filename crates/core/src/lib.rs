@@ -14,7 +14,9 @@
 //! ```
 
 pub mod config_file;
+pub mod deadline;
 pub mod describe;
+pub mod endpoint;
 pub mod error;
 pub mod flow;
 pub mod http;

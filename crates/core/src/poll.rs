@@ -50,26 +50,34 @@ where
     let started = Instant::now();
     let mut n = 0;
     loop {
-        match check().await {
+        // The error of this check, if it failed: at the deadline that is what went wrong, not
+        // the wait itself.
+        let failing = match check().await {
             Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
+            Ok(None) => None,
             Err(e) if e.is_retryable() => {
-                tracing::debug!(what, error = %e, "poll failed, polling on")
+                tracing::debug!(what, error = %e, "poll failed, polling on");
+                Some(e)
             }
             Err(e) => return Err(e),
-        }
+        };
         let wait = cfg.interval(n);
         let now = Instant::now();
         if now >= deadline {
-            return Err(Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "timed out after {}s waiting for {what} (raise --timeout if the provider is slow)",
-                    (now - started).as_secs()
+            let waited = now.saturating_duration_since(started).as_secs();
+            return Err(match failing {
+                Some(e) => e.context(format!(
+                    "gave up waiting for {what} after {waited}s, the last check failed"
+                )),
+                None => Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "timed out after {waited}s waiting for {what} (raise --timeout if the provider is slow)"
+                    ),
                 ),
-            ));
+            });
         }
-        tokio::time::sleep(wait.min(deadline - now)).await;
+        tokio::time::sleep(wait.min(deadline.saturating_duration_since(now))).await;
         n += 1;
     }
 }
@@ -142,5 +150,27 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(e.kind(), &ErrorKind::ActionFailed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_failing_until_the_deadline_is_reported_as_itself() {
+        // See: issue 13, finding 11 (DeleteSecurityGroup's 500 reported as a timeout).
+        let e = wait_until(
+            &PollConfig::default(),
+            Instant::now() + Duration::from_secs(10),
+            "firewall 7 to be released",
+            || async {
+                Err::<Option<()>, _>(Error::new(
+                    ErrorKind::Transient,
+                    "DeleteSecurityGroup: HTTP 500 InternalError",
+                ))
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), &ErrorKind::Transient);
+        let msg = e.to_string();
+        assert!(msg.contains("DeleteSecurityGroup: HTTP 500"), "{msg}");
+        assert!(!msg.starts_with("timed out"), "{msg}");
     }
 }

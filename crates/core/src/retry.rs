@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::error::{ErrorKind, Result};
+use crate::deadline::Deadline;
+use crate::error::{Error, ErrorKind, Result};
 
 /// How often and how patiently to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,7 @@ impl RetryConfig {
 }
 
 /// Runs `op` until it succeeds, fails with a non-retryable error, or retries run out.
-/// `what` names the call in logs.
+/// `what` names the call in logs. Under a [`Deadline`] no wait passes it: see [`pause`].
 pub async fn retry<T, F, Fut>(cfg: &RetryConfig, what: &str, mut op: F) -> Result<T>
 where
     F: FnMut() -> Fut,
@@ -68,7 +69,7 @@ where
             Err(e) if e.is_retryable() && attempt < cfg.max_retries => {
                 let wait = cfg.wait_for(e.kind(), attempt, &mut rand::thread_rng());
                 tracing::debug!(call = what, attempt, ?wait, error = %e, "retrying");
-                tokio::time::sleep(wait).await;
+                pause(what, e, wait).await?;
                 attempt += 1;
             }
             Err(e) => return Err(e),
@@ -76,10 +77,34 @@ where
     }
 }
 
+/// Sleeps `wait` before retrying after `e`, unless the run's [`Deadline`] would pass first: a
+/// wait the API asked for (`Retry-After`, a rate-limit reset) longer than what is left gives up
+/// at once and says so; any other error is returned as itself, never as a later timeout.
+pub(crate) async fn pause(what: &str, e: Error, wait: Duration) -> Result<()> {
+    let Some(d) = Deadline::current() else {
+        tokio::time::sleep(wait).await;
+        return Ok(());
+    };
+    // The API's own wait, uncapped: it will not serve earlier than that.
+    let asked = match e.kind() {
+        ErrorKind::RateLimited {
+            retry_after: Some(a),
+        } => Some(*a),
+        _ => None,
+    };
+    match asked {
+        Some(a) if d.would_pass(a) => Err(d.too_long(what, a, "Retry-After or RateLimit-Reset")),
+        _ if d.would_pass(wait) => Err(e),
+        _ => {
+            tokio::time::sleep(wait).await;
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -119,6 +144,45 @@ mod tests {
             retry_after: Some(Duration::from_secs(3600)),
         };
         assert_eq!(cfg.wait_for(&k, 0, &mut rng), cfg.cap);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_past_the_deadline_give_up_at_once() {
+        // See: issue 13, finding 6.
+        let cfg = RetryConfig::default();
+        let calls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let e = Deadline::after(Duration::from_secs(5))
+            .scope(retry(&cfg, "list servers", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(Error::new(
+                    ErrorKind::RateLimited {
+                        retry_after: Some(Duration::from_secs(100_000)),
+                    },
+                    "429",
+                ))
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), &ErrorKind::DeadlineExceeded);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("1d 3h 46m 40s") && msg.contains("--timeout 5s"),
+            "{msg}"
+        );
+        // A backoff that does not fit reports the API's error itself.
+        let e = Deadline::after(Duration::from_millis(100))
+            .scope(retry(&cfg, "t", || async {
+                Err::<(), _>(Error::new(ErrorKind::Transient, "HTTP 503"))
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.kind(), e.to_string().as_str()),
+            (&ErrorKind::Transient, "HTTP 503")
+        );
     }
 
     #[tokio::test]

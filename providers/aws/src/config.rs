@@ -53,6 +53,9 @@ impl AwsOptions {
                 "invalid --profile {p:?}: give a profile name from ~/.aws/config"
             )));
         }
+        if let Some(e) = &self.dlm_endpoint {
+            check_endpoints(vec![(crate::DLM_ENDPOINT_VAR.to_owned(), e.clone())])?;
+        }
         if let Some(v) = &self.vpc {
             check_id("--vpc", "vpc-", v)?;
         }
@@ -146,7 +149,10 @@ pub fn check_instance_type(t: &str) -> Result<()> {
 /// Resolving credentials reads files and the environment (or, on EC2, asks IMDS); it sends no
 /// request to EC2.
 pub(crate) async fn load(opts: &AwsOptions) -> Result<aws_config::SdkConfig> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    // One attempt per SDK call: the core's retry loop decides by kind, with its own backoff and
+    // the run's deadline; the SDK's standard mode under it would multiply every call by three.
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::disabled());
     if let Some(p) = &opts.profile {
         loader = loader.profile_name(p);
     }
@@ -157,6 +163,9 @@ pub(crate) async fn load(opts: &AwsOptions) -> Result<aws_config::SdkConfig> {
         loader = loader.endpoint_url(e);
     }
     let sdk = loader.load().await;
+    if opts.endpoint.is_none() {
+        check_configured_endpoints(&sdk)?;
+    }
     if sdk.region().is_none() {
         return Err(Error::new(
             ErrorKind::InvalidInput,
@@ -174,6 +183,50 @@ pub(crate) async fn load(opts: &AwsOptions) -> Result<aws_config::SdkConfig> {
         );
     }
     Ok(sdk)
+}
+
+/// The services the adapter calls, by the SDK's service id (`AWS_ENDPOINT_URL_<ID>`).
+const SERVICES: [&str; 3] = ["EC2", "STS", "DLM"];
+
+/// Every endpoint the standard chain configured (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_EC2` and the
+/// like, a profile's `endpoint_url` and its `services` section) under core's one URL rule, so
+/// that no signed request goes out in plain http to another machine. `--endpoint` (which wins
+/// over all of them) was checked with the other flags.
+fn check_configured_endpoints(sdk: &aws_config::SdkConfig) -> Result<()> {
+    let mut found = Vec::new();
+    if let Some(e) = sdk.endpoint_url() {
+        found.push((
+            "AWS_ENDPOINT_URL (or the profile's endpoint_url)".to_owned(),
+            e.to_owned(),
+        ));
+    }
+    if let Some(conf) = sdk.service_config() {
+        for id in SERVICES {
+            let key = aws_types::service_config::ServiceConfigKey::builder()
+                .service_id(id)
+                .env("AWS_ENDPOINT_URL")
+                .profile("endpoint_url")
+                .build();
+            if let Some(e) = key.ok().and_then(|k| conf.load_config(k)) {
+                let from = format!(
+                    "AWS_ENDPOINT_URL_{id} (or the profile's services endpoint_url for {})",
+                    id.to_ascii_lowercase()
+                );
+                found.push((from, e));
+            }
+        }
+    }
+    check_endpoints(found)
+}
+
+/// Each `(source, url)` under the one URL rule; the error names the source, not the URL.
+pub(crate) fn check_endpoints(found: Vec<(String, String)>) -> Result<()> {
+    for (from, e) in found {
+        if let Err(why) = bootstrap_core::endpoint::check(&e) {
+            return Err(invalid(format!("invalid {from}: {why}")));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! EC2's errors (an `<Errors><Error><Code>` XML body, surfaced by the SDK as
 //! [`ProvideErrorMetadata::code`]) mapped onto the core's kinds by code, never by message text.
 //!
-//! Codes are those of the EC2 API reference, "Error codes for the Amazon EC2 API". The SDK has
-//! already retried throttling and 5xx answers (standard retry mode) when an error gets here; the
-//! core may retry once more by kind, the adapter never does.
+//! Codes are those of the EC2 API reference, "Error codes for the Amazon EC2 API". The SDK makes
+//! one attempt per call (its retries are off, see `config::load`): the core's retry loop decides
+//! by kind, the adapter never retries.
 
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
@@ -178,7 +178,7 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// The kind for an EC2 error code.
 fn kind_for_code(code: &str) -> Option<ErrorKind> {
     Some(match code {
-        // The SDK's standard retry mode treats these as throttling and has already backed off.
+        // Throttling: the core's retry loop backs off.
         "RequestLimitExceeded"
         | "Throttling"
         | "ThrottlingException"

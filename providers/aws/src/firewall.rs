@@ -7,13 +7,15 @@
 //! EC2 answers `DependencyViolation`, which is `ErrorKind::InUse`, and the core polls.
 
 use aws_sdk_ec2::Client;
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup};
 use bootstrap_core::model::{Protocol, RuleChange, rule_changes};
 use bootstrap_core::{Error, ErrorKind, Firewall, FirewallRule, FirewallSpec, Labels, Result};
 use ipnet::IpNet;
 
 use crate::AwsOptions;
-use crate::error::{sdk, sdk_opt};
+use crate::error::{AwsError, sdk, sdk_opt};
 use crate::tags;
 
 fn from_group(g: &SecurityGroup) -> Firewall {
@@ -178,8 +180,9 @@ pub(crate) async fn create(
     let id = out.group_id().unwrap_or_default().to_owned();
     let perms = permissions(spec);
     if !perms.is_empty() {
-        let added = sdk(
+        let added = done_unless_failed(
             "AuthorizeSecurityGroupIngress",
+            DUPLICATE,
             ec2.authorize_security_group_ingress()
                 .group_id(&id)
                 .set_ip_permissions(Some(perms))
@@ -187,18 +190,26 @@ pub(crate) async fn create(
                 .await,
         );
         if let Err(e) = added {
-            if let Err(d) = delete(ec2, &id).await {
-                tracing::warn!(group = %id, error = %d, "could not delete the security group whose rules failed; the rollback will");
-            }
+            // The message names the group either way, so that nobody looks for it in vain.
+            let fate = match delete(ec2, &id).await {
+                Ok(()) => format!("security group {} ({id}) deleted again", spec.name),
+                Err(d) => {
+                    tracing::warn!(group = %id, error = %d, "could not delete the security group whose rules failed; the rollback will");
+                    format!(
+                        "security group {} ({id}) left for the rollback: {d}",
+                        spec.name
+                    )
+                }
+            };
             // EC2 is eventually consistent: a group just created can be unknown to the next
             // call for a moment. That may pass, so the core's retry makes the group again.
             if e.kind() == &ErrorKind::NotFound {
                 return Err(Error::new(
                     ErrorKind::Transient,
-                    format!("{e} (the new security group was not visible yet)"),
+                    format!("{e} (the new security group was not visible yet; {fate})"),
                 ));
             }
-            return Err(e);
+            return Err(e.context(fate));
         }
     }
     Ok(Firewall {
@@ -234,8 +245,9 @@ pub(crate) async fn update(ec2: &Client, group: &Firewall, wanted: &[FirewallRul
     let remove: Vec<FirewallRule> = changes.iter().map(|c| with(c, &c.remove)).collect();
     let add = permissions_for(&add);
     if !add.is_empty() {
-        sdk(
+        done_unless_failed(
             "AuthorizeSecurityGroupIngress",
+            DUPLICATE,
             ec2.authorize_security_group_ingress()
                 .group_id(&group.id)
                 .set_ip_permissions(Some(add))
@@ -245,8 +257,9 @@ pub(crate) async fn update(ec2: &Client, group: &Firewall, wanted: &[FirewallRul
     }
     let remove = permissions_for(&remove);
     if !remove.is_empty() {
-        sdk(
+        done_unless_failed(
             "RevokeSecurityGroupIngress",
+            "InvalidPermission.NotFound",
             ec2.revoke_security_group_ingress()
                 .group_id(&group.id)
                 .set_ip_permissions(Some(remove))
@@ -255,6 +268,34 @@ pub(crate) async fn update(ec2: &Client, group: &Firewall, wanted: &[FirewallRul
         )?;
     }
     Ok(())
+}
+
+/// What EC2 answers an authorize whose rules are all there already.
+const DUPLICATE: &str = "InvalidPermission.Duplicate";
+
+/// The answer to a rule change; `already` is the code EC2 gives when the change is in place
+/// already (a first attempt that succeeded but lost its answer, sent again by the core's
+/// retry): that counts as success, not as a failed create.
+fn done_unless_failed<T, E>(
+    action: &'static str,
+    already: &str,
+    r: std::result::Result<T, SdkError<E, HttpResponse>>,
+) -> Result<()>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let e = AwsError::from_sdk(action, e);
+            if e.code() == Some(already) {
+                tracing::debug!(action, code = already, "already in place: done");
+                Ok(())
+            } else {
+                Err(e.into())
+            }
+        }
+    }
 }
 
 /// Deletes a security group; gone is fine, still used is `InUse`.

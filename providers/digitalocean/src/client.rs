@@ -39,7 +39,7 @@ impl Client {
                 Auth::Bearer(token),
                 "digitalocean",
                 crate::error::parse,
-            )
+            )?
             .with_rate_limit_style(RateLimitStyle::ResetNextToken),
         })
     }

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use bootstrap_core::secret::token;
 use bootstrap_core::{Error, ErrorKind, Secret};
 use serde::Deserialize;
 
@@ -144,6 +145,17 @@ pub enum ConfigError {
         /// The config file.
         path: PathBuf,
     },
+    /// A token that holds a control character (one trailing newline is trimmed).
+    #[error(transparent)]
+    Token(#[from] bootstrap_core::secret::TokenError),
+    /// An endpoint that breaks the one URL rule ([`bootstrap_core::endpoint::check`]).
+    #[error("invalid {from}: {why}")]
+    Endpoint {
+        /// Where it was set (`DIGITALOCEAN_API_URL`, or the config file's `api-url`).
+        from: String,
+        /// What is wrong, with the fix (the URL is not echoed: it may carry a password).
+        why: bootstrap_core::endpoint::EndpointError,
+    },
     /// The file is not doctl's YAML (the contents are not quoted: they hold tokens).
     #[error("{} is not a valid doctl config (contents not shown)", .path.display())]
     Invalid {
@@ -228,7 +240,9 @@ pub fn credentials(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ConfigError> {
     let var = |name: &str| env(name).filter(|v| !v.is_empty());
-    let endpoint_env = var(DIGITALOCEAN_API_URL);
+    let endpoint_env = var(DIGITALOCEAN_API_URL)
+        .map(|e| checked(DIGITALOCEAN_API_URL.to_owned(), e))
+        .transpose()?;
     // A variable token wins outright; the file is then only read for a context asked for.
     let env_token = [DIGITALOCEAN_TOKEN, DIGITALOCEAN_ACCESS_TOKEN]
         .into_iter()
@@ -237,11 +251,11 @@ pub fn credentials(
         .map(|x| Path::new(&x).join("doctl/config.yaml"))
         .or_else(|| var(HOME).map(|h| Path::new(&h).join(DEFAULT_CONFIG_PATH)));
     let explicit = context.filter(|c| !c.is_empty());
-    if let Some((name, token)) = &env_token
+    if let Some((name, t)) = &env_token
         && explicit.is_none()
     {
         return Ok(Credentials {
-            token: Secret::new(token.clone()),
+            token: token(name, t)?,
             endpoint: endpoint_env,
             token_source: TokenSource::Env(name),
         });
@@ -262,11 +276,18 @@ pub fn credentials(
                 .map(|c| (c, ContextFrom::File))
         })
         .unwrap_or_else(|| (DEFAULT_CONTEXT.to_owned(), ContextFrom::File));
-    let endpoint = endpoint_env.or_else(|| {
-        file.as_ref()
+    let endpoint = match endpoint_env {
+        Some(e) => Some(e),
+        None => file
+            .as_ref()
             .and_then(|f| f.api_url.clone())
             .filter(|u| !u.is_empty())
-    });
+            .map(|e| {
+                let from = format!("api-url in {}", path.clone().unwrap_or_default().display());
+                checked(from, e)
+            })
+            .transpose()?,
+    };
     let found = file.as_ref().and_then(|f| f.token_of(&name));
     match (found, env_token) {
         // An explicit context must exist even when a variable holds the token.
@@ -280,7 +301,13 @@ pub fn credentials(
             })
         }
         (Some(Some(t)), _) => Ok(Credentials {
-            token: Secret::new(t),
+            token: token(
+                &format!(
+                    "the token of doctl context {name:?} in {}",
+                    path.clone().unwrap_or_default().display()
+                ),
+                t,
+            )?,
             endpoint,
             token_source: TokenSource::Context {
                 name,
@@ -288,7 +315,7 @@ pub fn credentials(
             },
         }),
         (_, Some((var_name, t))) => Ok(Credentials {
-            token: Secret::new(t),
+            token: token(var_name, &t)?,
             endpoint,
             token_source: TokenSource::Env(var_name),
         }),
@@ -296,6 +323,14 @@ pub fn credentials(
             context: Some(name),
         }),
         (None, None) => Err(ConfigError::NoToken { context: None }),
+    }
+}
+
+/// `e` under the one URL rule, `from` naming where it was set.
+fn checked(from: String, e: String) -> Result<String, ConfigError> {
+    match bootstrap_core::endpoint::check(&e) {
+        Ok(_) => Ok(e),
+        Err(why) => Err(ConfigError::Endpoint { from, why }),
     }
 }
 

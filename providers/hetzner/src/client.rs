@@ -35,7 +35,7 @@ impl Client {
                 Auth::Bearer(token),
                 "hetzner",
                 crate::error::parse,
-            ),
+            )?,
         })
     }
 

@@ -16,6 +16,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use bootstrap_core::secret::token;
 use bootstrap_core::{Error, ErrorKind, Secret};
 use serde::Deserialize;
 
@@ -154,6 +155,17 @@ pub enum ConfigError {
         /// The config file.
         path: PathBuf,
     },
+    /// A token that holds a control character (one trailing newline is trimmed).
+    #[error(transparent)]
+    Token(#[from] bootstrap_core::secret::TokenError),
+    /// An endpoint that breaks the one URL rule ([`bootstrap_core::endpoint::check`]).
+    #[error("invalid {from}: {why}")]
+    Endpoint {
+        /// Where it was set (`HCLOUD_ENDPOINT`, or the config file's setting).
+        from: String,
+        /// What is wrong, with the fix (the URL is not echoed: it may carry a password).
+        why: bootstrap_core::endpoint::EndpointError,
+    },
     /// The config file is not the `hcloud` CLI's TOML (the contents are not quoted: they hold
     /// tokens).
     #[error("{} is not a valid hcloud config{} (contents not shown)", .path.display(), line_note(*.line))]
@@ -280,10 +292,18 @@ pub fn credentials(
             }
         }
     };
+    let file_name = || path.clone().unwrap_or_default().display().to_string();
     let (token, token_source) = match (var(HCLOUD_TOKEN), selected) {
-        (Some(t), _) => (Secret::new(t), TokenSource::Env),
+        (Some(t), _) => (token(HCLOUD_TOKEN, &t)?, TokenSource::Env),
         (None, Some(c)) if !c.token.is_empty() => (
-            Secret::new(c.token.clone()),
+            token(
+                &format!(
+                    "the token of hcloud context {:?} in {}",
+                    c.name,
+                    file_name()
+                ),
+                &c.token,
+            )?,
             TokenSource::Context {
                 name: c.name.clone(),
                 path: path.clone().unwrap_or_default(),
@@ -303,11 +323,28 @@ pub fn credentials(
     };
     let non_empty = |e: &Option<String>| e.clone().filter(|e| !e.is_empty());
     let endpoint = var(HCLOUD_ENDPOINT)
-        .or_else(|| selected.and_then(|c| non_empty(&c.preferences.endpoint)))
+        .map(|e| (e, HCLOUD_ENDPOINT.to_owned()))
+        .or_else(|| {
+            selected.and_then(|c| {
+                non_empty(&c.preferences.endpoint).map(|e| {
+                    let from =
+                        format!("endpoint of hcloud context {:?} in {}", c.name, file_name());
+                    (e, from)
+                })
+            })
+        })
         .or_else(|| {
             file.as_ref()
                 .and_then(|f| non_empty(&f.preferences.endpoint))
+                .map(|e| (e, format!("[preferences] endpoint in {}", file_name())))
         });
+    let endpoint = match endpoint {
+        Some((e, from)) => match bootstrap_core::endpoint::check(&e) {
+            Ok(_) => Some(e),
+            Err(why) => return Err(ConfigError::Endpoint { from, why }),
+        },
+        None => None,
+    };
     Ok(Credentials {
         token,
         endpoint,
@@ -536,6 +573,33 @@ mod tests {
         let e = read(None, &env).unwrap_err();
         assert!(matches!(e, ConfigError::TokenCommand { .. }), "{e}");
         assert!(!e.to_string().contains("pass show"), "{e}");
+    }
+
+    #[test]
+    fn tokens_are_trimmed_of_one_newline_and_endpoints_checked() {
+        // See: issue 13, finding 11 (token) and finding 1 (every endpoint source).
+        let (_d, mut env) = setup(&config());
+        env.insert(HCLOUD_TOKEN, "from-env\n".into());
+        assert_eq!(read(None, &env).unwrap().token.expose(), "from-env");
+        env.insert(HCLOUD_TOKEN, "from\nenv".into());
+        let msg = read(None, &env).unwrap_err().to_string();
+        assert!(msg.starts_with("HCLOUD_TOKEN holds a control"), "{msg}");
+        assert!(!msg.contains("from\nenv"), "{msg}");
+        env.insert(HCLOUD_TOKEN, "t".into());
+        env.insert(HCLOUD_ENDPOINT, "http://vm:4099\\@127.0.0.1/".into());
+        let msg = read(None, &env).unwrap_err().to_string();
+        assert!(msg.starts_with("invalid HCLOUD_ENDPOINT: "), "{msg}");
+        env.remove(HCLOUD_ENDPOINT);
+        let (_d, mut env) =
+            setup(&config().replace("https://b.example/v1", "http://evil.example/v1"));
+        env.insert(HCLOUD_CONTEXT, "b".into());
+        let e = read(None, &env).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("endpoint of hcloud context \"b\"") && msg.contains("evil.example"),
+            "{msg}"
+        );
+        assert!(!msg.contains(TOKEN_B), "{msg}");
     }
 
     #[test]

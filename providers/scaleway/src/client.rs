@@ -42,7 +42,7 @@ impl Client {
                 Auth::Header("X-Auth-Token", secret),
                 "scaleway",
                 crate::error::parse,
-            )
+            )?
             .with_rate_limit_style(RateLimitStyle::None),
             project,
             zone: RwLock::new(zone),

@@ -138,6 +138,17 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
     },
+    /// A secret key that holds a control character (one trailing newline is trimmed).
+    #[error(transparent)]
+    Token(#[from] bootstrap_core::secret::TokenError),
+    /// An API URL that breaks the one URL rule ([`bootstrap_core::endpoint::check`]).
+    #[error("invalid {from}: {why}")]
+    Endpoint {
+        /// Where it was set (`SCW_API_URL`, or the config file's `api_url`).
+        from: String,
+        /// What is wrong, with the fix (the URL is not echoed: it may carry a password).
+        why: bootstrap_core::endpoint::EndpointError,
+    },
     /// The file is not the `scw` CLI's YAML (contents are not quoted: they hold keys).
     #[error("{} is not a valid scw config (contents not shown)", .path.display())]
     Invalid {
@@ -244,15 +255,36 @@ pub fn credentials(
         },
         None => (None, Profile::default()),
     };
-    let pick = |env_name: &str, f: fn(&Profile) -> &Option<String>| {
+    // The value and where it was set: the variable, else the profile's key, else the top level's.
+    let pick_from = |env_name: &str, key: &str, f: fn(&Profile) -> &Option<String>| {
+        let in_file = |p: &Profile, which: &str| {
+            f(p).clone().filter(|v| !v.is_empty()).map(|v| {
+                let file = path.clone().unwrap_or_default();
+                (v, format!("{key} of {which} in {}", file.display()))
+            })
+        };
         var(env_name)
-            .or_else(|| f(&profile).clone().filter(|v| !v.is_empty()))
-            .or_else(|| f(&top).clone().filter(|v| !v.is_empty()))
+            .map(|v| (v, env_name.to_owned()))
+            .or_else(|| {
+                let which = format!("scw profile {:?}", profile_name.as_deref().unwrap_or(""));
+                in_file(&profile, &which)
+            })
+            .or_else(|| in_file(&top, "the default scw profile"))
     };
-    let secret =
-        pick(SCW_SECRET_KEY, |p| &p.secret_key).ok_or_else(|| ConfigError::NoSecretKey {
+    let pick = |env_name: &str, f: fn(&Profile) -> &Option<String>| {
+        pick_from(env_name, "", f).map(|(v, _)| v)
+    };
+    let (secret, secret_from) = pick_from(SCW_SECRET_KEY, "secret_key", |p| &p.secret_key)
+        .ok_or_else(|| ConfigError::NoSecretKey {
             profile: profile_name.clone(),
         })?;
+    let api_url = match pick_from(SCW_API_URL, "api_url", |p| &p.api_url) {
+        Some((e, from)) => match bootstrap_core::endpoint::check(&e) {
+            Ok(_) => Some(e),
+            Err(why) => return Err(ConfigError::Endpoint { from, why }),
+        },
+        None => None,
+    };
     // The organization's id is its default project's id, as for the SDK.
     let project = pick(SCW_DEFAULT_PROJECT_ID, |p| &p.default_project_id)
         .or_else(|| pick(SCW_DEFAULT_ORGANIZATION_ID, |p| &p.default_organization_id))
@@ -260,10 +292,10 @@ pub fn credentials(
             profile: profile_name.clone(),
         })?;
     Ok(Credentials {
-        secret_key: Secret::new(secret.trim()),
+        secret_key: bootstrap_core::secret::token(&secret_from, &secret)?,
         project_id: project.trim().to_owned(),
         zone: pick(SCW_DEFAULT_ZONE, |p| &p.default_zone),
-        api_url: pick(SCW_API_URL, |p| &p.api_url),
+        api_url,
         profile: profile_name,
     })
 }

@@ -7,6 +7,8 @@ use std::future::Future;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::deadline::Deadline;
+
 use super::{
     Existing, FlowConfig, ResourceRef, Teardown, find_or_create, teardown, wait_operations,
 };
@@ -74,7 +76,9 @@ pub async fn create(
     progress.step("looking up existing resources");
     // Whether this plan asks for a native schedule (a broken label set fails in `run`).
     let native = native_spec(plan).ok().flatten().is_some();
-    let existing = match existing(p, &selector, cfg, native).await {
+    // One deadline for the look-up and the run; the rollback gets its own (see `teardown`).
+    let deadline = Deadline::after(cfg.timeout);
+    let existing = match deadline.scope(existing(p, &selector, cfg, native)).await {
         Ok(e) => e,
         // Nothing was created yet: no rollback to do.
         Err(error) => {
@@ -85,7 +89,7 @@ pub async fn create(
         }
     };
     let result = tokio::select! {
-        r = run(p, plan, cfg, progress) => r,
+        r = deadline.scope(run(p, plan, cfg, progress)) => r,
         () = cancel => Err(Error::new(ErrorKind::Cancelled, "interrupted")),
     };
     match result {
@@ -159,7 +163,7 @@ async fn run(
     cfg: &FlowConfig,
     progress: &dyn Progress,
 ) -> Result<CreateOutcome> {
-    let deadline = Instant::now() + cfg.timeout;
+    let deadline = super::flow_deadline(cfg);
     let selector = Labels::deployment(&plan.deployment);
     let desc = p.description();
     let mut created = Vec::new();
@@ -287,7 +291,7 @@ async fn run(
     // Some clouds are eventually consistent (EC2): a server just created can be unknown to a
     // get for a while. Not seen yet is only "gone" once it was seen, or after the provider's
     // grace period.
-    let unseen_until = Instant::now() + desc.visibility_grace;
+    let unseen_until = crate::deadline::after(desc.visibility_grace);
     let seen = std::sync::atomic::AtomicBool::new(!server_made);
     let server = wait_until(&cfg.poll, deadline, &what, || async {
         match retry(&cfg.retry, &what, || p.get_server(&server.id)).await? {

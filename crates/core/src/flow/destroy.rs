@@ -2,10 +2,10 @@
 //! takes no image of a server being deleted), then servers (waiting until they are gone), then
 //! firewalls, then keys — a key only when no other managed server still uses it.
 
+use crate::deadline::Deadline;
 use serde::Serialize;
-use tokio::time::Instant;
 
-use super::{Existing, FlowConfig, ResourceRef, wait_operations};
+use super::{Existing, FlowConfig, ResourceRef, final_error, wait_operations};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{DeploymentName, LABEL_SSH_KEY, Labels, only_matching, only_ours};
 use crate::poll::wait_until;
@@ -40,6 +40,18 @@ pub enum Snapshots {
 /// Removes everything labelled with `deployment`; running it twice is fine. Snapshots are kept
 /// unless `snapshots` says otherwise.
 pub async fn destroy(
+    p: &dyn Provider,
+    deployment: &DeploymentName,
+    cfg: &FlowConfig,
+    progress: &dyn Progress,
+    snapshots: Snapshots,
+) -> Result<Teardown> {
+    Deadline::after(cfg.timeout)
+        .scope(destroy_all(p, deployment, cfg, progress, snapshots))
+        .await
+}
+
+async fn destroy_all(
     p: &dyn Provider,
     deployment: &DeploymentName,
     cfg: &FlowConfig,
@@ -93,12 +105,110 @@ pub async fn teardown(
     progress: &dyn Progress,
     native_schedule: bool,
 ) -> Result<Teardown> {
-    let deadline = Instant::now() + cfg.timeout;
+    let mut out = Teardown::default();
+    let done = Deadline::after(cfg.timeout)
+        .scope(teardown_all(
+            p,
+            deployment,
+            keep,
+            cfg,
+            progress,
+            native_schedule,
+            &mut out,
+        ))
+        .await;
+    match done {
+        Ok(()) => Ok(out),
+        Err(e) => Err(partly_done(p, deployment, keep, cfg, &out, e).await),
+    }
+}
+
+/// The error of a teardown that stopped halfway, saying what it removed and what is still
+/// there (looked up again, best effort), so that nobody has to guess.
+async fn partly_done(
+    p: &dyn Provider,
+    deployment: &DeploymentName,
+    keep: &Existing,
+    cfg: &FlowConfig,
+    out: &Teardown,
+    e: Error,
+) -> Error {
+    let names = |v: &[ResourceRef]| {
+        if v.is_empty() {
+            "nothing".to_owned()
+        } else {
+            v.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    // A short deadline of its own: the run's may be spent, and this is only a report.
+    let left = Deadline::after(cfg.timeout.min(std::time::Duration::from_secs(30)))
+        .scope(remaining(p, deployment, keep, cfg))
+        .await;
+    let left = match left {
+        Ok(v) => names(&v),
+        Err(why) => format!("unknown (listing failed: {why})"),
+    };
+    Error::new(
+        e.kind().clone(),
+        format!("{e}; removed: {}; still there: {left}", names(&out.removed)),
+    )
+}
+
+/// The deployment's servers, firewalls and keys that still exist, except `keep`.
+async fn remaining(
+    p: &dyn Provider,
+    deployment: &DeploymentName,
+    keep: &Existing,
+    cfg: &FlowConfig,
+) -> Result<Vec<ResourceRef>> {
+    let selector = Labels::deployment(deployment);
+    let r = &cfg.retry;
+    let own = p.description().ownership;
+    let mut left = Vec::new();
+    let servers = retry(r, "list servers", || p.list_servers(&selector)).await?;
+    left.extend(
+        only_ours(servers, &selector, own.server)
+            .into_iter()
+            .map(|s| ("server", s.id, s.name)),
+    );
+    let firewalls = retry(r, "list firewalls", || p.list_firewalls(&selector)).await?;
+    left.extend(
+        only_ours(firewalls, &selector, own.firewall)
+            .into_iter()
+            .map(|f| ("firewall", f.id, f.name)),
+    );
+    if p.description().key_resource {
+        let keys = retry(r, "list ssh keys", || p.list_ssh_keys(&selector)).await?;
+        left.extend(
+            only_ours(keys, &selector, own.ssh_key)
+                .into_iter()
+                .map(|k| ("ssh_key", k.id, k.name)),
+        );
+    }
+    Ok(left
+        .into_iter()
+        .filter(|(kind, id, _)| !keep.contains(&(*kind, id.clone())))
+        .map(|(kind, id, name)| ResourceRef { kind, id, name })
+        .collect())
+}
+
+async fn teardown_all(
+    p: &dyn Provider,
+    deployment: &DeploymentName,
+    keep: &Existing,
+    cfg: &FlowConfig,
+    progress: &dyn Progress,
+    native_schedule: bool,
+    out: &mut Teardown,
+) -> Result<()> {
+    let deadline = super::flow_deadline(cfg);
     let selector = Labels::deployment(deployment);
     let r = &cfg.retry;
     let kept_id = |kind: &'static str, id: &str| keep.contains(&(kind, id.to_owned()));
     let own = p.description().ownership;
-    let mut out = Teardown::default();
 
     let servers = only_ours(
         retry(r, "list servers", || p.list_servers(&selector)).await?,
@@ -155,10 +265,10 @@ pub async fn teardown(
         wait_operations(p, &ops, cfg, deadline).await?;
         let what = format!("server {} to be gone", s.id);
         wait_until(&cfg.poll, deadline, &what, || async {
-            Ok(retry(r, &what, || p.get_server(&s.id))
-                .await?
-                .is_none()
-                .then_some(()))
+            match retry(r, &what, || p.get_server(&s.id)).await {
+                Ok(found) => Ok(found.is_none().then_some(())),
+                Err(e) => Err(final_error(e)),
+            }
         })
         .await?;
         if !backups.is_empty() {
@@ -196,7 +306,9 @@ pub async fn teardown(
             match retry(r, "delete firewall", || p.delete_firewall(&f.id)).await {
                 Ok(()) => Ok(Some(())),
                 Err(e) if e.kind() == &ErrorKind::InUse => Ok(None),
-                Err(e) => Err(e),
+                // Any other answer (a 500 included, after its retries) is the API's error, not
+                // a reason to wait on until the timeout.
+                Err(e) => Err(final_error(e)),
             }
         })
         .await?;
@@ -250,7 +362,7 @@ pub async fn teardown(
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The error a failed rollback leaves the user with: what failed and the exact command to finish.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::FlowConfig;
+use crate::deadline::Deadline;
 use crate::describe::deployment_of;
 use crate::error::Result;
 use crate::model::{Labels, Server, only_ours};
@@ -26,6 +27,10 @@ pub struct DeploymentSummary {
 
 /// Every deployment that has at least one labelled resource, sorted by name.
 pub async fn list(p: &dyn Provider, cfg: &FlowConfig) -> Result<Vec<DeploymentSummary>> {
+    Deadline::after(cfg.timeout).scope(list_all(p, cfg)).await
+}
+
+async fn list_all(p: &dyn Provider, cfg: &FlowConfig) -> Result<Vec<DeploymentSummary>> {
     let sel = Labels::managed();
     let r = &cfg.retry;
     let own = p.description().ownership;

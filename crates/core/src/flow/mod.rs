@@ -21,11 +21,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::deadline::Deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Operation, OperationStatus};
 use crate::poll::{PollConfig, wait_until};
 use crate::provider::Provider;
-use crate::retry::{RetryConfig, retry};
+use crate::retry::{RetryConfig, pause, retry};
 
 /// Retry, polling and overall-time settings for one run of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,12 @@ impl Default for FlowConfig {
             timeout: Duration::from_secs(600),
         }
     }
+}
+
+/// The deadline of the waits of this flow: the [`Deadline`] it runs under, else `cfg.timeout`
+/// from now (checked: never a panic, whatever the timeout).
+pub(crate) fn flow_deadline(cfg: &FlowConfig) -> Instant {
+    Deadline::current().map_or_else(|| crate::deadline::after(cfg.timeout), |d| d.at())
 }
 
 /// Kind and id of a resource, used to tell what a run found from what it made.
@@ -85,7 +92,12 @@ pub(crate) async fn wait_operations(
     for op in ops {
         let what = format!("{} action {} ({})", p.name(), op.id, op.what);
         wait_until(&cfg.poll, deadline, &what, || async {
-            match retry(&cfg.retry, &what, || p.operation_status(op)).await? {
+            // The status check has had its retries: its error ends the wait as itself.
+            let status = match retry(&cfg.retry, &what, || p.operation_status(op)).await {
+                Ok(s) => s,
+                Err(e) => return Err(final_error(e)),
+            };
+            match status {
                 OperationStatus::Running => Ok(None),
                 OperationStatus::Succeeded => Ok(Some(())),
                 OperationStatus::Failed(msg) => Err(Error::new(
@@ -97,6 +109,17 @@ pub(crate) async fn wait_operations(
         .await?;
     }
     Ok(())
+}
+
+/// An error that has had its retries, so that a poll reports it instead of polling on until a
+/// timeout: its kind becomes non-retryable (the message stays the API's own).
+pub(crate) fn final_error(e: Error) -> Error {
+    if e.is_retryable() {
+        let msg = e.to_string();
+        Error::new(ErrorKind::Other, msg).with_source(e)
+    } else {
+        e
+    }
 }
 
 /// Finds an existing resource, else creates it; written once for keys, firewalls and servers.
@@ -138,7 +161,7 @@ where
             Err(e) if e.is_retryable() && attempt < cfg.max_retries => {
                 let wait = cfg.wait_for(e.kind(), attempt, &mut rand::thread_rng());
                 tracing::debug!(what, attempt, ?wait, error = %e, "create failed, looking up before retrying");
-                tokio::time::sleep(wait).await;
+                pause(what, e, wait).await?;
             }
             Err(e) => return Err(e),
         }

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::deadline::Deadline;
 use futures::StreamExt;
 use serde::Serialize;
 use time::OffsetDateTime;
-use tokio::time::Instant;
 
 use super::{FlowConfig, wait_operations};
 use crate::error::{Error, ErrorKind, Result};
@@ -99,6 +99,18 @@ pub async fn sync_native_schedule(
     if spec.is_none() && !had_native {
         return Ok(None);
     }
+    Deadline::after(cfg.timeout)
+        .scope(replace_native_schedules(p, cfg, deployment, spec))
+        .await
+}
+
+/// Makes `spec` (if any) and then removes every other native schedule of `deployment`.
+async fn replace_native_schedules(
+    p: &dyn Provider,
+    cfg: &FlowConfig,
+    deployment: &crate::model::DeploymentName,
+    spec: Option<crate::model::NativeScheduleSpec>,
+) -> Result<Option<crate::model::NativeSchedule>> {
     let r = &cfg.retry;
     let selector = Labels::deployment(deployment);
     let old = only_matching(
@@ -136,10 +148,15 @@ pub async fn snapshot_run(
     let managed = Labels::managed();
     let r = &cfg.retry;
     progress.step("listing servers and snapshots");
-    let (servers, snapshots) = futures::join!(
-        retry(r, "list servers", || p.list_servers(&managed)),
-        retry(r, "list snapshots", || p.list_snapshots(&managed)),
-    );
+    // The listing, and then each server, get their own --timeout.
+    let (servers, snapshots) = Deadline::after(cfg.timeout)
+        .scope(async {
+            futures::join!(
+                retry(r, "list servers", || p.list_servers(&managed)),
+                retry(r, "list snapshots", || p.list_snapshots(&managed)),
+            )
+        })
+        .await;
     let own = p.description().ownership;
     let servers = only_ours(servers?, &managed, own.server);
     // One paginated list for all servers instead of one call per server: the job of 1,000
@@ -160,7 +177,17 @@ pub async fn snapshot_run(
         .collect();
     let mut reports: Vec<ServerReport> = futures::stream::iter(work)
         .map(|(server, deployment, snaps)| async move {
-            one_server(p, cfg, opts, progress, &server, &deployment, snaps).await
+            Deadline::after(cfg.timeout)
+                .scope(one_server(
+                    p,
+                    cfg,
+                    opts,
+                    progress,
+                    &server,
+                    &deployment,
+                    snaps,
+                ))
+                .await
         })
         .buffer_unordered(opts.concurrency.max(1))
         .filter_map(|r| async move { r })
@@ -321,7 +348,7 @@ async fn run_slot(
             Err(e) => return Err(e),
         };
         let id = snapshot.id.clone();
-        let deadline = Instant::now() + cfg.timeout;
+        let deadline = super::flow_deadline(cfg);
         wait_operations(p, &pending, cfg, deadline).await?;
         // Where the provider reports an operation, its success means the snapshot is usable
         // (Hetzner); otherwise poll the snapshot's own state (AWS).
