@@ -234,9 +234,12 @@ pub fn locate(
     name: Option<&DeploymentName>,
 ) -> anyhow::Result<(ProviderKind, Option<crate::state::ConnectionRecord>)> {
     let stored = |kind: ProviderKind| -> anyhow::Result<Option<crate::state::ConnectionRecord>> {
+        // An unreadable record only loses the stored connection: `destroy` must still work.
         Ok(match name {
             Some(n) => crate::state::DeploymentDir::new(kind.name(), n)?
-                .load_record()?
+                .load_record()
+                .ok()
+                .flatten()
                 .and_then(|r| r.connection),
             None => None,
         })

@@ -153,7 +153,9 @@ fn dry_run<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 #[test]
 fn keys_sshd_would_refuse_are_refused_offline_with_the_fix() {
     let api = Counter::new();
-    let b = Bin::new();
+    let mut b = Bin::new();
+    // No token: a dry run with one would read the API (the plan compares with the cloud).
+    b.unset("HCLOUD_TOKEN");
     for image in ["ubuntu-24.04", "debian-11"] {
         for file in [
             "rsa1024.pub",
@@ -188,6 +190,7 @@ fn keys_sshd_would_refuse_are_refused_offline_with_the_fix() {
         }
     }
     // A real create is refused just the same, before any call.
+    b.env("HCLOUD_TOKEN", "t");
     let key = testdata("rsa1024.pub");
     let mut args = dry_run(&api.url, &["--ssh-key", key.to_str().unwrap()]);
     args.retain(|a| *a != "--dry-run");
@@ -354,7 +357,9 @@ fn hostile_local_files_are_refused_at_once() {
 fn state_dirs_another_user_could_change_are_refused() {
     use std::os::unix::fs::PermissionsExt as _;
     let api = Counter::new();
-    let b = Bin::new();
+    let mut b = Bin::new();
+    // No token: the dry runs stay offline (with one they would read the API).
+    b.unset("HCLOUD_TOKEN");
     let root = b.state_dir();
     let deployment = root.join("hetzner").join("w");
     std::fs::create_dir_all(&deployment).unwrap();
@@ -481,7 +486,9 @@ fn destroy_removes_exactly_the_files_it_wrote() {
 #[test]
 fn ssh_from_and_admin_user_semantics() {
     let api = Counter::new();
-    let b = Bin::new();
+    let mut b = Bin::new();
+    // No token: the dry runs stay offline (with one they would read the API).
+    b.unset("HCLOUD_TOKEN");
     for (nets, family) in [
         (["0.0.0.0/1", "128.0.0.0/1"], "IPv4"),
         (["::/1", "8000::/1"], "IPv6"),
@@ -698,7 +705,8 @@ fn hostile_files(g: &mut Gen, dir: &Path) -> Vec<String> {
 fn fuzz_hostile_values_are_refused_offline_without_a_call() {
     let api = Counter::new();
     let mut b = Bin::new();
-    b.env("HCLOUD_TOKEN", "CANARY_TOKEN_fz");
+    // Dry runs and renders without a token stay offline; the real creates below carry one.
+    b.unset("HCLOUD_TOKEN");
     let mut g = Gen(0x1313_2026_dead_beef);
     let mut cases: Vec<(String, String)> = Vec::new();
     for (flag, bases) in FLAGS {
@@ -762,7 +770,9 @@ fn fuzz_hostile_values_are_refused_offline_without_a_call() {
                 // A real create refuses it just the same, before any call.
                 if command == "create" {
                     args.retain(|a| *a != "--dry-run");
+                    b.env("HCLOUD_TOKEN", "CANARY_TOKEN_fz");
                     let real = run_within(&b, &args, Duration::from_secs(60));
+                    b.unset("HCLOUD_TOKEN");
                     refused_in_one_line(&real, &format!("{what} (real create)"));
                 }
             }

@@ -88,7 +88,8 @@ pub(crate) async fn server_gone(c: &Client, id: &str) -> Result<bool> {
     Ok(done)
 }
 
-/// Deletes the deployment's IPs that are attached to nothing and its restore images.
+/// Deletes the deployment's IPs that are attached to nothing, root volumes left detached by a
+/// server that is gone, and its restore images.
 pub(crate) async fn sweep_deployment(c: &Client, deployment: &str) -> Result<()> {
     let mut sel = Labels::managed();
     sel.insert(LABEL_DEPLOYMENT, deployment);
@@ -105,6 +106,23 @@ pub(crate) async fn sweep_deployment(c: &Client, deployment: &str) -> Result<()>
         .filter(|ip| ip.server.is_none() && labels_of(&ip.tags).matches(&sel))
     {
         c.delete(&c.inst(&format!("/ips/{}", ip.id))).await?;
+    }
+    // A root volume whose server vanished while a teardown was cut short: detached ("available"
+    // or "error"), tagged with a server of this deployment, and billed until deleted.
+    let volumes: Vec<BlockVolume> = c
+        .list_counted(
+            &c.block("/volumes"),
+            "volumes",
+            vec![("project_id", c.project.clone()), ("tags", tag.clone())],
+        )
+        .await?;
+    for v in volumes.iter().filter(|v| {
+        let l = labels_of(&v.tags);
+        l.matches(&sel)
+            && l.get(LABEL_SERVER).is_some()
+            && matches!(v.status.as_str(), "available" | "error")
+    }) {
+        c.delete(&c.block(&format!("/volumes/{}", v.id))).await?;
     }
     let images: Vec<ScwImage> = c
         .list_instance(
