@@ -16,7 +16,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::ArgMatches;
 use clap::parser::ValueSource;
@@ -50,10 +50,7 @@ fn path() -> Option<PathBuf> {
     if let Some(p) = env::var(BOOTSTRAP_CONFIG) {
         return Some(PathBuf::from(p));
     }
-    let base = env::var(env::XDG_CONFIG_HOME)
-        .map(PathBuf::from)
-        .or_else(|| env::var(env::HOME).map(|h| Path::new(&h).join(".config")))?;
-    Some(base.join("bootstrap").join("config.toml"))
+    Some(env::config_home()?.join("bootstrap").join("config.toml"))
 }
 
 /// The 1-based line of byte `offset` in `text`.

@@ -2,15 +2,10 @@
 //!
 //! Each provider reads its own credentials in its crate's `config` (`HCLOUD_TOKEN` and the
 //! `hcloud` CLI's config; the AWS SDK's standard chain), listed in its `Description`.
-//! `BOOTSTRAP_<PROVIDER>_ENDPOINT` is [`endpoint_var`].
+//! `BOOTSTRAP_<PROVIDER>_ENDPOINT` is [`endpoint_var`]; `HOME` and `XDG_STATE_HOME`/`XDG_CONFIG_HOME`
+//! are read through the `etcetera` crate ([`state_home`], [`config_home`]).
 /// Where private keys and other local state go (default: XDG state dir).
 pub const BOOTSTRAP_STATE_DIR: &str = "BOOTSTRAP_STATE_DIR";
-/// XDG base directory for state.
-pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
-/// Home directory.
-pub const HOME: &str = "HOME";
-/// XDG base directory for configuration (the user manager's units live under it).
-pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 /// Retries of a single API call after the first attempt (default 5).
 pub const BOOTSTRAP_RETRY_MAX: &str = "BOOTSTRAP_RETRY_MAX";
 /// First retry backoff in milliseconds (default 500).
@@ -29,4 +24,22 @@ pub fn endpoint_var(provider: &str) -> String {
 /// A variable's value, treating empty as unset.
 pub fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The XDG base directories: `XDG_STATE_HOME` / `XDG_CONFIG_HOME` when set to absolute paths,
+/// else under the home directory (`~/.local/state`, `~/.config`), as the spec says.
+fn xdg() -> Option<etcetera::base_strategy::Xdg> {
+    etcetera::base_strategy::Xdg::new().ok()
+}
+
+/// `$XDG_STATE_HOME`, else `~/.local/state`.
+pub fn state_home() -> Option<std::path::PathBuf> {
+    use etcetera::BaseStrategy as _;
+    xdg().and_then(|x| x.state_dir())
+}
+
+/// `$XDG_CONFIG_HOME`, else `~/.config`.
+pub fn config_home() -> Option<std::path::PathBuf> {
+    use etcetera::BaseStrategy as _;
+    xdg().map(|x| x.config_dir())
 }

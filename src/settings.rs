@@ -552,12 +552,9 @@ pub fn state_dir() -> anyhow::Result<PathBuf> {
     if let Some(d) = env::var(env::BOOTSTRAP_STATE_DIR) {
         return Ok(PathBuf::from(d));
     }
-    if let Some(d) = env::var(env::XDG_STATE_HOME) {
-        return Ok(Path::new(&d).join("bootstrap"));
-    }
-    let home = env::var(env::HOME)
-        .ok_or_else(|| bad("cannot find the state directory: set BOOTSTRAP_STATE_DIR or HOME"))?;
-    Ok(Path::new(&home).join(".local/state/bootstrap"))
+    env::state_home()
+        .map(|d| d.join("bootstrap"))
+        .ok_or_else(|| bad("cannot find the state directory: set BOOTSTRAP_STATE_DIR or HOME"))
 }
 
 /// Where the deployment's generated private key lives.

@@ -609,14 +609,9 @@ fn write_files(files: &[InstallFile]) -> anyhow::Result<Vec<&'static str>> {
 
 /// `$XDG_CONFIG_HOME`, else `~/.config`: where the user manager looks for units.
 fn config_home() -> anyhow::Result<PathBuf> {
-    if let Some(d) = crate::env::var(crate::env::XDG_CONFIG_HOME).filter(|d| d.starts_with('/')) {
-        return Ok(PathBuf::from(d));
-    }
-    crate::env::var(crate::env::HOME)
-        .map(|h| Path::new(&h).join(".config"))
-        .ok_or_else(|| {
-            bad("cannot find your config directory: set HOME, or pass --dir and --env-file")
-        })
+    crate::env::config_home().ok_or_else(|| {
+        bad("cannot find your config directory: set HOME, or pass --dir and --env-file")
+    })
 }
 
 /// A path that goes into a unit or a crontab as it is: absolute, no `..`, nothing that

@@ -125,3 +125,44 @@ fn unknown_keys_and_tables_are_refused_with_file_and_line() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn state_and_config_follow_the_xdg_spec() {
+    // XDG_STATE_HOME when absolute; a relative one is ignored (the spec), so ~/.local/state.
+    let mut b = Bin::new();
+    b.unset("BOOTSTRAP_STATE_DIR");
+    b.unset("HCLOUD_TOKEN");
+    let xdg = b.dir.path().join("xdg-state");
+    let args = [
+        "render",
+        "--provider",
+        "hetzner",
+        "--name",
+        "x1",
+        "--ssh-from",
+        "203.0.113.7/32",
+    ];
+    b.env("XDG_STATE_HOME", xdg.to_str().unwrap());
+    let r = b.run(&args);
+    r.expect_code(0);
+    assert!(
+        r.stderr().contains(&format!(
+            "{}/bootstrap/hetzner/x1/id_ed25519",
+            xdg.display()
+        )),
+        "{}",
+        r.stderr()
+    );
+    b.env("XDG_STATE_HOME", "relative/state");
+    let r = b.run(&args);
+    r.expect_code(0);
+    let home_state = b
+        .dir
+        .path()
+        .join(".local/state/bootstrap/hetzner/x1/id_ed25519");
+    assert!(
+        r.stderr().contains(&home_state.display().to_string()),
+        "{}",
+        r.stderr()
+    );
+}
