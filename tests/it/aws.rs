@@ -335,9 +335,9 @@ fn aws_lost_launch_answer_is_retried_with_the_same_client_token() {
     let moto = Moto::start();
     let proxy = Ec2Proxy::start(&moto.url());
     let view = Ec2View::new(&moto.url());
-    let mut b = bin(&proxy.url());
-    // Let the SDK retry, as it does by default: the retry must carry the same token.
-    b.env("AWS_MAX_ATTEMPTS", "2");
+    let b = bin(&proxy.url());
+    // The SDK makes one attempt (core retries): the lost launch is found again by its labels,
+    // or sent again with the same token; either way one instance.
     proxy.fail(
         "RunInstances",
         Fault::StatusAfter(500, "InternalError"),
@@ -345,8 +345,13 @@ fn aws_lost_launch_answer_is_retried_with_the_same_client_token() {
     );
     create(&b, "lost", &["--image", NOBLE_NEWEST]).expect_code(0);
     let runs = proxy.calls_of("RunInstances");
-    assert_eq!(runs.len(), 2, "{:?}", proxy.actions());
-    assert_eq!(runs[0].params["ClientToken"], runs[1].params["ClientToken"]);
+    assert!(!runs.is_empty(), "{:?}", proxy.actions());
+    assert!(
+        runs.iter()
+            .all(|r| r.params["ClientToken"] == runs[0].params["ClientToken"]),
+        "{:?}",
+        proxy.actions()
+    );
     assert_eq!(
         view.live_instances("lost").len(),
         1,

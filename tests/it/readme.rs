@@ -125,6 +125,9 @@ fn every_readme_command_runs_as_written() {
         let scw = Scaleway::start();
         #[cfg(feature = "aws")]
         let aws = crate::scenario::aws::Aws::start();
+        // AWS's default engine is Data Lifecycle Manager, which moto lacks: the DLM fake.
+        #[cfg(feature = "aws")]
+        let dlm = crate::dlm_fake::FakeDlm::start();
         // Credentials and endpoints as a user's shell would have them (the fakes accept any).
         let b = Bin::new();
         let mut env: Vec<(String, String)> = Vec::new();
@@ -146,6 +149,8 @@ fn every_readme_command_runs_as_written() {
                 ));
             }
         }
+        #[cfg(feature = "aws")]
+        env.push(("BOOTSTRAP_AWS_DLM_ENDPOINT".into(), dlm.url()));
         env.retain(|(k, _)| k != "HCLOUD_TOKEN");
         env.push(("HCLOUD_TOKEN".into(), "anything".into()));
         let commands: Vec<&String> = block.iter().filter(|l| is_command(l)).collect();
