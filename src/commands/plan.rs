@@ -13,6 +13,46 @@ use crate::providers;
 use crate::settings::{BadInput, Connection, CreateSettings};
 use crate::state::DeploymentDir;
 
+/// A deployment's servers, firewalls and snapshots as the cloud has them, each proven ours the
+/// way the provider's description says; snapshots oldest first. Read by `status` and the plans.
+pub struct Found {
+    /// Servers carrying the deployment's labels.
+    pub servers: Vec<bootstrap_core::Server>,
+    /// Its firewalls.
+    pub firewalls: Vec<bootstrap_core::Firewall>,
+    /// Its snapshots, oldest first.
+    pub snapshots: Vec<bootstrap_core::Snapshot>,
+}
+
+/// Reads [`Found`] for deployment `name`.
+pub async fn found(
+    p: &dyn Provider,
+    name: &DeploymentName,
+    r: &bootstrap_core::RetryConfig,
+) -> anyhow::Result<Found> {
+    let own = p.description().ownership;
+    let sel = Labels::deployment(name);
+    let mut snapshots = only_ours(
+        retry(r, "list snapshots", || p.list_snapshots(&sel)).await?,
+        &sel,
+        own.snapshot,
+    );
+    snapshots.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+    Ok(Found {
+        servers: only_ours(
+            retry(r, "list servers", || p.list_servers(&sel)).await?,
+            &sel,
+            own.server,
+        ),
+        firewalls: only_ours(
+            retry(r, "list firewalls", || p.list_firewalls(&sel)).await?,
+            &sel,
+            own.firewall,
+        ),
+        snapshots,
+    })
+}
+
 /// The provider, when credentials are there; `None` (offline plan) when they are not.
 pub async fn connect_if_possible(conn: &Connection) -> anyhow::Result<Option<Box<dyn Provider>>> {
     match providers::build(conn).await {
@@ -30,18 +70,10 @@ pub async fn compare_create(
     key: Option<&PublicKeyInfo>,
 ) -> anyhow::Result<Value> {
     let d = p.description();
-    let sel = Labels::deployment(&s.name);
     let r = &s.conn.flow.retry;
-    let servers = only_ours(
-        retry(r, "list servers", || p.list_servers(&sel)).await?,
-        &sel,
-        d.ownership.server,
-    );
-    let firewalls = only_ours(
-        retry(r, "list firewalls", || p.list_firewalls(&sel)).await?,
-        &sel,
-        d.ownership.firewall,
-    );
+    let Found {
+        servers, firewalls, ..
+    } = found(p, &s.name, r).await?;
     let mut items = Vec::new();
     if d.key_resource {
         let found = match key {
@@ -143,20 +175,13 @@ pub async fn destroy_plan(
     let d = p.description();
     let sel = Labels::deployment(name);
     let r = &conn.flow.retry;
+    let f = found(p, name, r).await?;
     let mut delete = Vec::new();
-    for s in only_ours(
-        retry(r, "list servers", || p.list_servers(&sel)).await?,
-        &sel,
-        d.ownership.server,
-    ) {
+    for s in &f.servers {
         delete.push(format!("server {} ({})", s.name, s.id));
     }
-    for f in only_ours(
-        retry(r, "list firewalls", || p.list_firewalls(&sel)).await?,
-        &sel,
-        d.ownership.firewall,
-    ) {
-        delete.push(format!("firewall {} ({})", f.name, f.id));
+    for fw in &f.firewalls {
+        delete.push(format!("firewall {} ({})", fw.name, fw.id));
     }
     if d.key_resource {
         for k in only_ours(
@@ -177,11 +202,7 @@ pub async fn destroy_plan(
         delete.push(format!("snapshot schedule {}", n.id));
     }
     let mut keep = Vec::new();
-    for sn in only_ours(
-        retry(r, "list snapshots", || p.list_snapshots(&sel)).await?,
-        &sel,
-        d.ownership.snapshot,
-    ) {
+    for sn in &f.snapshots {
         let line = format!("snapshot {} ({})", sn.name, sn.id);
         if delete_snapshots {
             delete.push(line);

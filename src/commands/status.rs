@@ -2,10 +2,8 @@
 //! (server, firewall rules, snapshots, schedule); the local state says what `create` asked for
 //! and which host key is pinned. Differences between the two are reported as drift.
 
-use bootstrap_core::model::only_ours;
-use bootstrap_core::retry::retry;
 use bootstrap_core::schedule::Schedule;
-use bootstrap_core::{DeploymentName, Labels, SnapshotStatus};
+use bootstrap_core::{DeploymentName, SnapshotStatus};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -24,24 +22,11 @@ pub async fn run(a: &StatusArgs) -> anyhow::Result<()> {
     let record = dir.load_record()?;
     let p = providers::build(&conn).await?;
     let d = conn.kind.desc();
-    let sel = Labels::deployment(&name);
-    let r = &conn.flow.retry;
-    let servers = only_ours(
-        retry(r, "list servers", || p.list_servers(&sel)).await?,
-        &sel,
-        d.ownership.server,
-    );
-    let firewalls = only_ours(
-        retry(r, "list firewalls", || p.list_firewalls(&sel)).await?,
-        &sel,
-        d.ownership.firewall,
-    );
-    let mut snapshots = only_ours(
-        retry(r, "list snapshots", || p.list_snapshots(&sel)).await?,
-        &sel,
-        d.ownership.snapshot,
-    );
-    snapshots.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+    let super::plan::Found {
+        servers,
+        firewalls,
+        snapshots,
+    } = super::plan::found(p.as_ref(), &name, &conn.flow.retry).await?;
     if servers.is_empty() && firewalls.is_empty() && snapshots.is_empty() && record.is_none() {
         return Err(bad(format!(
             "no deployment {name} at {}: `bootstrap list --provider {}` shows what exists",

@@ -96,3 +96,19 @@ impl Error {
         self.kind == ErrorKind::NotFound
     }
 }
+
+/// An error and its causes, `outer: inner: innermost`, each said once: SDK and HTTP client
+/// errors say little at the top ("error sending request", "service error").
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}

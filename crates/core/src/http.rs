@@ -484,22 +484,7 @@ fn transport_error(what: &str, e: reqwest::Error) -> Error {
     };
     // reqwest's Display says only "error sending request": the causes say what happened. They
     // may include the URL but never headers, so the token stays out.
-    Error::new(kind, format!("{what}: {}", causes(&e)))
-}
-
-/// An error and its causes, `outer: inner: innermost`, each said once.
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
+    Error::new(kind, format!("{what}: {}", crate::error::chain(&e)))
 }
 
 /// Whether the TLS handshake failed because the peer answered with something that is not TLS

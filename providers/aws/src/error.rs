@@ -160,20 +160,7 @@ impl AwsError {
     }
 }
 
-/// An error and its causes, `outer: inner: innermost`, each said once.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
+pub(crate) use bootstrap_core::error::chain;
 
 /// The kind for an EC2 error code.
 fn kind_for_code(code: &str) -> Option<ErrorKind> {
