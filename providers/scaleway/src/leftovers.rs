@@ -50,17 +50,21 @@ pub(crate) async fn mark(c: &Client, server: &ScwServer) -> Result<()> {
     Ok(())
 }
 
+/// The project's Block volumes carrying `tag` (`key=value`; the API matches any one tag).
+async fn volumes_tagged(c: &Client, tag: &str) -> Result<Vec<BlockVolume>> {
+    c.list_counted(
+        &c.block("/volumes"),
+        "volumes",
+        vec![("project_id", c.project.clone()), ("tags", tag.to_owned())],
+    )
+    .await
+}
+
 /// Deletes what server `id` left behind; true once nothing is left (a volume still detaching
 /// makes it false: the core asks again).
 pub(crate) async fn server_gone(c: &Client, id: &str) -> Result<bool> {
     let tag = format!("{LABEL_SERVER}={id}");
-    let volumes: Vec<BlockVolume> = c
-        .list_counted(
-            &c.block("/volumes"),
-            "volumes",
-            vec![("project_id", c.project.clone()), ("tags", tag.clone())],
-        )
-        .await?;
+    let volumes = volumes_tagged(c, &tag).await?;
     let mut done = true;
     for v in volumes
         .iter()
@@ -109,13 +113,7 @@ pub(crate) async fn sweep_deployment(c: &Client, deployment: &str) -> Result<()>
     }
     // A root volume whose server vanished while a teardown was cut short: detached ("available"
     // or "error"), tagged with a server of this deployment, and billed until deleted.
-    let volumes: Vec<BlockVolume> = c
-        .list_counted(
-            &c.block("/volumes"),
-            "volumes",
-            vec![("project_id", c.project.clone()), ("tags", tag.clone())],
-        )
-        .await?;
+    let volumes = volumes_tagged(c, &tag).await?;
     for v in volumes.iter().filter(|v| {
         let l = labels_of(&v.tags);
         l.matches(&sel)
