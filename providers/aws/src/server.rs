@@ -59,6 +59,12 @@ fn from_instance(i: &Instance) -> Server {
         ipv4: i.public_ip_address().and_then(|a| a.parse().ok()),
         ipv6: ipv6.and_then(|a| a.parse().ok()),
         labels: tags::labels(i.tags()),
+        created: i.launch_time().and_then(|t| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(
+                i128::from(t.secs()) * 1_000_000_000 + i128::from(t.subsec_nanos()),
+            )
+            .ok()
+        }),
         id,
     }
 }

@@ -115,6 +115,7 @@ pub(crate) async fn get(c: &Client, id: &str) -> Result<Option<Server>> {
             ipv4: None,
             ipv6: None,
             labels: Labels::new(),
+            created: None,
         }))
     }
 }
