@@ -92,7 +92,11 @@ pub trait Provider: Send + Sync {
     /// Applies `firewall` to an existing `server`, keeping what else protects it: a re-run that
     /// found the server but had to make a new firewall (the old one was deleted by hand).
     /// Already applied is success.
-    async fn attach_firewall(&self, server: &Server, firewall: &Firewall) -> Result<Vec<Operation>> {
+    async fn attach_firewall(
+        &self,
+        server: &Server,
+        firewall: &Firewall,
+    ) -> Result<Vec<Operation>> {
         let _ = (server, firewall);
         Err(unsupported(self.name(), "attaching a firewall to a server"))
     }

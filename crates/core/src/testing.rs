@@ -403,10 +403,9 @@ impl Provider for FakeProvider {
         let f = self.call("create_ssh_key").await;
         faulty(f, "create_ssh_key", || {
             let mut s = self.lock();
-            if s.keys
-                .values()
-                .any(|k| (!self.duplicate_names && k.name == spec.name) || k.fingerprint == spec.key.md5)
-            {
+            if s.keys.values().any(|k| {
+                (!self.duplicate_names && k.name == spec.name) || k.fingerprint == spec.key.md5
+            }) {
                 return Err(Error::new(ErrorKind::Conflict, "uniqueness_error"));
             }
             let id = next(&mut s);
@@ -501,7 +500,11 @@ impl Provider for FakeProvider {
         })
     }
 
-    async fn attach_firewall(&self, server: &Server, firewall: &Firewall) -> Result<Vec<Operation>> {
+    async fn attach_firewall(
+        &self,
+        server: &Server,
+        firewall: &Firewall,
+    ) -> Result<Vec<Operation>> {
         let f = self.call("attach_firewall").await;
         faulty(f, "attach_firewall", || {
             let mut s = self.lock();

@@ -94,8 +94,7 @@ impl From<ScwServer> for Server {
             ipv6,
             labels: labels_of(&s.tags),
             created: s.creation_date.and_then(|c| {
-                time::OffsetDateTime::parse(&c, &time::format_description::well_known::Rfc3339)
-                    .ok()
+                time::OffsetDateTime::parse(&c, &time::format_description::well_known::Rfc3339).ok()
             }),
         }
     }

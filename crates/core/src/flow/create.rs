@@ -244,8 +244,16 @@ async fn run(
     } else {
         "creating firewall (the SSH key goes in through cloud-init)"
     });
-    let (firewall, fw_made) =
-        ensure_firewall(p, &plan.firewall, &selector, cfg, progress, deadline, ledger).await?;
+    let (firewall, fw_made) = ensure_firewall(
+        p,
+        &plan.firewall,
+        &selector,
+        cfg,
+        progress,
+        deadline,
+        ledger,
+    )
+    .await?;
     progress.done(&format!("firewall {} ({})", firewall.name, firewall.id));
 
     // A native engine (AWS DLM) keeps the schedule: its policy comes before the server, so that

@@ -114,8 +114,7 @@ pub async fn teardown(
     // is a guess, so a refusal (no permission for the native service) only warns.
     let guess = !native
         && servers.is_empty()
-        && p
-            .description()
+        && p.description()
             .snapshot_engines
             .iter()
             .any(|e| *e != crate::describe::ENGINE_JOB);
@@ -126,7 +125,10 @@ pub async fn teardown(
         .await
         {
             Ok(v) => only_matching(v, &selector),
-            Err(e) if guess && matches!(e.kind(), ErrorKind::Unauthorized | ErrorKind::Unsupported) => {
+            Err(e)
+                if guess
+                    && matches!(e.kind(), ErrorKind::Unauthorized | ErrorKind::Unsupported) =>
+            {
                 progress.warn(&format!(
                     "could not look for a snapshot schedule of {deployment} ({e}); if it had one, delete it at the provider"
                 ));

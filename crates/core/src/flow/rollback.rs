@@ -122,7 +122,10 @@ pub(crate) async fn rollback(
                 .iter()
                 .find(|s| s.labels.get(LABEL_FIREWALL) == Some(f.id.as_str()))
             {
-                let why = format!("applied to server {} ({}), made by another run", s.name, s.id);
+                let why = format!(
+                    "applied to server {} ({}), made by another run",
+                    s.name, s.id
+                );
                 progress.warn(&format!("keeping {f}: {why}"));
                 out.kept.push((f.clone(), why));
                 continue;

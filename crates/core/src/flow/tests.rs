@@ -646,7 +646,9 @@ async fn a_snapshot_whose_id_comes_after_the_wait_is_found_and_tagged_even_after
 /// that does not refuse a second server of the same name.
 #[tokio::test]
 async fn racing_runs_leave_exactly_one_server_and_the_loser_touches_nothing_of_the_winner() {
-    let p = FakeProvider::new().allowing_duplicate_names().interleaving();
+    let p = FakeProvider::new()
+        .allowing_duplicate_names()
+        .interleaving();
     let (a, b) = (plan("web1", key(1)), plan("web1", key(2)));
     let (ra, rb) = tokio::join!(run_create(&p, &a), run_create(&p, &b));
     let servers = p.servers();
@@ -659,7 +661,10 @@ async fn racing_runs_leave_exactly_one_server_and_the_loser_touches_nothing_of_t
     };
     assert_eq!(won.server.id, winner.id, "the run that succeeds names it");
     let msg = lost.error.to_string();
-    assert!(msg.contains(&winner.id) && msg.contains("another run"), "{msg}");
+    assert!(
+        msg.contains(&winner.id) && msg.contains("another run"),
+        "{msg}"
+    );
     let t = lost.rollback.expect("the loser's rollback finished");
     assert!(
         t.removed.iter().all(|r| r.id != winner.id
@@ -703,7 +708,13 @@ async fn a_failing_rerun_leaves_a_server_it_found_even_when_it_made_the_firewall
     p.remove_firewall_by_hand(&first.firewall.id);
     p.fail_next("attach_firewall", Fault::Before);
     let f = run_create(&p, &pl).await.unwrap_err();
-    let removed: Vec<_> = f.rollback.unwrap().removed.into_iter().map(|r| r.kind).collect();
+    let removed: Vec<_> = f
+        .rollback
+        .unwrap()
+        .removed
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
     assert_eq!(removed, ["firewall"], "only the firewall this run made");
     assert_eq!(p.servers().len(), 1);
 }
@@ -720,7 +731,10 @@ async fn a_rerun_applies_a_new_firewall_to_a_server_that_lost_its_own() {
     let again = run_create(&p, &pl).await.unwrap();
     assert_eq!(again.server.id, first.server.id);
     assert_ne!(again.firewall.id, first.firewall.id);
-    assert_eq!(p.firewalls_of(&first.server.id), [again.firewall.id.clone()]);
+    assert_eq!(
+        p.firewalls_of(&first.server.id),
+        [again.firewall.id.clone()]
+    );
     assert_eq!(
         p.servers()[0].labels.get(crate::model::LABEL_FIREWALL),
         Some(again.firewall.id.as_str())
@@ -748,7 +762,13 @@ async fn a_server_whose_answer_was_lost_is_found_by_the_run_label_and_rolled_bac
     let q = FakeProvider::new();
     q.fail_next("create_server", Fault::After);
     let f = run_create(&q, &pl).await.unwrap_err();
-    let removed: Vec<_> = f.rollback.unwrap().removed.into_iter().map(|r| r.kind).collect();
+    let removed: Vec<_> = f
+        .rollback
+        .unwrap()
+        .removed
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
     assert_eq!(removed, ["server", "firewall", "ssh_key"]);
     assert_eq!(q.count(&Labels::managed()), 0);
 }
