@@ -23,6 +23,10 @@ pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()>
     } else {
         flow::Snapshots::Keep
     };
+    // The same lock as `create`: no destroy under a create of this machine, nor the reverse.
+    let _lock = crate::state::DeploymentDir::new(conn.kind.name(), &name)?
+        .lock(conn.flow.timeout, progress)
+        .await?;
     let t = flow::destroy(p.as_ref(), &name, &conn.flow, progress, snapshots).await?;
     let local = state_dir()?.join(conn.kind.name()).join(name.as_str());
     let removed_local = if local.exists() {

@@ -22,6 +22,7 @@ mod hardening_target;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;
+mod race;
 mod scaleway;
 mod scaleway_prism;
 mod scenario;

@@ -15,10 +15,10 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "aws")]
-mod aws;
-mod digitalocean;
-mod hetzner;
-mod scaleway;
+pub mod aws;
+pub mod digitalocean;
+pub mod hetzner;
+pub mod scaleway;
 
 use fakecloud::Fault;
 use serde_json::Value;
