@@ -79,6 +79,12 @@ impl DeploymentDir {
         self.dir.join("wg-server.key")
     }
 
+    /// The WireGuard server's public key after `verify` replaced the one from the user-data
+    /// (its private half never leaves the server); the client config names it from then on.
+    pub fn wg_server_public(&self) -> PathBuf {
+        self.dir.join("wg-server.pub")
+    }
+
     /// The WireGuard client's private key.
     pub fn wg_client_key(&self) -> PathBuf {
         self.dir.join("wg-client.key")
@@ -147,6 +153,7 @@ impl DeploymentDir {
             self.known_hosts(),
             self.sudo_password(),
             self.wg_server_key(),
+            self.wg_server_public(),
             self.wg_client_key(),
             self.wg_client_config(),
             self.record_path(),
