@@ -154,6 +154,15 @@ impl Ledger {
         }
     }
 
+    /// Whether this run made `kind` `id`; if so it is taken off the list, for a caller that
+    /// removes it itself. A key this run did not make is left alone.
+    fn forget(&self, kind: &str, id: &str) -> bool {
+        let mut l = self.lock();
+        let before = l.made.len();
+        l.made.retain(|r| !(r.kind == kind && r.id == id));
+        l.made.len() != before
+    }
+
     pub(crate) fn made(&self) -> Vec<ResourceRef> {
         self.lock().made.clone()
     }
@@ -348,6 +357,28 @@ async fn run(
     if server_made {
         lost_race(p, selector, &server, cfg).await?;
     }
+    // A server another run made (a race, or a first create from another machine) was created
+    // with that run's key: a key this run uploaded would only be left unused, so it goes now.
+    let key = match key {
+        Some(k)
+            if !server_made
+                && server
+                    .labels
+                    .get(LABEL_SSH_KEY)
+                    .is_some_and(|id| id != k.id)
+                && ledger.forget("ssh_key", &k.id) =>
+        {
+            retry(&cfg.retry, "delete ssh key", || p.delete_ssh_key(&k.id)).await?;
+            progress.warn(&format!(
+                "server {} was created with another key ({}); removed the key {} this run uploaded",
+                server.name,
+                server.labels.get(LABEL_SSH_KEY).unwrap_or_default(),
+                k.id
+            ));
+            None
+        }
+        k => k,
+    };
     progress.step(&format!("waiting for server {} to start", server.id));
     wait_operations(p, &pending, cfg, deadline).await?;
     // What the cloud needs after create (Scaleway: user-data, then power on); also for a

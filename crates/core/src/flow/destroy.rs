@@ -222,7 +222,7 @@ async fn teardown_all(
             .any(|s| s.labels.get(LABEL_ENGINE).is_some_and(|e| e != "job"));
     // With the server already gone nothing tells which engine kept the schedule: where the
     // provider has a native one, look for the deployment's policy by its tags anyway. That look
-    // is a guess, so a refusal (no permission for the native service) only warns.
+    // is a guess, so its failure only warns.
     let guess = !native
         && servers.is_empty()
         && p.description()
@@ -236,10 +236,9 @@ async fn teardown_all(
         .await
         {
             Ok(v) => only_matching(v, &selector),
-            Err(e)
-                if guess
-                    && matches!(e.kind(), ErrorKind::Unauthorized | ErrorKind::Unsupported) =>
-            {
+            // Any failure of the guess (no permission, a service the endpoint does not serve)
+            // only warns: the deployment gave no sign of having a native schedule.
+            Err(e) if guess => {
                 progress.warn(&format!(
                     "could not look for a snapshot schedule of {deployment} ({e}); if it had one, delete it at the provider"
                 ));
