@@ -1,0 +1,224 @@
+//! A deployment `create` made, reached in its VM: `bootstrap verify` and `bootstrap ssh` with
+//! `--host 127.0.0.1 --port P`, and root commands over the system `ssh` with the deployment's
+//! pinned host key and its sudo password (on sudo's stdin only).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::machine::Vm;
+use crate::support::{Bin, Run};
+
+/// The admin user every VM test creates (the default).
+pub const ADMIN: &str = "admin";
+
+/// One deployment in the state dir of `bin`.
+pub struct Deployment {
+    /// The binary's environment (state dir, credentials of the fake).
+    pub bin: Bin,
+    /// `hetzner`, `aws`.
+    pub provider: &'static str,
+    /// Deployment name.
+    pub name: &'static str,
+}
+
+/// A `verify --output json` checklist.
+pub struct Checklist {
+    /// The whole document.
+    pub doc: Value,
+}
+
+impl Checklist {
+    /// (id, status, detail) of each check, in order.
+    pub fn checks(&self) -> Vec<(String, String, String)> {
+        self.doc["checks"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|c| {
+                        (
+                            c["id"].as_str().unwrap_or_default().to_owned(),
+                            c["status"].as_str().unwrap_or_default().to_owned(),
+                            c["detail"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The detail of check `id`.
+    pub fn detail(&self, id: &str) -> String {
+        self.checks()
+            .into_iter()
+            .find(|(i, _, _)| i == id)
+            .map(|(_, _, d)| d)
+            .unwrap_or_else(|| panic!("no check {id} in {:#}", self.doc))
+    }
+
+    /// Prints the checklist and asserts: every check passed, none skipped.
+    #[track_caller]
+    pub fn assert_all_passed(&self, when: &str) {
+        let checks = self.checks();
+        eprintln!("verify {when}: {} checks", checks.len());
+        for (id, status, detail) in &checks {
+            eprintln!("  {status:4} {id}: {detail}");
+        }
+        let bad: Vec<&(String, String, String)> =
+            checks.iter().filter(|(_, s, _)| s != "pass").collect();
+        assert!(
+            !checks.is_empty()
+                && bad.is_empty()
+                && self.doc["failed"] == 0
+                && self.doc["skipped"] == 0,
+            "verify {when}: not every check passed: {bad:?}"
+        );
+    }
+}
+
+impl Deployment {
+    /// The deployment's state dir.
+    pub fn dir(&self) -> PathBuf {
+        self.bin.state_dir().join(self.provider).join(self.name)
+    }
+
+    /// `bootstrap ARGS`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.bin.run(args)
+    }
+
+    /// `bootstrap verify NAME --host 127.0.0.1 --port P --output json`, with `extra` flags.
+    pub fn verify(&self, vm: &Vm, extra: &[&str]) -> (Run, Checklist) {
+        let port = vm.ssh_port().to_string();
+        let mut args = vec![
+            "verify",
+            self.name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--output",
+            "json",
+            "--timeout",
+            "30m",
+        ];
+        args.extend(extra);
+        let r = self.run(&args);
+        let doc = serde_json::from_str(&r.stdout()).unwrap_or_else(|e| {
+            panic!(
+                "verify printed no JSON ({e}):\n{}\n{}",
+                r.stdout(),
+                r.stderr()
+            )
+        });
+        (r, Checklist { doc })
+    }
+
+    /// The system `ssh` as the admin with the pinned key to 127.0.0.1:`port` (the options
+    /// `bootstrap ssh` uses), then `extra`.
+    pub fn ssh_command(&self, port: u16) -> Command {
+        let dir = self.dir();
+        let mut c = Command::new("ssh");
+        c.args(["-F", "/dev/null", "-i"])
+            .arg(dir.join("id_ed25519"))
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                dir.join("known_hosts").display()
+            ))
+            .args([
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                &format!("HostKeyAlias={}", self.name),
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=20",
+                "-o",
+                "LogLevel=ERROR",
+                "-l",
+                ADMIN,
+                "127.0.0.1",
+            ]);
+        c
+    }
+
+    /// Runs `script` as root in the guest (sudo with the deployment's password); (exit code,
+    /// stdout, stderr).
+    pub fn root(&self, vm: &Vm, script: &str) -> (i32, String, String) {
+        let password = std::fs::read_to_string(self.dir().join("sudo-password"))
+            .expect("the sudo password create kept");
+        let mut c = self.ssh_command(vm.ssh_port());
+        c.arg(
+            "IFS= read -r p; { printf '%s\\n' \"$p\"; unset p; exec cat; } | sudo -S -k -p '' sh -s",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("ssh");
+        {
+            let mut stdin = child.stdin.take().expect("piped stdin");
+            let _ = stdin.write_all(password.trim_end().as_bytes());
+            let _ = stdin.write_all(b"\n");
+            let _ = stdin.write_all(script.as_bytes());
+        }
+        let out = wait_output(child, Duration::from_secs(600));
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Reboots the guest and waits until its sshd went away (the next `verify` waits for it to
+    /// come back).
+    pub fn reboot(&self, vm: &mut Vm) {
+        let (code, out, err) = self.root(vm, "systemd-run --on-active=2 systemctl reboot\n");
+        assert_eq!(code, 0, "scheduling the reboot: {out}{err}");
+        vm.wait_ssh_gone(Duration::from_secs(300));
+    }
+}
+
+/// Waits for a child with a limit (its pipes drained meanwhile); kills it when the limit passes.
+pub fn wait_output(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    use std::io::Read as _;
+    fn drain<R: std::io::Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let end = std::time::Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if std::time::Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            _ => {
+                let _ = child.kill();
+                break child.wait().expect("wait");
+            }
+        }
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
