@@ -25,6 +25,34 @@ pub struct Deployment {
     pub name: &'static str,
 }
 
+/// How the host reaches the guest's sshd.
+#[derive(Clone, Debug)]
+pub enum Reach {
+    /// QEMU's forward of guest TCP 22 on 127.0.0.1:port.
+    Forward(u16),
+    /// Through the WireGuard tunnel, from the network namespace of this process (pid), to the
+    /// deployment's tunnel address (the one in its state).
+    Tunnel(u32, String),
+}
+
+impl Reach {
+    /// The command, run inside the tunnel's network namespace when there is one.
+    fn command(&self, program: &std::ffi::OsStr) -> Command {
+        match self {
+            Reach::Forward(_) => Command::new(program),
+            Reach::Tunnel(pid, _) => {
+                let mut c = Command::new("nsenter");
+                c.arg("-t")
+                    .arg(pid.to_string())
+                    .arg("-n")
+                    .arg("--")
+                    .arg(program);
+                c
+            }
+        }
+    }
+}
+
 /// A `verify --output json` checklist.
 pub struct Checklist {
     /// The whole document.
@@ -90,23 +118,35 @@ impl Deployment {
         self.bin.run(args)
     }
 
-    /// `bootstrap verify NAME --host 127.0.0.1 --port P --output json`, with `extra` flags.
-    pub fn verify(&self, vm: &Vm, extra: &[&str]) -> (Run, Checklist) {
-        let port = vm.ssh_port().to_string();
-        let mut args = vec![
-            "verify",
-            self.name,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--output",
-            "json",
-            "--timeout",
-            "30m",
-        ];
+    /// `bootstrap VERB NAME ARGS` where `reach` works (inside the tunnel's namespace for a
+    /// tunnel), with `--host 127.0.0.1 --port P` added for a forward.
+    pub fn run_at(&self, reach: &Reach, args: &[&str]) -> Run {
+        let mut c = reach.command(env!("CARGO_BIN_EXE_bootstrap").as_ref());
+        // `VERB NAME [--host 127.0.0.1 --port P] REST...`: before any `--`.
+        let (head, rest) = args.split_at(args.len().min(2));
+        c.args(head);
+        if let Reach::Forward(p) = reach {
+            c.args(["--host", "127.0.0.1", "--port", &p.to_string()]);
+        }
+        c.args(rest);
+        c.env_clear();
+        for k in ["PATH", "LANG"] {
+            if let Ok(v) = std::env::var(k) {
+                c.env(k, v);
+            }
+        }
+        c.env("HOME", self.bin.dir.path());
+        for (k, v) in self.bin.envs() {
+            c.env(k, v);
+        }
+        Run(c.output().expect("run bootstrap"))
+    }
+
+    /// `bootstrap verify NAME --output json` over `reach`, with `extra` flags.
+    pub fn verify(&self, reach: &Reach, extra: &[&str]) -> (Run, Checklist) {
+        let mut args = vec!["verify", self.name, "--output", "json", "--timeout", "30m"];
         args.extend(extra);
-        let r = self.run(&args);
+        let r = self.run_at(reach, &args);
         let doc = serde_json::from_str(&r.stdout()).unwrap_or_else(|e| {
             panic!(
                 "verify printed no JSON ({e}):\n{}\n{}",
@@ -117,11 +157,15 @@ impl Deployment {
         (r, Checklist { doc })
     }
 
-    /// The system `ssh` as the admin with the pinned key to 127.0.0.1:`port` (the options
-    /// `bootstrap ssh` uses), then `extra`.
-    pub fn ssh_command(&self, port: u16) -> Command {
+    /// The system `ssh` as the admin with the pinned key over `reach` (the options `bootstrap
+    /// ssh` uses).
+    pub fn ssh_command(&self, reach: &Reach) -> Command {
         let dir = self.dir();
-        let mut c = Command::new("ssh");
+        let (host, port) = match reach {
+            Reach::Forward(p) => ("127.0.0.1".to_owned(), *p),
+            Reach::Tunnel(_, addr) => (addr.clone(), 22),
+        };
+        let mut c = reach.command("ssh".as_ref());
         c.args(["-F", "/dev/null", "-i"])
             .arg(dir.join("id_ed25519"))
             .arg("-p")
@@ -148,17 +192,17 @@ impl Deployment {
                 "LogLevel=ERROR",
                 "-l",
                 ADMIN,
-                "127.0.0.1",
+                &host,
             ]);
         c
     }
 
     /// Runs `script` as root in the guest (sudo with the deployment's password); (exit code,
     /// stdout, stderr).
-    pub fn root(&self, vm: &Vm, script: &str) -> (i32, String, String) {
+    pub fn root(&self, reach: &Reach, script: &str) -> (i32, String, String) {
         let password = std::fs::read_to_string(self.dir().join("sudo-password"))
             .expect("the sudo password create kept");
-        let mut c = self.ssh_command(vm.ssh_port());
+        let mut c = self.ssh_command(reach);
         c.arg(
             "IFS= read -r p; { printf '%s\\n' \"$p\"; unset p; exec cat; } | sudo -S -k -p '' sh -s",
         )
@@ -182,8 +226,8 @@ impl Deployment {
 
     /// Reboots the guest and waits until its sshd went away (the next `verify` waits for it to
     /// come back).
-    pub fn reboot(&self, vm: &mut Vm) {
-        let (code, out, err) = self.root(vm, "systemd-run --on-active=2 systemctl reboot\n");
+    pub fn reboot(&self, vm: &mut Vm, reach: &Reach) {
+        let (code, out, err) = self.root(reach, "systemd-run --on-active=2 systemctl reboot\n");
         assert_eq!(code, 0, "scheduling the reboot: {out}{err}");
         vm.wait_ssh_gone(Duration::from_secs(300));
     }

@@ -95,13 +95,24 @@ fn accel() -> Vec<&'static str> {
 impl Vm {
     /// Boots `image` with `user_data` (NoCloud seed, `local-hostname: hostname`), forwarding
     /// guest TCP 22 and `extra` guest ports (proto, port) from 127.0.0.1.
-    pub fn boot(image: &Image, hostname: &str, user_data: &str, extra: &[(&'static str, u16)]) -> Self {
-        let dir = tempfile::Builder::new().prefix("bootstrap-vm.").tempdir().unwrap();
+    pub fn boot(
+        image: &Image,
+        hostname: &str,
+        user_data: &str,
+        extra: &[(&'static str, u16)],
+    ) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("bootstrap-vm.")
+            .tempdir()
+            .unwrap();
         let d = dir.path();
         std::fs::write(d.join("user-data"), user_data).unwrap();
         std::fs::write(
             d.join("meta-data"),
-            format!("instance-id: {hostname}-{}\nlocal-hostname: {hostname}\n", std::process::id()),
+            format!(
+                "instance-id: {hostname}-{}\nlocal-hostname: {hostname}\n",
+                std::process::id()
+            ),
         )
         .unwrap();
         let ok = Command::new("cloud-localds")
@@ -133,7 +144,10 @@ impl Vm {
         }
         let mut netdev = "user,id=n0".to_owned();
         for f in &forwards {
-            netdev.push_str(&format!(",hostfwd={}:127.0.0.1:{}-:{}", f.proto, f.host, f.guest));
+            netdev.push_str(&format!(
+                ",hostfwd={}:127.0.0.1:{}-:{}",
+                f.proto, f.host, f.guest
+            ));
         }
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(accel())
@@ -144,9 +158,15 @@ impl Vm {
             .arg(image.dir.join("initrd.img"))
             .args(["-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0"])
             .arg("-drive")
-            .arg(format!("file={},if=virtio,format=qcow2", d.join("overlay.qcow2").display()))
+            .arg(format!(
+                "file={},if=virtio,format=qcow2",
+                d.join("overlay.qcow2").display()
+            ))
             .arg("-drive")
-            .arg(format!("file={},if=virtio,format=raw,readonly=on", d.join("seed.iso").display()))
+            .arg(format!(
+                "file={},if=virtio,format=raw,readonly=on",
+                d.join("seed.iso").display()
+            ))
             .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"])
             .arg("-serial")
             .arg(format!("file:{}", d.join("serial.log").display()))
@@ -154,7 +174,9 @@ impl Vm {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("qemu.err")).unwrap());
-        let qemu = cmd.spawn().expect("qemu-system-x86_64 (install it with .ci/install)");
+        let qemu = cmd
+            .spawn()
+            .expect("qemu-system-x86_64 (install it with .ci/install)");
         eprintln!(
             "vm: booting {hostname} ({}), ssh on 127.0.0.1:{}",
             accel()[1],
@@ -235,7 +257,10 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- vm serial console (last lines)\n{}", self.serial_tail(80));
+            eprintln!(
+                "--- vm serial console (last lines)\n{}",
+                self.serial_tail(80)
+            );
         }
         let _ = self.qemu.kill();
         let _ = self.qemu.wait();

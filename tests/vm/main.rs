@@ -8,6 +8,9 @@
 //! `package_update`/`package_upgrade`/`packages` reach it through QEMU's user-mode network; nothing
 //! else outside is asked). The tests take a lock so that only one VM runs at a time.
 
+// Tests may panic on a broken fixture; that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../it/support.rs"]
 mod support;
 
@@ -18,6 +21,8 @@ mod moto;
 mod guest;
 mod machine;
 mod story;
+#[cfg(feature = "aws")]
+mod variants;
 
 use std::sync::{Mutex, MutexGuard};
 

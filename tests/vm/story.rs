@@ -8,7 +8,7 @@ use std::time::Instant;
 use fakecloud::hetzner::FakeHetzner;
 use serde_json::Value;
 
-use crate::guest::{ADMIN, Deployment};
+use crate::guest::{Deployment, Reach};
 use crate::machine::{Image, Vm};
 use crate::support::Bin;
 
@@ -43,26 +43,28 @@ fn hetzner_user_data_boots_verifies_bans_and_survives_a_reboot() {
     assert!(user_data.starts_with("#cloud-config"));
 
     let mut vm = Vm::boot(&image, d.name, &user_data, &[]);
-    let (r, list) = d.verify(&vm, &[]);
+    let reach = Reach::Forward(vm.ssh_port());
+    let (r, list) = d.verify(&reach, &[]);
     eprintln!("verify after {} s of boot", vm.uptime());
     list.assert_all_passed("after the first boot");
     r.expect_code(0);
     assert!(
-        list.detail("host-key-rotated").starts_with("replaced the key"),
+        list.detail("host-key-rotated")
+            .starts_with("replaced the key"),
         "{}",
         list.detail("host-key-rotated")
     );
     // The hostname resolves (sudo would print `unable to resolve host` otherwise).
-    let (code, out, err) = d.root(&vm, "hostname; getent hosts \"$(hostname)\"; sudo -n true\n");
+    let (code, out, err) = d.root(
+        &reach,
+        "hostname; getent hosts \"$(hostname)\"; sudo -n true\n",
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert!(!err.contains("unable to resolve host"), "{err}");
     assert!(out.starts_with("vmtest\n"), "{out}");
 
     // `bootstrap ssh` works on the rotated key only (the known_hosts now holds only it).
-    let port = vm.ssh_port().to_string();
-    let up = d.run(&[
-        "ssh", d.name, "--host", "127.0.0.1", "--port", &port, "--", "uptime",
-    ]);
+    let up = d.run_at(&reach, &["ssh", d.name, "--", "uptime"]);
     up.expect_code(0);
     assert!(up.stdout().contains("load average"), "{}", up.stdout());
     let kh = std::fs::read_to_string(d.dir().join("known_hosts")).unwrap();
@@ -75,7 +77,7 @@ fn hetzner_user_data_boots_verifies_bans_and_survives_a_reboot() {
     // Bans: three logins refused (a user not in AllowUsers) from the guest's own address get it
     // banned by the sshd jail reading the journal; the --ssh-from network stays in ignoreip.
     let (code, out, err) = d.root(
-        &vm,
+        &reach,
         &format!(
             "for i in 1 2 3 4; do timeout 20 ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no \
                -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 intruder@{GUEST_IP} true >/dev/null 2>&1; done\n\
@@ -98,27 +100,33 @@ fn hetzner_user_data_boots_verifies_bans_and_survives_a_reboot() {
         .unwrap_or_default();
     assert!(banned.contains(GUEST_IP), "not banned: {status}");
     assert!(!banned.contains(SLIRP_HOST), "{status}");
-    assert!(ignore.contains(&format!("{SLIRP_HOST}/32")) || ignore.contains(SLIRP_HOST), "{ignore}");
+    assert!(
+        ignore.contains(&format!("{SLIRP_HOST}/32")) || ignore.contains(SLIRP_HOST),
+        "{ignore}"
+    );
     assert!(
         probe.contains("refused") || probe.contains("timed out"),
         "a banned address still reaches sshd: {probe}"
     );
     assert!(nft.contains(GUEST_IP), "{nft}");
     // Our own address (10.0.2.2) was never banned: this session is proof, and so is the jail.
-    let (code, _, _) = d.root(&vm, "fail2ban-client status sshd | grep -q '10.0.2.2' && exit 1; exit 0\n");
+    let (code, _, _) = d.root(
+        &reach,
+        "fail2ban-client status sshd | grep -q '10.0.2.2' && exit 1; exit 0\n",
+    );
     assert_eq!(code, 0, "the --ssh-from address got banned");
 
     // A reboot: every unit comes back (nftables loaded, fail2ban, sshd on the rotated key).
-    d.reboot(&mut vm);
-    let (r, list) = d.verify(&vm, &[]);
+    d.reboot(&mut vm, &reach);
+    let (r, list) = d.verify(&reach, &[]);
     list.assert_all_passed("after the reboot");
     r.expect_code(0);
     assert!(
-        list.detail("host-key-rotated").starts_with("already rotated"),
+        list.detail("host-key-rotated")
+            .starts_with("already rotated"),
         "{}",
         list.detail("host-key-rotated")
     );
-    let _ = ADMIN;
     eprintln!(
         "boot 1 (hetzner, reboot, bans): {} s",
         started.elapsed().as_secs()
