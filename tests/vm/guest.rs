@@ -32,6 +32,7 @@ pub enum Reach {
     Forward(u16),
     /// Through the WireGuard tunnel, from the network namespace of this process (pid), to the
     /// deployment's tunnel address (the one in its state).
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     Tunnel(u32, String),
 }
 
@@ -235,7 +236,6 @@ impl Deployment {
 
 /// Waits for a child with a limit (its pipes drained meanwhile); kills it when the limit passes.
 pub fn wait_output(mut child: std::process::Child, limit: Duration) -> std::process::Output {
-    use std::io::Read as _;
     fn drain<R: std::io::Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
             let mut v = Vec::new();

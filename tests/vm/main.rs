@@ -11,6 +11,8 @@
 // Tests may panic on a broken fixture; that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// Shared with tests/it; not every helper is used here.
+#[allow(unused_imports)]
 #[path = "../it/support.rs"]
 mod support;
 
