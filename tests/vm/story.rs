@@ -80,12 +80,12 @@ fn hetzner_user_data_boots_verifies_bans_and_survives_a_reboot() {
         &reach,
         &format!(
             "for i in 1 2 3 4; do timeout 20 ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no \
-               -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 intruder@{GUEST_IP} true >/dev/null 2>&1; done\n\
+               -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 intruder@{GUEST_IP} true >/dev/null 2>&1 </dev/null; done\n\
              for i in $(seq 1 60); do fail2ban-client status sshd | grep -q '{GUEST_IP}' && break; sleep 1; done\n\
              fail2ban-client status sshd\n\
              echo IGNORE; fail2ban-client get sshd ignoreip\n\
              echo PROBE; if timeout 5 ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no \
-               -o UserKnownHostsFile=/dev/null -o ConnectTimeout=3 intruder@{GUEST_IP} true 2>&1; then :; fi\n\
+               -o UserKnownHostsFile=/dev/null -o ConnectTimeout=3 intruder@{GUEST_IP} true 2>&1 </dev/null; then :; fi\n\
              echo NFT; nft list table inet f2b-table\n"
         ),
     );

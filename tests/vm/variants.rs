@@ -222,11 +222,13 @@ fn aws_user_data_with_docker_and_wireguard_boots_and_verifies() {
     // The forwarded TCP 22 reaches no sshd: it listens on the tunnel address only, and the
     // host firewall drops TCP 22 from anywhere but wg0.
     assert!(!vm.ssh_answers(), "sshd answers outside the tunnel");
-    let outside = d.run_at(
-        &Reach::Forward(vm.ssh_port()),
-        &["ssh", d.name, "--", "true"],
-    );
-    assert_ne!(outside.code(), 0, "ssh worked outside the tunnel");
+    let outside = d
+        .ssh_command(&Reach::Forward(vm.ssh_port()))
+        .arg("true")
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh");
+    assert!(!outside.status.success(), "ssh worked outside the tunnel");
 
     // Docker: a container from a local image (busybox from the Debian mirror, no registry)
     // publishing 8080, and a container asking the metadata address. The guard table counts
@@ -235,12 +237,12 @@ fn aws_user_data_with_docker_and_wireguard_boots_and_verifies() {
     // got through, so nothing reaches QEMU's network.
     let setup = "set -e\n\
         export DEBIAN_FRONTEND=noninteractive\n\
-        apt-get install -y -qq --no-install-recommends busybox-static >/dev/null\n\
+        apt-get install -y -qq --no-install-recommends busybox-static >/dev/null </dev/null\n\
         rm -rf /tmp/ctr && mkdir -p /tmp/ctr/bin /tmp/ctr/www\n\
         cp /bin/busybox /tmp/ctr/bin/busybox\n\
         echo vmtest-published > /tmp/ctr/www/index.html\n\
         tar -C /tmp/ctr -c . | docker import - bootstrap-vmtest:1 >/dev/null\n\
-        docker run -d --name web -p 8080:8080 bootstrap-vmtest:1 /bin/busybox httpd -f -p 8080 -h /www >/dev/null\n\
+        docker run -d --name web -p 8080:8080 bootstrap-vmtest:1 /bin/busybox httpd -f -p 8080 -h /www >/dev/null </dev/null\n\
         nft -f - <<'NFT'\n\
         table ip vmguard {\n\
           chain before { type filter hook forward priority -10; ip daddr 169.254.169.254 counter; }\n\
@@ -248,11 +250,11 @@ fn aws_user_data_with_docker_and_wireguard_boots_and_verifies() {
         }\n\
         NFT\n\
         echo '=== metadata'\n\
-        docker run --rm bootstrap-vmtest:1 /bin/busybox wget -q -T 3 -O- http://169.254.169.254/latest/meta-data/ 2>&1 || echo \"exit $?\"\n\
+        docker run --rm bootstrap-vmtest:1 /bin/busybox wget -q -T 3 -O- http://169.254.169.254/latest/meta-data/ 2>&1 </dev/null || echo \"exit $?\"\n\
         echo '=== counters'\n\
         nft list table ip vmguard\n\
         echo '=== served'\n\
-        docker exec web /bin/busybox wget -q -T 3 -O- http://127.0.0.1:8080/\n";
+        docker exec web /bin/busybox wget -q -T 3 -O- http://127.0.0.1:8080/ </dev/null\n";
     let (code, out, err) = d.root(&reach, setup);
     eprintln!("docker:\n{out}{err}");
     assert_eq!(code, 0, "{out}{err}");
