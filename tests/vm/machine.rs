@@ -106,6 +106,8 @@ impl Vm {
             .tempdir()
             .unwrap();
         let d = dir.path();
+        // The user-data holds the first host key and the sudo hash: this user's eyes only.
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
         std::fs::write(d.join("user-data"), user_data).unwrap();
         std::fs::write(
             d.join("meta-data"),
