@@ -145,7 +145,9 @@ impl Deployment {
 
     /// `bootstrap verify NAME --output json` over `reach`, with `extra` flags.
     pub fn verify(&self, reach: &Reach, extra: &[&str]) -> (Run, Checklist) {
-        let mut args = vec!["verify", self.name, "--output", "json", "--timeout", "30m"];
+        // A first boot under software emulation on a busy 2-core machine took 15 to 30+ min
+        // (apt under TCG); --timeout bounds verify's wait for SSH and for boot-finished.
+        let mut args = vec!["verify", self.name, "--output", "json", "--timeout", "75m"];
         args.extend(extra);
         let r = self.run_at(reach, &args);
         let doc = serde_json::from_str(&r.stdout()).unwrap_or_else(|e| {
