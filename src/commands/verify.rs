@@ -117,11 +117,28 @@ impl Remote<'_> {
 }
 
 /// The admin session: cloud-init's wait, then sudo without a password.
+///
+/// The wait is for `boot-finished`, which cloud-init's final stage writes last on every boot
+/// (written since this boot began: after a reboot the file of the first boot is still there):
+/// `cloud-init status --wait` can return `error` while the final stage still installs packages,
+/// after an earlier module failed (seen on a real boot, issue 14). It ends early only when
+/// `cloud-final.service` failed outright; then `status --long` names the failing modules. A
+/// wait that runs out is reported with `timeout`'s code, 124.
 fn admin_script(wait: Duration) -> String {
     format!(
         "M='{MARKER}'\n\
          echo \"$M begin cloud-init\"\n\
-         if command -v cloud-init >/dev/null 2>&1; then timeout {secs} cloud-init status --wait --long 2>&1; echo \"$M rc $?\"; else echo \"$M absent\"; fi\n\
+         if command -v cloud-init >/dev/null 2>&1; then \
+           f=/var/lib/cloud/instance/boot-finished; end=$(( $(date +%s) + {secs} )); \
+           boot=$(awk '/^btime/ {{print $2}}' /proc/stat 2>/dev/null); \
+           finished() {{ [ -e \"$f\" ] && [ \"$(stat -c %Y \"$f\")\" -ge \"${{boot:-0}}\" ]; }}; \
+           while ! finished && [ \"$(date +%s)\" -lt \"$end\" ]; do \
+             if [ -d /run/systemd/system ] && systemctl is-failed --quiet cloud-final.service 2>/dev/null; then break; fi; \
+             sleep 2; \
+           done; \
+           cloud-init status --long 2>&1; rc=$?; \
+           if finished || [ \"$rc\" != 0 ]; then echo \"$M rc $rc\"; else echo \"$M rc 124\"; fi; \
+         else echo \"$M absent\"; fi\n\
          echo \"$M begin sudo\"\n\
          sudo -k >/dev/null 2>&1; LC_ALL=C sudo -n true 2>&1; echo \"$M rc $?\"\n",
         secs = wait.as_secs().max(1)

@@ -179,6 +179,8 @@ fn embedded_template_renders_the_hardening_steps() {
     let doc = parse(&out);
 
     assert_eq!(doc["hostname"], "web1");
+    // The hostname resolves whatever the image's cloud.cfg says (sudo warns otherwise).
+    assert_eq!(doc["manage_etc_hosts"], true);
     assert_eq!(doc["disable_root"], true);
     assert_eq!(doc["ssh_pwauth"], false);
     assert_eq!(doc["ssh_deletekeys"], true);

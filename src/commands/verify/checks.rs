@@ -350,7 +350,7 @@ pub fn sshd_checks(section: &Section, record: &DeploymentRecord) -> Vec<Check> {
     checks
 }
 
-/// `cloud-init status --wait --long`.
+/// `cloud-init status --long` once `boot-finished` is there (or the wait ran out).
 pub fn cloud_init_check(section: &Section) -> Check {
     const ID: &str = "cloud-init";
     const TITLE: &str = "cloud-init finished";
@@ -384,20 +384,48 @@ pub fn cloud_init_check(section: &Section) -> Check {
             Check::fail(ID, TITLE, format!("still {status} when --timeout ran out"))
         }
         _ => {
+            let modules = failed_modules(&section.text);
             let errors: Vec<&str> = section
                 .text
                 .lines()
                 .filter(|l| l.contains("error") || l.contains("Error"))
+                .filter(|l| !l.trim_start().starts_with("status:"))
                 .map(str::trim)
                 .take(3)
                 .collect();
+            let named = if modules.is_empty() {
+                String::new()
+            } else {
+                format!("failed module(s): {}; ", modules.join(", "))
+            };
             Check::fail(
                 ID,
                 TITLE,
-                format!("status: {status}; {}", errors.join("; ")),
+                format!("status: {status}; {named}{}", errors.join("; ")),
             )
         }
     }
+}
+
+/// The cloud-init modules `status --long` reports as failed: each error is printed as the
+/// Python tuple `('module_name', Exception(...))` (cloud-init 22.4 under `detail:`, 23.4+ under
+/// `errors:`).
+pub fn failed_modules(text: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for (i, _) in text.match_indices("('") {
+        let rest = &text[i + 2..];
+        let Some(end) = rest.find("',") else { continue };
+        let name = &rest[..end];
+        if !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            && !found.iter().any(|f| f == name)
+        {
+            found.push(name.to_owned());
+        }
+    }
+    found
 }
 
 /// `sudo -n true` as the admin: refused in password mode, allowed with `--sudo nopasswd`.

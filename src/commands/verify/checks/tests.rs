@@ -335,7 +335,28 @@ fn cloud_init_sudo_sysctl_units() {
         rc: Some(1),
         absent: false,
     };
-    assert_eq!(cloud_init_check(&err).status, Status::Fail);
+    let c = cloud_init_check(&err);
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.detail.contains("failed module(s): scripts_user;"),
+        "{}",
+        c.detail
+    );
+    // cloud-init 22.4 (Debian 12) lists the errors under `detail:`, one tuple a line.
+    let bookworm = Section {
+        text: "status: error\nboot_status_code: enabled-by-generator\nlast_update: Mon, 07 Dec 2026 04:01:02 +0000\ndetail:\n('locale', ProcessExecutionError(\"Unexpected error while running command.\\nCommand: ['update-locale', 'LANG=en_US.UTF-8']\"))\n('package-update-upgrade-install', ProcessExecutionError('Unexpected error'))\n('locale', RuntimeError('again'))\n".into(),
+        rc: Some(1),
+        absent: false,
+    };
+    let c = cloud_init_check(&bookworm);
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.detail
+            .contains("failed module(s): locale, package-update-upgrade-install;"),
+        "{}",
+        c.detail
+    );
+    assert_eq!(failed_modules("status: done\n"), Vec::<String>::new());
     let degraded = Section {
         text: "status: done\nextended_status: degraded done\n".into(),
         rc: Some(2),
