@@ -138,6 +138,15 @@ impl HttpClient {
             .map_err(|e| Error::new(ErrorKind::Other, format!("building the HTTP client: {e}")))
     }
 
+    /// How long a request sent now would wait at the rate-limit gate (zero while the estimate
+    /// has a token, or before any answer carried the headers). Takes nothing from the budget.
+    pub fn queue_wait(&self) -> Duration {
+        self.gate
+            .lock()
+            .map(|mut g| g.peek(Instant::now()))
+            .unwrap_or(Duration::ZERO)
+    }
+
     /// The base URL.
     pub fn base(&self) -> &str {
         &self.base
@@ -405,11 +414,20 @@ impl Budget {
     /// and compares the whole wait with the run's deadline).
     fn take(&mut self, now: Instant) -> Duration {
         self.in_flight += 1;
+        let wait = self.peek(now);
+        if self.at.is_some() {
+            self.tokens -= 1.0;
+        }
+        wait
+    }
+
+    /// How long until one more token is there, taking nothing.
+    fn peek(&mut self, now: Instant) -> Duration {
         if self.at.is_none() {
             return Duration::ZERO;
         }
         self.refill(now);
-        let wait = if self.tokens >= 1.0 {
+        if self.tokens >= 1.0 {
             Duration::ZERO
         } else if let Some(rate) = self.per_sec {
             secs_f64((1.0 - self.tokens) / rate)
@@ -417,9 +435,7 @@ impl Budget {
             self.until
                 .map(|u| u.saturating_duration_since(now))
                 .unwrap_or(Duration::ZERO)
-        };
-        self.tokens -= 1.0;
-        wait
+        }
     }
 
     /// Corrects the estimate from the answer to a request that left at `sent` (`None`: no answer).
