@@ -461,3 +461,88 @@ fn a_thousand_servers_finish_under_rate_limits() {
     eprintln!("snapshot job, 1000 servers: {calls} API calls, {limited} answered 429, {wall:?}");
     assert!(calls < 6000, "{calls} calls");
 }
+
+/// The requests a job sent, and how many of them the fake answered 429.
+fn calls_and_429s(log: &[(String, String, u16)]) -> (usize, usize) {
+    (log.len(), log.iter().filter(|(_, _, s)| *s == 429).count())
+}
+
+#[test]
+fn the_job_over_120_servers_stays_within_3_calls_each_and_the_rate_budget() {
+    // Snapshots take 1.5 s; the bucket holds 60 requests and refills 40 a second. Per-server
+    // polls and re-reads (about 7 calls a server) would need ~840 requests: 20 s of refill and
+    // 429s on the way; the batched job needs under 360.
+    let fake = FakeHetzner::start(FakeConfig {
+        pace: Pace::Wall(std::time::Duration::from_millis(1500)),
+        ..FakeConfig::default()
+    });
+    let n = 120;
+    for i in 0..n {
+        let d = format!("s{i}");
+        fake.insert_server(
+            &d,
+            &[
+                ("managed-by", "bootstrap"),
+                ("bootstrap-deployment", &d),
+                ("bootstrap-snapshot", "daily-0300"),
+                ("bootstrap-keep", "1"),
+                ("bootstrap-snapshot-engine", "job"),
+            ],
+        );
+        // Yesterday's snapshot, which KEEP=1 prunes once today's is usable.
+        fake.insert_snapshot(
+            &format!("{d}-20261124T0300Z"),
+            &[
+                ("managed-by", "bootstrap"),
+                ("bootstrap-deployment", &d),
+                ("bootstrap-slot", "20261124T0300Z"),
+            ],
+            1_763_953_200,
+        );
+    }
+    let (limit, refill, start) = (60, 40.0, 60);
+    fake.set_rate_limit(limit, refill, start);
+    let before = fake.request_log().len();
+    let b = Bin::new();
+    let started = std::time::Instant::now();
+    let r = job(&b, &fake.url(), "2026-11-25T04:00:00Z");
+    let wall = started.elapsed();
+    r.expect_code(0);
+    let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(v["failed"], 0, "{v}");
+    let servers = v["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), n);
+    assert!(servers.iter().all(|s| s["result"] == "created"), "{v}");
+    // Retention: exactly today's snapshot of each server is left, and usable.
+    let ours: Vec<Value> = fake
+        .snapshots()
+        .into_iter()
+        .filter(|i| i["labels"]["managed-by"] == "bootstrap")
+        .collect();
+    assert_eq!(ours.len(), n);
+    assert!(
+        ours.iter()
+            .all(|i| i["labels"]["bootstrap-slot"] == "20261125T0300Z" && i["status"] == "available"),
+        "{ours:?}"
+    );
+    let log = fake.request_log()[before..].to_vec();
+    let (calls, limited) = calls_and_429s(&log);
+    let per_server = calls as f64 / n as f64;
+    let polls = log.iter().filter(|(_, p, _)| p.starts_with("/actions")).count();
+    let ideal = (calls.saturating_sub(start as usize)) as f64 / refill;
+    eprintln!(
+        "hetzner job, {n} servers: {calls} calls ({per_server:.2} a server, {polls} action polls), {limited} answered 429, {wall:?} (rate budget alone: {ideal:.1}s, snapshots 1.5s)"
+    );
+    assert_eq!(limited, 0, "no request drew a 429");
+    assert!(per_server <= 3.0, "{per_server:.2} calls a server");
+    assert!(
+        !log.iter().any(|(_, p, _)| p.starts_with("/actions/")),
+        "actions are polled in batches, never one by one"
+    );
+    // The rate budget is the bottleneck: the job takes about what it allows, plus one snapshot's
+    // duration and a margin for a loaded machine.
+    assert!(
+        wall.as_secs_f64() <= 1.2 * ideal + 1.5 + 3.0,
+        "{wall:?} for a budget of {ideal:.1}s"
+    );
+}

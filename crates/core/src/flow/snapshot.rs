@@ -28,7 +28,8 @@ pub struct JobOptions {
     pub at: OffsetDateTime,
     /// Only say what would happen.
     pub dry_run: bool,
-    /// Servers handled at once.
+    /// Most calls in flight at once (`--concurrency`): a ceiling, below which the job follows
+    /// the provider's rate budget.
     pub concurrency: usize,
 }
 
