@@ -521,22 +521,29 @@ fn the_job_over_120_servers_stays_within_3_calls_each_and_the_rate_budget() {
         .collect();
     assert_eq!(ours.len(), n);
     assert!(
-        ours.iter()
-            .all(|i| i["labels"]["bootstrap-slot"] == "20261125T0300Z" && i["status"] == "available"),
+        ours.iter().all(
+            |i| i["labels"]["bootstrap-slot"] == "20261125T0300Z" && i["status"] == "available"
+        ),
         "{ours:?}"
     );
     let log = fake.request_log()[before..].to_vec();
     let (calls, limited) = calls_and_429s(&log);
     let per_server = calls as f64 / n as f64;
-    let polls = log.iter().filter(|(_, p, _)| p.starts_with("/actions")).count();
+    // Paths as the API names them: without the base's `/v1` and the query.
+    let path = |p: &str| {
+        let p = p.split('?').next().unwrap_or_default();
+        p.strip_prefix("/v1").unwrap_or(p).to_owned()
+    };
+    let polls = log.iter().filter(|(_, p, _)| path(p) == "/actions").count();
     let ideal = (calls.saturating_sub(start as usize)) as f64 / refill;
     eprintln!(
         "hetzner job, {n} servers: {calls} calls ({per_server:.2} a server, {polls} action polls), {limited} answered 429, {wall:?} (rate budget alone: {ideal:.1}s, snapshots 1.5s)"
     );
     assert_eq!(limited, 0, "no request drew a 429");
     assert!(per_server <= 3.0, "{per_server:.2} calls a server");
+    assert!(polls > 0, "the job waited for its snapshots' actions");
     assert!(
-        !log.iter().any(|(_, p, _)| p.starts_with("/actions/")),
+        !log.iter().any(|(_, p, _)| path(p).starts_with("/actions/")),
         "actions are polled in batches, never one by one"
     );
     // The rate budget is the bottleneck: the job takes about what it allows, plus one snapshot's
@@ -544,5 +551,130 @@ fn the_job_over_120_servers_stays_within_3_calls_each_and_the_rate_budget() {
     assert!(
         wall.as_secs_f64() <= 1.2 * ideal + 1.5 + 3.0,
         "{wall:?} for a budget of {ideal:.1}s"
+    );
+}
+
+#[test]
+fn the_scaleway_job_over_120_servers_reads_each_server_once_and_lists_instead_of_polling_each() {
+    use fakecloud::scaleway::{FakeScaleway, PROJECT};
+    let fake = FakeScaleway::start();
+    let mut b = Bin::new();
+    b.env("SCW_SECRET_KEY", "00000000-0000-4000-8000-000000000000");
+    b.env("SCW_DEFAULT_PROJECT_ID", PROJECT);
+    let url = fake.url();
+    let mut args = vec![
+        "create",
+        "--provider",
+        "scaleway",
+        "--endpoint",
+        &url,
+        "--name",
+        "s0",
+        "--ssh-from",
+        "203.0.113.7/32",
+        "--snapshots",
+        "daily:1",
+        "--snapshot-time",
+        "03:00",
+    ];
+    b.run(&args).expect_code(0);
+    args.clear();
+    // 119 more servers like s0, each with its own root volume; every one of the 120 has
+    // yesterday's snapshot, which KEEP=1 prunes once today's is usable.
+    let n = 120;
+    {
+        let mut w = fake.w();
+        let (sid, proto) = w
+            .servers
+            .iter()
+            .next()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .unwrap();
+        let vid = proto["volumes"]["0"]["id"].as_str().unwrap().to_owned();
+        let vol = w.volumes[&vid].clone();
+        for i in 0..n {
+            let d = format!("s{i}");
+            let (id, v) = if i == 0 {
+                (sid.clone(), vid.clone())
+            } else {
+                (
+                    format!("00000000-0000-4000-8000-{:012}", 500_000 + i),
+                    format!("00000000-0000-4000-8000-{:012}", 600_000 + i),
+                )
+            };
+            if i > 0 {
+                let mut s = proto.clone();
+                s["id"] = serde_json::json!(id);
+                s["name"] = serde_json::json!(d);
+                s["volumes"]["0"]["id"] = serde_json::json!(v);
+                let tags: Vec<Value> = proto["tags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| {
+                        let t = t.as_str().unwrap();
+                        serde_json::json!(if t.starts_with("bootstrap-deployment=") {
+                            format!("bootstrap-deployment={d}")
+                        } else {
+                            t.to_owned()
+                        })
+                    })
+                    .collect();
+                s["tags"] = serde_json::json!(tags);
+                w.servers.insert(id.clone(), s);
+                let mut vv = vol.clone();
+                vv["id"] = serde_json::json!(v);
+                w.volumes.insert(v.clone(), vv);
+            }
+            let snap = format!("00000000-0000-4000-8000-{:012}", 700_000 + i);
+            w.snapshots.insert(
+                snap.clone(),
+                serde_json::json!({"id": snap, "name": format!("{d}-20261124T0300Z"),
+                    "parent_volume": {"id": v}, "size": 20_000_000_000u64, "project_id": PROJECT,
+                    "status": "available", "class": "sbs", "zone": "fr-par-1",
+                    "created_at": "2026-11-24T03:00:05Z", "updated_at": "2026-11-24T03:00:05Z",
+                    "tags": ["managed-by=bootstrap", format!("bootstrap-deployment={d}"),
+                             "bootstrap-slot=20261124T0300Z"]}),
+            );
+        }
+    }
+    // A bucket of 420 requests that never refills, and no rate headers (as Scaleway): reading
+    // each server before its snapshot, each snapshot before its delete and polling each
+    // snapshot alone would need 600 and more, and draw 429s.
+    fake.set_rate_limit(420, 0.0, 420);
+    let before = fake.request_log().len();
+    let r = b.run(&[
+        "snapshot",
+        "run",
+        "--provider",
+        "scaleway",
+        "--endpoint",
+        &url,
+        "--at",
+        "2026-11-25T04:00:00Z",
+        "--output",
+        "json",
+    ]);
+    r.expect_code(0);
+    let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["servers"].as_array().unwrap().len(), n);
+    let log = fake.request_log()[before..].to_vec();
+    let (calls, limited) = calls_and_429s(&log);
+    let per_server = calls as f64 / n as f64;
+    eprintln!(
+        "scaleway job, {n} servers: {calls} calls ({per_server:.2} a server), {limited} answered 429"
+    );
+    assert_eq!(limited, 0);
+    assert!(per_server <= 3.0, "{per_server:.2} calls a server");
+    // Retention: exactly today's snapshot of each server is left.
+    let w = fake.w();
+    assert_eq!(w.snapshots.len(), n);
+    assert!(
+        w.snapshots
+            .values()
+            .all(|s| s["name"].as_str().unwrap().ends_with("-20261125T0300Z")),
+        "{:?}",
+        w.snapshots.values().collect::<Vec<_>>()
     );
 }

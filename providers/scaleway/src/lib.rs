@@ -206,7 +206,7 @@ impl Provider for Scaleway {
     }
 
     async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>> {
-        server::list_noting_roots(&self.client, selector, &self.seen).await
+        server::list_by_labels(&self.client, selector, &self.seen).await
     }
 
     async fn get_server(&self, id: &str) -> Result<Option<Server>> {

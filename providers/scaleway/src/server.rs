@@ -120,14 +120,9 @@ pub(crate) async fn get(c: &Client, id: &str) -> Result<Option<Server>> {
 }
 
 /// Every server carrying all of `selector` (`ListServers?tags=` matches an exact comma-joined
-/// list, so one tag is sent and the rest is checked by the flows).
-pub(crate) async fn list_by_labels(c: &Client, selector: &Labels) -> Result<Vec<Server>> {
-    list_noting_roots(c, selector, &crate::snapshot::Seen::default()).await
-}
-
-/// [`list_by_labels`], noting each server's SBS root volume in `seen` (a snapshot of it then
-/// needs no read of the server).
-pub(crate) async fn list_noting_roots(
+/// list, so one tag is sent and the rest is checked by the flows), noting each one's SBS root
+/// volume in `seen` (a snapshot of it then needs no read of the server).
+pub(crate) async fn list_by_labels(
     c: &Client,
     selector: &Labels,
     seen: &crate::snapshot::Seen,

@@ -151,7 +151,10 @@ async fn root_volume(c: &Client, server: &Server) -> Result<String> {
 /// One listed as ours is deleted at once; only if an image holds it is the careful path taken.
 pub(crate) async fn delete(c: &Client, seen: &Seen, id: &str) -> Result<()> {
     if seen.is_ours(id) {
-        match c.delete(&c.block(&format!("/snapshots/{}", uuid(id)?))).await {
+        match c
+            .delete(&c.block(&format!("/snapshots/{}", uuid(id)?)))
+            .await
+        {
             Err(e) if is_type(&e, &[types::PRECONDITION_FAILED]) => {}
             done => return done,
         }
