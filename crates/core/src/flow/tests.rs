@@ -700,7 +700,7 @@ async fn a_twin_left_by_a_concurrent_run_is_resolved_by_the_next_run_keeping_the
     assert_eq!(r[0].outcome, Outcome::UpToDate, "{r:?}");
     let left: Vec<String> = ours(&p, "web1").into_iter().map(|s| s.id).collect();
     // The older one stays, as every run decides; the younger twin goes.
-    assert_eq!(left, [first.id.clone()]);
+    assert_eq!(left, std::slice::from_ref(&first.id));
     assert_ne!(twin, first.id);
     assert_eq!(r[0].pruned, ["web1-twin"]);
 }
