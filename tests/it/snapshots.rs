@@ -678,3 +678,76 @@ fn the_scaleway_job_over_120_servers_reads_each_server_once_and_lists_instead_of
         w.snapshots.values().collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn the_digitalocean_job_follows_the_ratelimit_headers_without_a_429() {
+    use fakecloud::digitalocean::FakeDo;
+    let fake = FakeDo::start();
+    let url = fake.url();
+    let mut b = Bin::new();
+    b.unset("HCLOUD_TOKEN");
+    b.env("DIGITALOCEAN_TOKEN", "dop_v1_test-token-not-secret");
+    let n = 4;
+    for i in 0..n {
+        let name = format!("s{i}");
+        b.run(&[
+            "create",
+            "--provider",
+            "digitalocean",
+            "--endpoint",
+            &url,
+            "--name",
+            &name,
+            "--ssh-from",
+            "203.0.113.7/32",
+            "--snapshots",
+            "daily:1",
+        ])
+        .expect_code(0);
+    }
+    let job = |at: &str| {
+        b.run(&[
+            "snapshot",
+            "run",
+            "--provider",
+            "digitalocean",
+            "--endpoint",
+            &url,
+            "--at",
+            at,
+            "--output",
+            "json",
+        ])
+    };
+    job("2026-11-25T04:00:00Z").expect_code(0);
+    // 30 requests at once, 20 more a second: the day's run needs more than that, so it must
+    // wait for the budget as the `ratelimit-*` headers tell, not draw 429s.
+    fake.set_rate_limit(30, 20.0);
+    let before = fake.kit().request_log().len();
+    let r = job("2026-11-26T04:00:00Z");
+    r.expect_code(0);
+    let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(v["failed"], 0, "{v}");
+    let log = fake.kit().request_log()[before..].to_vec();
+    let (calls, limited) = calls_and_429s(&log);
+    eprintln!(
+        "digitalocean job, {n} servers: {calls} calls ({:.2} a server), {limited} answered 429",
+        calls as f64 / n as f64
+    );
+    assert_eq!(limited, 0, "{log:#?}");
+    assert!(
+        calls > 40,
+        "the run needed more than the bucket held: {calls}"
+    );
+    let ours: Vec<Value> = fake
+        .snapshots()
+        .into_iter()
+        .filter(|i| i["type"] == "snapshot")
+        .collect();
+    assert_eq!(ours.len(), n, "{ours:?}");
+    assert!(
+        ours.iter()
+            .all(|i| i["name"].as_str().unwrap().ends_with("-20261126T0300Z")),
+        "{ours:?}"
+    );
+}

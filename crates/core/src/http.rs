@@ -432,9 +432,14 @@ impl Budget {
         } else if let Some(rate) = self.per_sec {
             secs_f64((1.0 - self.tokens) / rate)
         } else {
-            self.until
+            // Without a rate (DigitalOcean's reset names only the next free request): the first
+            // missing token at the reset, each one after it a second later, until an answer
+            // tells more; never all of them together at the reset.
+            let first = self
+                .until
                 .map(|u| u.saturating_duration_since(now))
-                .unwrap_or(Duration::ZERO)
+                .unwrap_or(Duration::ZERO);
+            first + secs_f64((-self.tokens).ceil())
         }
     }
 
@@ -860,6 +865,36 @@ mod tests {
             "https://api.example.com/iam/v1alpha1/ssh-keys"
         );
         assert!(Arc::ptr_eq(&c.gate, &s.gate), "one budget per provider");
+    }
+
+    #[test]
+    fn without_a_rate_requests_queued_for_the_reset_leave_a_second_apart() {
+        // DigitalOcean: nothing left, the next request is free in 2 s; the ones after it must
+        // not all leave then too (each would draw a 429).
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let spent = headers(&[
+            ("ratelimit-limit", "5000".into()),
+            ("ratelimit-remaining", "0".into()),
+            ("ratelimit-reset", (now + 2).to_string()),
+        ]);
+        let mut b = Budget::default();
+        let t = Instant::now();
+        b.take(t);
+        b.observe(t, t, Some(&spent), RateLimitStyle::ResetNextToken);
+        let waits: Vec<Duration> = (0..3).map(|_| b.take(t)).collect();
+        assert!(waits[0] > Duration::from_millis(900), "{waits:?}");
+        assert!(
+            waits[1] >= waits[0] + Duration::from_millis(999),
+            "{waits:?}"
+        );
+        assert!(
+            waits[2] >= waits[1] + Duration::from_millis(999),
+            "{waits:?}"
+        );
+        assert_eq!(b.peek(t), waits[2] + Duration::from_secs(1));
     }
 
     #[test]
