@@ -1,7 +1,10 @@
 //! The snapshot job: for every server carrying a schedule, take the snapshot of the current slot
 //! if it is missing, wait until it is usable, then delete our snapshots beyond KEEP, oldest
 //! first by creation time. Stateless: the schedule lives in the server's labels, the slot in the
-//! snapshot's, so it can run from any machine, twice, or twice at once.
+//! snapshot's, so it can run from any machine, twice, or twice at once. Two runs that took the
+//! same slot at the same moment leave twins; the next run's listing sees them and every run
+//! keeps the same one (the oldest, then the lowest id), so no run re-reads a server's snapshots
+//! after taking one (issue 12: the job of 1,000 servers within Hetzner's 3,600 requests an hour).
 
 use std::collections::BTreeMap;
 
