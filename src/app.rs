@@ -48,7 +48,13 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let bad_input = e.downcast_ref::<BadInput>().is_some();
-            let code = if bad_input { 2 } else { 1 };
+            let code = if bad_input {
+                2
+            } else if let Some(i) = e.downcast_ref::<Interrupted>() {
+                i.exit_code()
+            } else {
+                1
+            };
             let message = format!("{e:#}");
             eprintln!("error: {message}");
             let out = crate::output::Output::new(output);
@@ -62,6 +68,59 @@ pub fn main() -> ExitCode {
             }
             ExitCode::from(code)
         }
+    }
+}
+
+/// A run stopped by a signal, after its rollback: the process exits 128 + the signal's number
+/// (130 SIGINT, 143 SIGTERM, 129 SIGHUP), as a shell reports a process the signal ended.
+#[derive(Debug)]
+pub struct Interrupted {
+    /// The signal's number.
+    pub signal: i32,
+    /// What the run did about it (the rollback's outcome).
+    pub message: String,
+}
+
+impl Interrupted {
+    /// The signal's name, for messages.
+    pub fn name(signal: i32) -> &'static str {
+        match signal {
+            1 => "SIGHUP",
+            2 => "SIGINT",
+            15 => "SIGTERM",
+            _ => "a signal",
+        }
+    }
+
+    fn exit_code(&self) -> u8 {
+        u8::try_from(128 + self.signal).unwrap_or(1)
+    }
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Waits for SIGINT, SIGTERM or SIGHUP and returns its number; never returns where the
+/// handlers cannot be set up. Listening replaces the signals' default action (ending the
+/// process) for the rest of the run, so call it only around work that rolls back.
+pub async fn signalled() -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => 2,
+        _ = term.recv() => 15,
+        _ = hup.recv() => 1,
     }
 }
 

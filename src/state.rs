@@ -79,6 +79,12 @@ impl DeploymentDir {
         self.dir.join("wg-server.key")
     }
 
+    /// The WireGuard server's public key after `verify` replaced the one from the user-data
+    /// (its private half never leaves the server); the client config names it from then on.
+    pub fn wg_server_public(&self) -> PathBuf {
+        self.dir.join("wg-server.pub")
+    }
+
     /// The WireGuard client's private key.
     pub fn wg_client_key(&self) -> PathBuf {
         self.dir.join("wg-client.key")
@@ -147,6 +153,7 @@ impl DeploymentDir {
             self.known_hosts(),
             self.sudo_password(),
             self.wg_server_key(),
+            self.wg_server_public(),
             self.wg_client_key(),
             self.wg_client_config(),
             self.record_path(),
@@ -223,6 +230,93 @@ pub fn check_private_dir(dir: &Path) -> anyhow::Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The lock of one deployment, held for the length of a run that changes it (`create`,
+/// `destroy`): `flock` on `<state dir>/<provider>/.<name>.lock`, which holds the holder's PID.
+/// The kernel lets go when the process ends, however it ends. The file stays (removing it
+/// would race with a run that just opened it).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl DeploymentDir {
+    /// The lock file, beside the deployment's directory (which rollback may remove).
+    fn lock_path(&self) -> PathBuf {
+        let parent = self.dir.parent().unwrap_or(&self.dir);
+        parent.join(format!(".{}.lock", self.name))
+    }
+
+    /// Takes the deployment's lock, waiting up to `wait` for another run on this machine to
+    /// finish; then fails naming that run's PID.
+    pub async fn lock(
+        &self,
+        wait: std::time::Duration,
+        progress: &dyn bootstrap_core::Progress,
+    ) -> anyhow::Result<RunLock> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        let path = self.lock_path();
+        if let Some(parent) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", parent.display()))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            // Never through a symlink someone planted beside the deployment's directory.
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("opening the lock {}: {e}", path.display()))?;
+        let until = bootstrap_core::deadline::after(wait);
+        let mut told = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let mut pid = String::new();
+                    let _ = file.rewind().and_then(|()| file.read_to_string(&mut pid));
+                    let pid = pid.trim().chars().take(12).collect::<String>();
+                    let who = if pid.is_empty() {
+                        "another bootstrap run".to_owned()
+                    } else {
+                        format!("another bootstrap run (pid {pid})")
+                    };
+                    if tokio::time::Instant::now() >= until {
+                        anyhow::bail!(
+                            "{who} is still working on deployment {} (lock {}); let it finish, then run this again (or give a longer --timeout)",
+                            self.name,
+                            path.display()
+                        );
+                    }
+                    if !told {
+                        progress.warn(&format!(
+                            "{who} is working on deployment {}; waiting for it (up to {}s)",
+                            self.name,
+                            wait.as_secs()
+                        ));
+                        told = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    anyhow::bail!("locking {}: {e}", path.display());
+                }
+            }
+        }
+        // Who holds it, for the message of a run that waits.
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(RunLock { _file: file })
+    }
 }
 
 /// How sudo works for the admin.

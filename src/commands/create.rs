@@ -239,6 +239,9 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
     // Everything that can be checked offline is checked before the key is made or a call sent.
     let (placeholder, _) = preview_key(&s)?;
     render_user_data(&s, &placeholder, &Secrets::for_preview(&s, &dir)?)?;
+    // One run per deployment on this machine: a second waits (up to --timeout), so that it
+    // finds what the first made instead of racing it with the same key and state files.
+    let _lock = dir.lock(s.conn.flow.timeout, progress).await?;
     let provider = providers::build(&s.conn).await?;
     if let Some(id) = &s.from_snapshot {
         check_our_snapshot(provider.as_ref(), &s.conn.flow, id).await?;
@@ -250,10 +253,11 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
     let p = plan(&s, &key, ud);
     secrets::pin_before_create(&dir, &secrets)?;
 
+    // SIGINT (Ctrl-C), SIGTERM (`timeout`, CI cancellation, systemd) and SIGHUP (a closed
+    // terminal) all stop the flow and roll back; the exit code says which came.
+    let signal = std::sync::OnceLock::new();
     let cancel = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+        let _ = signal.set(crate::app::signalled().await);
     };
     match flow::create(provider.as_ref(), &p, &s.conn.flow, progress, cancel).await {
         Ok(o) => {
@@ -302,6 +306,17 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
                 ),
                 Err(e) => rollback_hint(provider_name, &s.name, &s.conn.flags(), &e),
             };
+            if let Some(&sig) = signal.get() {
+                return Err(crate::app::Interrupted {
+                    signal: sig,
+                    message: format!(
+                        "create {} interrupted by {}; {detail}",
+                        s.name,
+                        crate::app::Interrupted::name(sig)
+                    ),
+                }
+                .into());
+            }
             Err(anyhow::anyhow!(
                 "create {} failed: {error}; {detail}",
                 s.name

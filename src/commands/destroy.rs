@@ -31,6 +31,8 @@ pub async fn run(a: &DestroyArgs, progress: &dyn Progress) -> anyhow::Result<()>
     } else {
         flow::Snapshots::Keep
     };
+    // The same lock as `create`: no destroy under a create of this machine, nor the reverse.
+    let _lock = local.lock(conn.flow.timeout, progress).await?;
     // A teardown that stops halfway names what it removed and what is left; the fix is to run
     // the same command again once the cause is gone.
     let t = flow::destroy(p.as_ref(), &name, &conn.flow, progress, snapshots)

@@ -19,7 +19,9 @@
 use bootstrap_cloudinit::{HardeningParams, HostKey, Sudo, WireGuard};
 use bootstrap_core::Progress;
 use bootstrap_core::flow::CreateOutcome;
-use bootstrap_keys::{KeyPair, KnownHosts, PublicKey, SudoPassword, WgKeyPair, host_pattern};
+use bootstrap_keys::{
+    KeyPair, KnownHosts, PublicKey, SudoPassword, WgKeyPair, WgPublicKey, host_pattern,
+};
 
 use crate::settings::{CreateSettings, bad};
 use crate::state::{DeploymentDir, DeploymentRecord, PINNED_FROM_USER_DATA, SudoMode, VpnRecord};
@@ -346,6 +348,8 @@ pub fn after_create(
             (None, Some(ip)) => format!("[{ip}]"),
             (None, None) => "<server address>".to_owned(),
         };
+        // After `verify` replaced the server's key, the client talks to that one.
+        let server_public = rotated_wg_server(dir)?.unwrap_or_else(|| w.server.public());
         let conf = format!(
             "# bootstrap: WireGuard tunnel to {name}; `wg-quick up {path}`, then `bootstrap ssh {name}`.\n\
              [Interface]\n\
@@ -361,7 +365,7 @@ pub fn after_create(
             path = dir.wg_client_config().display(),
             private = w.client.private_base64().as_str(),
             client = v.client_address,
-            server = w.server.public(),
+            server = server_public,
             port = v.port,
             server_address = v.server_address,
         );
@@ -398,6 +402,22 @@ pub fn after_create(
         ssh_address,
         admin_user: record.admin_user.clone(),
     })
+}
+
+/// The WireGuard server key `verify` put in place of the user-data's, if it did.
+pub fn rotated_wg_server(dir: &DeploymentDir) -> anyhow::Result<Option<WgPublicKey>> {
+    let path = dir.wg_server_public();
+    let Some(text) = bootstrap_core::config_file::read_text(
+        &path,
+        1024,
+        bootstrap_core::config_file::Symlinks::Refuse,
+    )?
+    else {
+        return Ok(None);
+    };
+    WgPublicKey::from_base64(text.trim())
+        .map(Some)
+        .map_err(|_| anyhow::anyhow!("{} is not a WireGuard public key", path.display()))
 }
 
 /// After a rollback removed the server: removes what this run added to the state dir.

@@ -21,7 +21,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bootstrap_core::Progress;
-use bootstrap_keys::{KnownHosts, PublicKey, SudoPassword};
+use bootstrap_keys::{KnownHosts, PublicKey, SudoPassword, WgKeyPair, WgPublicKey};
 use checks::{Check, MARKER, Section, Status};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -31,7 +31,7 @@ use crate::commands::ssh::Target;
 use crate::output::Output;
 use crate::settings::{TargetSettings, bad, parse_duration};
 use crate::state::{
-    DeploymentDir, DeploymentRecord, PINNED_FROM_USER_DATA, PINNED_ROTATED, SudoMode,
+    DeploymentDir, DeploymentRecord, PINNED_FROM_USER_DATA, PINNED_ROTATED, SudoMode, VpnRecord,
 };
 
 /// What one `ssh` run gave back.
@@ -387,6 +387,21 @@ pub async fn run(a: &VerifyArgs, progress: &dyn Progress) -> anyhow::Result<()> 
             )
             .await,
         );
+        // Last: the tunnel this session may run through drops when the server switches keys.
+        if let Some(vpn) = &record.vpn {
+            list.push(
+                rotate_wireguard_key(
+                    &remote,
+                    &target,
+                    password.as_ref(),
+                    &dir,
+                    vpn,
+                    &get("wg").text,
+                    progress,
+                )
+                .await,
+            );
+        }
     }
     finish(a, &t.name, &target, list)
 }
@@ -609,6 +624,183 @@ async fn rotate_host_key(
                 .map(|(k, _)| k.fingerprint_sha256())
                 .unwrap_or_default(),
             new.fingerprint_sha256()
+        ),
+    )
+}
+
+/// Replaces the WireGuard server key from the user-data (which the provider keeps) with one
+/// generated on the server; its private half never leaves the server, the client config gets
+/// the public half. The tunnel drops when the server switches, so this runs last and the check
+/// says how to bring it up again; the next `verify` confirms the server uses the new key.
+async fn rotate_wireguard_key(
+    remote: &Remote<'_>,
+    target: &Target,
+    password: Option<&SudoPassword>,
+    dir: &DeploymentDir,
+    vpn: &VpnRecord,
+    wg_show: &str,
+    progress: &dyn Progress,
+) -> Check {
+    const ID: &str = "wireguard-key-rotated";
+    const TITLE: &str = "WireGuard server key is one generated on the server";
+    let conf = dir.wg_client_config();
+    let iface = &vpn.interface;
+    if iface.is_empty()
+        || !iface
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+    {
+        return Check::fail(ID, TITLE, format!("odd interface name {iface:?}"));
+    }
+    let Some(current) = wg_show
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("public key:"))
+        .map(str::trim)
+    else {
+        return Check::fail(ID, TITLE, format!("`wg show {iface}` named no public key"));
+    };
+    match crate::commands::secrets::rotated_wg_server(dir) {
+        Ok(Some(k)) if k.to_string() == current => {
+            return Check::pass(ID, TITLE, format!("already rotated ({current})"));
+        }
+        Ok(_) => {}
+        Err(e) => return Check::fail(ID, TITLE, format!("{e:#}")),
+    }
+    let from_user_data = match WgKeyPair::load(&dir.wg_server_key()) {
+        Ok(k) => k.public().to_string(),
+        Err(e) => return Check::fail(ID, TITLE, e.to_string()),
+    };
+    if from_user_data != current {
+        return Check::fail(
+            ID,
+            TITLE,
+            format!(
+                "the server uses {current}, which is neither the user-data's key nor one verify put there; the client config in {} stays as it is",
+                conf.display()
+            ),
+        );
+    }
+    progress.step("replacing the WireGuard server key with one generated on the server");
+    // 1. A new key on the server; only its public half comes back.
+    let make = format!(
+        "set -e\numask 077\nn=/etc/wireguard/{iface}.key.bootstrap-new\n\
+         wg genkey > \"$n\"\nwg pubkey < \"$n\"\n"
+    );
+    let run = |script: String| async move {
+        remote
+            .run(
+                &target.user,
+                &[],
+                sudo_shell(password),
+                &sudo_stdin(password, &script),
+                Duration::from_secs(60),
+            )
+            .await
+    };
+    let ran = match run(make).await {
+        Ok(r) => r,
+        Err(e) => return Check::fail(ID, TITLE, e.to_string()),
+    };
+    let new = match ran
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| WgPublicKey::from_base64(l.trim()))
+    {
+        Some(Ok(k)) => k,
+        _ => {
+            return Check::fail(
+                ID,
+                TITLE,
+                format!("no new key from the server: {}", ran.stderr.trim()),
+            );
+        }
+    };
+    // 2. The client config naming the new key, ready beside the old one before the server
+    //    switches (a failure here leaves everything as it was).
+    let next = conf.with_file_name(".wg-bootstrap.conf.next");
+    let ready = bootstrap_core::config_file::read_text(
+        &conf,
+        16 * 1024,
+        bootstrap_core::config_file::Symlinks::Refuse,
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|t| t.ok_or_else(|| format!("{} is gone", conf.display())))
+    .map(|text| {
+        let text = bootstrap_keys::Zeroizing::new(text);
+        text.lines()
+            .map(|l| {
+                if l.trim_start().starts_with("PublicKey") {
+                    format!("PublicKey = {new}")
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    })
+    .map(bootstrap_keys::Zeroizing::new)
+    .and_then(|t| {
+        bootstrap_keys::write_atomic(&next, t.as_bytes(), 0o600).map_err(|e| e.to_string())
+    });
+    if let Err(e) = ready {
+        let _ = run(format!("rm -f /etc/wireguard/{iface}.key.bootstrap-new\n")).await;
+        return Check::fail(ID, TITLE, format!("cannot prepare the client config: {e}"));
+    }
+    // 3. The server's config takes the new key (read from its file, never on a command line),
+    //    and the live interface switches two seconds later, after this session has ended.
+    let swap = format!(
+        "set -e\numask 077\nc=/etc/wireguard/{iface}.conf\nn=/etc/wireguard/{iface}.key.bootstrap-new\n\
+         awk -v f=\"$n\" 'BEGIN {{ getline k < f }} /^PrivateKey[ \\t]*=/ {{ print \"PrivateKey = \" k; next }} {{ print }}' \"$c\" > \"$c.bootstrap-new\"\n\
+         grep -q '^PrivateKey = ' \"$c.bootstrap-new\"\nmv -f \"$c.bootstrap-new\" \"$c\"\n\
+         setsid sh -c 'sleep 2; wg set {iface} private-key /etc/wireguard/{iface}.key.bootstrap-new && rm -f /etc/wireguard/{iface}.key.bootstrap-new' </dev/null >/dev/null 2>&1 &\n\
+         echo switching\n"
+    );
+    let switched = matches!(run(swap).await, Ok(r) if r.stdout.contains("switching"));
+    if !switched {
+        let _ = std::fs::remove_file(&next);
+        return Check::fail(
+            ID,
+            TITLE,
+            "the server did not take the new key; the tunnel and the client config stay as they were"
+                .to_owned(),
+        );
+    }
+    // 4. The client config and the record of the new key.
+    if let Err(e) = std::fs::rename(&next, &conf)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            bootstrap_keys::write_atomic(
+                &dir.wg_server_public(),
+                format!("{new}\n").as_bytes(),
+                0o600,
+            )
+            .map_err(anyhow::Error::from)
+        })
+    {
+        return Check::fail(
+            ID,
+            TITLE,
+            format!(
+                "the server switched to {new}, but the client config could not be updated ({e:#}): set `PublicKey = {new}` under [Peer] in {}",
+                conf.display()
+            ),
+        );
+    }
+    let up_again = format!(
+        "sudo wg-quick down {c}; sudo wg-quick up {c}",
+        c = conf.display()
+    );
+    progress.warn(&format!(
+        "the WireGuard tunnel restarts with the new server key: run `{up_again}`"
+    ));
+    Check::pass(
+        ID,
+        TITLE,
+        format!(
+            "replaced the user-data's key {from_user_data} with {new} (made on the server); bring the tunnel up again: `{up_again}`",
         ),
     )
 }

@@ -419,8 +419,21 @@ fn aws_dlm_policy_targets_the_deployment_and_destroy_removes_it() {
     b.run(&["snapshot", "set", "db1", "off", "--provider", "aws"])
         .expect_code(0);
     assert!(dlm.policies().is_empty());
+    b.run(&["snapshot", "set", "db1", "daily:5", "--provider", "aws"])
+        .expect_code(0);
+
+    // db1's instance terminated by hand: nothing on it says DLM any more, yet destroy finds
+    // the deployment's policy by its tags and removes it (issue 13, loose end d).
+    let id = view.live_instances("db1")[0]
+        .instance_id()
+        .unwrap()
+        .to_owned();
+    view.block(view.client.terminate_instances().instance_ids(id).send())
+        .unwrap();
+    assert_eq!(dlm.policies().len(), 1);
     b.run(&["destroy", "db1", "--provider", "aws", "--yes"])
         .expect_code(0);
+    assert!(dlm.policies().is_empty(), "{:?}", dlm.policies());
     assert!(view.live_instances("db1").is_empty());
 }
 

@@ -135,7 +135,8 @@ fn ctrl_c_while_the_server_create_is_in_flight_leaves_nothing_behind() {
     assert!(killed.success());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    // Ctrl-C: exit 130 (128 + SIGINT) after the rollback.
+    assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     // Give the delayed create time to land before looking.
     let landed = post_seen + std::time::Duration::from_millis(3500);

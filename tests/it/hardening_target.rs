@@ -460,8 +460,10 @@ impl Target {
             .map(|(k, v)| format!("{k} = {v}\n"))
             .collect();
         fs::write(dir.path().join("net-sysctl.conf"), net).unwrap();
+        // Forwarding on first, as on an image (or a host running Docker) that had it on: turning
+        // it off resets conf.all.accept_redirects, which the file must survive.
         server.sh(&format!(
-            "sysctl -q -p {}/net-sysctl.conf",
+            "sysctl -q -w net.ipv4.ip_forward=1 && sysctl -q -p {}/net-sysctl.conf",
             dir.path().display()
         ));
         let kernel = KernelSysctls::apply(

@@ -29,6 +29,7 @@ mod json_output;
 #[cfg(feature = "aws")]
 mod moto;
 mod prism;
+mod race;
 mod readme;
 mod remembers;
 mod scaleway;

@@ -436,6 +436,7 @@ fn verify_through_the_wireguard_tunnel() {
         "firewall-ssh",
         "wireguard",
         "host-key-rotated",
+        "wireguard-key-rotated",
     ] {
         assert_eq!(list[id].0, "pass", "{id}: {:?}", list[id]);
     }
@@ -444,9 +445,60 @@ fn verify_through_the_wireguard_tunnel() {
         "{:?}",
         list["firewall-ssh"]
     );
+
+    // The WireGuard server key from the user-data is gone from the server: a new one, made
+    // there, is live and in its config; the client config names its public half.
+    let user_data_key = user_data
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("PrivateKey = "))
+        .expect("the user-data carries the server key")
+        .to_owned();
+    let server_pub = || {
+        t.server
+            .sh("sleep 3; wg show wg0 public-key")
+            .stdout
+            .trim()
+            .to_owned()
+    };
+    let live = server_pub();
+    let client_conf = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        client_conf.contains(&format!("PublicKey = {live}")),
+        "the client config names the server's live key {live}"
+    );
+    let server_conf = t.server.sh("cat /etc/wireguard/wg0.conf").stdout;
+    assert!(
+        !server_conf.contains(&user_data_key),
+        "the user-data's private key is still in wg0.conf"
+    );
+    assert!(server_conf.contains("PrivateKey = "));
+    let stored = std::fs::read_to_string(b.state_dir().join("hetzner/vpn1/wg-server.pub")).unwrap();
+    assert_eq!(stored.trim(), live);
+    assert!(
+        list["wireguard-key-rotated"].1.contains("wg-quick up"),
+        "{:?}",
+        list["wireguard-key-rotated"]
+    );
+
+    // The tunnel, brought up again with the config as verify left it, carries SSH.
+    t.client.sh(&format!(
+        "WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wg-quick down {c} >/dev/null 2>&1; \
+         WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wg-quick up {c} >/dev/null 2>&1",
+        c = conf.display()
+    ));
     let r = t.bin(&b, &["ssh", "vpn1", "--", "id", "-un"]);
     r.expect_code(0);
     assert_eq!(r.stdout().trim(), admin);
+
+    // A second verify finds both keys rotated and changes nothing.
+    let r = t.bin(&b, &["verify", "vpn1", "--output", "json"]);
+    let again = checklist(&r.stdout());
+    r.expect_code(0);
+    for id in ["host-key-rotated", "wireguard-key-rotated"] {
+        assert_eq!(again[id].0, "pass", "{id}: {:?}", again[id]);
+        assert!(again[id].1.contains("already rotated"), "{:?}", again[id]);
+    }
+    assert_eq!(server_pub(), live);
 }
 
 /// `create` on `provider`'s fake with `flags` (endpoint, credentials in `b`), as `admin`, on

@@ -22,6 +22,13 @@ pub const LABEL_DEPLOYMENT: &str = "bootstrap-deployment";
 /// Label key on a server naming the provider id of the SSH key it was created with, so that
 /// `destroy` only deletes a key no other managed server uses.
 pub const LABEL_SSH_KEY: &str = "bootstrap-ssh-key";
+/// Label key on a server naming the provider id of the firewall it was created with, so that a
+/// run that lost a race keeps the firewall the winner's server uses.
+pub const LABEL_FIREWALL: &str = "bootstrap-firewall";
+/// Label key on what one `create` run makes, with a value new for each run: a create whose
+/// answer was lost (or cut off by a signal) is found again by it, and never confused with the
+/// same-named resource of a run racing it.
+pub const LABEL_RUN: &str = "bootstrap-run";
 
 /// A validated deployment name: an RFC 1123 label (it becomes the server's hostname).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -410,6 +417,27 @@ pub struct Server {
     pub ipv6: Option<IpAddr>,
     /// Its labels.
     pub labels: Labels,
+    /// When the provider created it, where it says; orders racing servers (see
+    /// [`Server::race_order`]).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub created: Option<time::OffsetDateTime>,
+}
+
+impl Server {
+    /// The order that decides which of two servers of one deployment is the older: creation
+    /// time, then the id (numerically where both are numbers). Every run sorts the same way,
+    /// so racing runs agree on the winner without talking to each other.
+    pub fn race_order(&self) -> (Option<time::OffsetDateTime>, u128, &str) {
+        // A numeric id sorts as a number (9 before 10); others fall back to the string.
+        (
+            self.created,
+            self.id.parse::<u128>().unwrap_or(u128::MAX),
+            self.id.as_str(),
+        )
+    }
 }
 
 impl Labelled for Server {

@@ -95,6 +95,17 @@ pub trait Provider: Send + Sync {
     ) -> Result<Vec<Operation>>;
     /// Deletes a firewall; still applied somewhere is `ErrorKind::InUse`.
     async fn delete_firewall(&self, id: &str) -> Result<()>;
+    /// Applies `firewall` to an existing `server`, keeping what else protects it: a re-run that
+    /// found the server but had to make a new firewall (the old one was deleted by hand).
+    /// Already applied is success.
+    async fn attach_firewall(
+        &self,
+        server: &Server,
+        firewall: &Firewall,
+    ) -> Result<Vec<Operation>> {
+        let _ = (server, firewall);
+        Err(unsupported(self.name(), "attaching a firewall to a server"))
+    }
 
     /// Servers carrying all of `selector`'s labels (deleted ones excluded).
     async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>>;
@@ -178,7 +189,8 @@ pub trait Provider: Send + Sync {
     /// Deletes a snapshot (one carrying our labels; anything else is refused).
     async fn delete_snapshot(&self, id: &str) -> Result<()>;
 
-    /// Turns on the provider's own backups for a server (Hetzner `enable_backup`).
+    /// Turns on the provider's own backups for a server (Hetzner `enable_backup`); a server
+    /// whose backups are on already needs nothing (a re-run with `--provider-backups`).
     async fn enable_provider_backups(&self, server: &Server) -> Result<Vec<Operation>> {
         let _ = server;
         Err(unsupported(self.name(), "provider backups"))

@@ -101,6 +101,11 @@ pub struct FakeProvider {
     pub needs_completion: bool,
     /// A snapshot's id and labels only appear in `finish_snapshot` (DigitalOcean's shape).
     pub deferred_snapshots: bool,
+    /// Server and firewall names need not be unique (DigitalOcean, Scaleway, EC2): racing
+    /// runs each get theirs.
+    pub duplicate_names: bool,
+    /// Every call yields first, so that flows run side by side (racing runs) interleave.
+    pub interleave: bool,
 }
 
 impl Default for FakeProvider {
@@ -119,7 +124,38 @@ impl FakeProvider {
             description: &FAKE,
             needs_completion: false,
             deferred_snapshots: false,
+            duplicate_names: false,
+            interleave: false,
         }
+    }
+
+    /// Every call yields first, so that two flows joined on one task take turns call by call.
+    #[must_use]
+    pub fn interleaving(mut self) -> Self {
+        self.interleave = true;
+        self
+    }
+
+    /// Server and firewall names need not be unique (DigitalOcean, Scaleway, EC2).
+    #[must_use]
+    pub fn allowing_duplicate_names(mut self) -> Self {
+        self.duplicate_names = true;
+        self
+    }
+
+    /// Every server, in id order.
+    pub fn servers(&self) -> Vec<Server> {
+        self.lock().servers.values().map(|x| x.0.clone()).collect()
+    }
+
+    /// The firewalls applied to a server.
+    pub fn firewalls_of(&self, server: &str) -> Vec<String> {
+        self.lock()
+            .firewalls
+            .iter()
+            .filter(|(_, x)| x.1.iter().any(|s| s == server))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// The same cloud describing itself as `description` (no key resource, name ownership...).
@@ -261,6 +297,12 @@ impl FakeProvider {
             .collect()
     }
 
+    /// Deletes a firewall by hand, detached from its servers first (what a user can do in the
+    /// provider's console).
+    pub fn remove_firewall_by_hand(&self, id: &str) {
+        self.lock().firewalls.remove(id);
+    }
+
     /// Adds a firewall as if someone made it outside this tool.
     pub fn add_foreign_firewall(&self, name: &str) {
         let mut s = self.lock();
@@ -309,8 +351,12 @@ impl FakeProvider {
         Ok(OperationStatus::Succeeded)
     }
 
-    /// Records a call; returns the fault to apply, if any.
-    fn call(&self, name: &str) -> Option<Fault> {
+    /// Records a call; returns the fault to apply, if any. Interleaving, it first lets every
+    /// other task run, as a network round trip would.
+    async fn call(&self, name: &str) -> Option<Fault> {
+        if self.interleave {
+            tokio::task::yield_now().await;
+        }
         let mut s = self.lock();
         s.calls.push(name.to_owned());
         let n = s.calls.len();
@@ -357,7 +403,7 @@ impl Provider for FakeProvider {
     }
 
     async fn find_ssh_key(&self, key: &PublicKeyInfo) -> Result<Option<SshKey>> {
-        let f = self.call("find_ssh_key");
+        let f = self.call("find_ssh_key").await;
         faulty(f, "find_ssh_key", || {
             Ok(self
                 .lock()
@@ -369,7 +415,7 @@ impl Provider for FakeProvider {
     }
 
     async fn list_ssh_keys(&self, selector: &Labels) -> Result<Vec<SshKey>> {
-        let f = self.call("list_ssh_keys");
+        let f = self.call("list_ssh_keys").await;
         faulty(f, "list_ssh_keys", || {
             Ok(self
                 .lock()
@@ -385,13 +431,12 @@ impl Provider for FakeProvider {
     }
 
     async fn create_ssh_key(&self, spec: &SshKeySpec) -> Result<SshKey> {
-        let f = self.call("create_ssh_key");
+        let f = self.call("create_ssh_key").await;
         faulty(f, "create_ssh_key", || {
             let mut s = self.lock();
-            if s.keys
-                .values()
-                .any(|k| k.name == spec.name || k.fingerprint == spec.key.md5)
-            {
+            if s.keys.values().any(|k| {
+                (!self.duplicate_names && k.name == spec.name) || k.fingerprint == spec.key.md5
+            }) {
                 return Err(Error::new(ErrorKind::Conflict, "uniqueness_error"));
             }
             let id = next(&mut s);
@@ -407,7 +452,7 @@ impl Provider for FakeProvider {
     }
 
     async fn delete_ssh_key(&self, id: &str) -> Result<()> {
-        let f = self.call("delete_ssh_key");
+        let f = self.call("delete_ssh_key").await;
         faulty(f, "delete_ssh_key", || {
             self.lock().keys.remove(id);
             Ok(())
@@ -416,12 +461,12 @@ impl Provider for FakeProvider {
 
     /// Every option exists in the in-memory cloud.
     async fn check_server_options(&self, _: &str, _: &str, _: &str) -> Result<()> {
-        let f = self.call("check_server_options");
+        let f = self.call("check_server_options").await;
         faulty(f, "check_server_options", || Ok(()))
     }
 
     async fn list_firewalls(&self, selector: &Labels) -> Result<Vec<Firewall>> {
-        let f = self.call("list_firewalls");
+        let f = self.call("list_firewalls").await;
         faulty(f, "list_firewalls", || {
             Ok(self
                 .lock()
@@ -436,10 +481,10 @@ impl Provider for FakeProvider {
     }
 
     async fn create_firewall(&self, spec: &FirewallSpec) -> Result<Created<Firewall>> {
-        let f = self.call("create_firewall");
+        let f = self.call("create_firewall").await;
         faulty(f, "create_firewall", || {
             let mut s = self.lock();
-            if s.firewalls.values().any(|x| x.0.name == spec.name) {
+            if !self.duplicate_names && s.firewalls.values().any(|x| x.0.name == spec.name) {
                 return Err(Error::new(ErrorKind::Conflict, "uniqueness_error"));
             }
             let id = next(&mut s);
@@ -459,7 +504,7 @@ impl Provider for FakeProvider {
         firewall: &Firewall,
         inbound: &[FirewallRule],
     ) -> Result<Vec<Operation>> {
-        let f = self.call("update_firewall_rules");
+        let f = self.call("update_firewall_rules").await;
         faulty(f, "update_firewall_rules", || {
             let mut s = self.lock();
             let Some(x) = s.firewalls.get_mut(&firewall.id) else {
@@ -471,7 +516,7 @@ impl Provider for FakeProvider {
     }
 
     async fn delete_firewall(&self, id: &str) -> Result<()> {
-        let f = self.call("delete_firewall");
+        let f = self.call("delete_firewall").await;
         faulty(f, "delete_firewall", || {
             let mut s = self.lock();
             let in_use = s
@@ -486,8 +531,40 @@ impl Provider for FakeProvider {
         })
     }
 
+    async fn attach_firewall(
+        &self,
+        server: &Server,
+        firewall: &Firewall,
+    ) -> Result<Vec<Operation>> {
+        let f = self.call("attach_firewall").await;
+        faulty(f, "attach_firewall", || {
+            let mut s = self.lock();
+            if !s.servers.contains_key(&server.id) {
+                return Err(Error::new(ErrorKind::NotFound, "no such server"));
+            }
+            let Some(x) = s.firewalls.get_mut(&firewall.id) else {
+                return Err(Error::new(ErrorKind::NotFound, "no such firewall"));
+            };
+            if !x.1.contains(&server.id) {
+                x.1.push(server.id.clone());
+            }
+            Ok(Vec::new())
+        })
+    }
+
+    async fn enable_provider_backups(&self, server: &Server) -> Result<Vec<Operation>> {
+        let f = self.call("enable_provider_backups").await;
+        faulty(f, "enable_provider_backups", || {
+            if self.lock().servers.contains_key(&server.id) {
+                Ok(Vec::new())
+            } else {
+                Err(Error::new(ErrorKind::NotFound, "no such server"))
+            }
+        })
+    }
+
     async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>> {
-        let f = self.call("list_servers");
+        let f = self.call("list_servers").await;
         faulty(f, "list_servers", || {
             Ok(self
                 .lock()
@@ -500,7 +577,7 @@ impl Provider for FakeProvider {
     }
 
     async fn get_server(&self, id: &str) -> Result<Option<Server>> {
-        let f = self.call("get_server");
+        let f = self.call("get_server").await;
         faulty(f, "get_server", || {
             let mut s = self.lock();
             if s.hidden_gets > 0 {
@@ -512,11 +589,11 @@ impl Provider for FakeProvider {
     }
 
     async fn create_server(&self, spec: &ServerSpec) -> Result<Created<Server>> {
-        let f = self.call("create_server");
+        let f = self.call("create_server").await;
         let polls = self.op_polls;
         faulty(f, "create_server", || {
             let mut s = self.lock();
-            if s.servers.values().any(|x| x.0.name == spec.name) {
+            if !self.duplicate_names && s.servers.values().any(|x| x.0.name == spec.name) {
                 return Err(Error::new(ErrorKind::Conflict, "uniqueness_error"));
             }
             for k in &spec.ssh_key_ids {
@@ -539,6 +616,8 @@ impl Provider for FakeProvider {
                 ipv4: Some(std::net::IpAddr::from([203, 0, 113, 10])),
                 ipv6: None,
                 labels: spec.labels.clone(),
+                // Ids count up, so the order of creation is the order of ids.
+                created: None,
             };
             for fw in &spec.firewall_ids {
                 if let Some(x) = s.firewalls.get_mut(fw) {
@@ -565,7 +644,7 @@ impl Provider for FakeProvider {
     }
 
     async fn delete_server(&self, id: &str) -> Result<Vec<Operation>> {
-        let f = self.call("delete_server");
+        let f = self.call("delete_server").await;
         let polls = self.delete_polls;
         faulty(f, "delete_server", || {
             let mut s = self.lock();
@@ -584,20 +663,20 @@ impl Provider for FakeProvider {
     }
 
     async fn operation_status(&self, op: &Operation) -> Result<OperationStatus> {
-        let f = self.call("operation_status");
+        let f = self.call("operation_status").await;
         faulty(f, "operation_status", || self.check_op(op))
     }
 
     /// One recorded call for the whole batch, as Hetzner's `GET /actions?id=..`.
     async fn operation_statuses(&self, ops: &[Operation]) -> Result<Vec<OperationStatus>> {
-        let f = self.call("operation_statuses");
+        let f = self.call("operation_statuses").await;
         faulty(f, "operation_statuses", || {
             ops.iter().map(|op| self.check_op(op)).collect()
         })
     }
 
     async fn complete_server(&self, server: &Server, _spec: &ServerSpec) -> Result<Vec<Operation>> {
-        let f = self.call("complete_server");
+        let f = self.call("complete_server").await;
         let polls = self.op_polls;
         faulty(f, "complete_server", || {
             let mut s = self.lock();
@@ -619,7 +698,7 @@ impl Provider for FakeProvider {
     }
 
     async fn set_server_labels(&self, server: &Server, labels: &Labels) -> Result<()> {
-        let f = self.call("set_server_labels");
+        let f = self.call("set_server_labels").await;
         faulty(f, "set_server_labels", || {
             match self.lock().servers.get_mut(&server.id) {
                 Some(x) => {
@@ -632,7 +711,7 @@ impl Provider for FakeProvider {
     }
 
     async fn list_snapshots(&self, selector: &Labels) -> Result<Vec<Snapshot>> {
-        let f = self.call("list_snapshots");
+        let f = self.call("list_snapshots").await;
         faulty(f, "list_snapshots", || {
             Ok(self
                 .lock()
@@ -645,7 +724,7 @@ impl Provider for FakeProvider {
     }
 
     async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>> {
-        let f = self.call("get_snapshot");
+        let f = self.call("get_snapshot").await;
         faulty(f, "get_snapshot", || {
             Ok(self.lock().snapshots.get(id).cloned())
         })
@@ -657,7 +736,7 @@ impl Provider for FakeProvider {
         name: &str,
         labels: &Labels,
     ) -> Result<Created<Snapshot>> {
-        let f = self.call("create_snapshot");
+        let f = self.call("create_snapshot").await;
         let polls = self.op_polls;
         let deferred = self.deferred_snapshots;
         faulty(f, "create_snapshot", || {
@@ -712,7 +791,7 @@ impl Provider for FakeProvider {
         snapshot: &Snapshot,
         labels: &Labels,
     ) -> Result<Snapshot> {
-        let f = self.call("finish_snapshot");
+        let f = self.call("finish_snapshot").await;
         faulty(f, "finish_snapshot", || {
             let _ = server;
             let mut s = self.lock();
@@ -739,7 +818,7 @@ impl Provider for FakeProvider {
     }
 
     async fn delete_snapshot(&self, id: &str) -> Result<()> {
-        let f = self.call("delete_snapshot");
+        let f = self.call("delete_snapshot").await;
         faulty(f, "delete_snapshot", || {
             let mut s = self.lock();
             if s.snapshots.get(id).is_some_and(|x| x.labels.is_empty()) {

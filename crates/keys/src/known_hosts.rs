@@ -8,11 +8,15 @@
 //! The format is sshd(8)'s "SSH_KNOWN_HOSTS FILE FORMAT": `hosts keytype base64 [comment]`.
 //! The comment after the key carries how the key was pinned (e.g. `bootstrap:user-data` until
 //! `bootstrap verify` rotates it), so the file alone records whether a rotation is due.
+//! Each entry line is read by `ssh_key::known_hosts` (the parser of the key crate already used);
+//! this module adds what it lacks: line numbers in errors, lines kept verbatim, atomic writes.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use ssh_key::known_hosts::HostPatterns;
 
 use crate::{Error, PublicKey};
 
@@ -74,19 +78,26 @@ impl KnownHosts {
                 line: i + 1,
                 reason: reason.to_owned(),
             };
-            let mut fields = trimmed.splitn(4, char::is_whitespace);
-            let hosts = fields.next().ok_or_else(|| bad("no host field"))?;
-            let alg = fields.next().ok_or_else(|| bad("no key type"))?;
-            let b64 = fields.next().ok_or_else(|| bad("no key"))?;
-            let comment = fields.next().unwrap_or_default().trim().to_owned();
-            let key = PublicKey::parse(&format!("{alg} {b64}"))
-                .map_err(|_| bad("the key does not parse"))?;
-            let hosts: Vec<String> = hosts.split(',').map(str::to_owned).collect();
-            if hosts.iter().any(String::is_empty) {
+            // ssh-key's own known_hosts parser reads the line (host patterns, key type, key,
+            // comment); a parse error names the line, never its content.
+            let entry: ssh_key::known_hosts::Entry = trimmed
+                .parse()
+                .map_err(|_| bad("not `hosts key-type base64-key [comment]`"))?;
+            let HostPatterns::Patterns(hosts) = entry.host_patterns() else {
+                // A hashed name: not one of ours (we never hash), kept as it was.
+                lines.push(Line::Verbatim(raw.to_owned()));
+                continue;
+            };
+            if hosts.is_empty() || hosts.iter().any(String::is_empty) {
                 return Err(bad("empty host pattern"));
             }
+            let mut inner = entry.public_key().clone();
+            let comment = inner.comment().trim().to_owned();
+            // The entry's comment is kept beside the key, as `add` stores it.
+            inner.set_comment("");
+            let key = PublicKey::from_ssh_key(inner).map_err(|_| bad("the key does not parse"))?;
             lines.push(Line::Entry(KnownHostsEntry {
-                hosts,
+                hosts: hosts.clone(),
                 key,
                 comment,
             }));

@@ -307,6 +307,36 @@ pub(crate) async fn delete(ec2: &Client, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Adds a security group to an instance's groups (`ModifyInstanceAttribute`), keeping the
+/// ones it has; already there is success.
+pub(crate) async fn attach(ec2: &Client, instance: &str, group: &str) -> Result<()> {
+    let out = sdk(
+        "DescribeInstances",
+        ec2.describe_instances().instance_ids(instance).send().await,
+    )?;
+    let mut groups: Vec<String> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.instance_id() == Some(instance))
+        .flat_map(|i| i.security_groups())
+        .filter_map(|g| g.group_id().map(str::to_owned))
+        .collect();
+    if groups.iter().any(|g| g == group) {
+        return Ok(());
+    }
+    groups.push(group.to_owned());
+    sdk(
+        "ModifyInstanceAttribute",
+        ec2.modify_instance_attribute()
+            .instance_id(instance)
+            .set_groups(Some(groups))
+            .send()
+            .await,
+    )?;
+    Ok(())
+}
+
 /// A filter on one value, for Describe calls.
 pub(crate) fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()

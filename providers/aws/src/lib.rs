@@ -200,6 +200,11 @@ impl Provider for Aws {
         firewall::delete(&self.ec2, id).await
     }
 
+    async fn attach_firewall(&self, server: &Server, fw: &Firewall) -> Result<Vec<Operation>> {
+        firewall::attach(&self.ec2, &server.id, &fw.id).await?;
+        Ok(Vec::new())
+    }
+
     async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>> {
         server::list(&self.ec2, selector).await
     }

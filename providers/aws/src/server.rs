@@ -59,6 +59,12 @@ fn from_instance(i: &Instance) -> Server {
         ipv4: i.public_ip_address().and_then(|a| a.parse().ok()),
         ipv6: ipv6.and_then(|a| a.parse().ok()),
         labels: tags::labels(i.tags()),
+        created: i.launch_time().and_then(|t| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(
+                i128::from(t.secs()) * 1_000_000_000 + i128::from(t.subsec_nanos()),
+            )
+            .ok()
+        }),
         id,
     }
 }
@@ -121,9 +127,12 @@ pub(crate) async fn get(ec2: &Client, id: &str) -> Result<Option<Server>> {
         .map(from_instance))
 }
 
-/// The `ClientToken` of a launch: a hash of everything the launch sends (EC2 allows 64 ASCII
-/// characters). The security group's id is part of it, so a deployment destroyed and created
-/// again gets a new token, while a retry of the same launch keeps it.
+/// The `ClientToken` of a launch (EC2 allows 64 ASCII characters; a token is scoped to the
+/// account and region already): a hash of what every run of this deployment shares, never of
+/// what one run makes up. The user-data carries a host key new to each run, and the run label
+/// is new to each run, so both stay out: runs racing from two machines then send one token and
+/// EC2 starts one instance (see: issue 13, finding 2). The security group's id is part of it,
+/// so a deployment destroyed and created again gets a new token.
 pub(crate) fn client_token(spec: &ServerSpec, image_id: &str, subnet: Option<&str>) -> String {
     let mut h = Sha256::new();
     for part in [
@@ -132,7 +141,6 @@ pub(crate) fn client_token(spec: &ServerSpec, image_id: &str, subnet: Option<&st
         image_id,
         spec.location.as_str(),
         subnet.unwrap_or_default(),
-        spec.user_data.as_str(),
     ] {
         h.update(part.as_bytes());
         h.update([0]);
@@ -141,7 +149,11 @@ pub(crate) fn client_token(spec: &ServerSpec, image_id: &str, subnet: Option<&st
         h.update(id.as_bytes());
         h.update([0]);
     }
-    for (k, v) in spec.labels.iter() {
+    for (k, v) in spec
+        .labels
+        .iter()
+        .filter(|(k, _)| *k != bootstrap_core::model::LABEL_RUN)
+    {
         h.update(k.as_bytes());
         h.update([1]);
         h.update(v.as_bytes());
@@ -398,5 +410,13 @@ mod tests {
         let mut other = spec.clone();
         other.firewall_ids = vec!["sg-2".into()];
         assert_ne!(a, client_token(&other, "ami-1", None));
+        // See: issue 13, finding 2. What differs between racing runs (the host key in the
+        // user-data, the run label) leaves the token alone.
+        let mut racing = spec.clone();
+        racing.user_data = "#cloud-config\nssh_keys: {other: host key}\n".into();
+        racing
+            .labels
+            .insert(bootstrap_core::model::LABEL_RUN, "0123456789abcdef");
+        assert_eq!(a, client_token(&racing, "ami-1", None));
     }
 }

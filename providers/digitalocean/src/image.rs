@@ -240,6 +240,19 @@ pub(crate) async fn set_backups(
     server: &Server,
     change: bool,
 ) -> Result<Vec<Operation>> {
+    if !change {
+        // Backups on already (a re-run with --provider-backups): nothing to do.
+        let now: Option<serde_json::Value> = c
+            .get_opt(&format!("/v2/droplets/{}", id_of(&server.id)?))
+            .await?;
+        let on = now
+            .as_ref()
+            .and_then(|d| d["droplet"]["features"].as_array())
+            .is_some_and(|f| f.iter().any(|x| x == "backups"));
+        if on {
+            return Ok(Vec::new());
+        }
+    }
     let schedule = Schedule::from_labels(&server.labels)?;
     let policy = schedule
         .as_ref()

@@ -284,6 +284,13 @@ impl Provider for DigitalOcean {
 
     /// Deletes the firewall, then the tags it targeted and those of the droplets deleted
     /// before it, each only once nothing carries it.
+    /// The firewall applies to the deployment's tag, which every droplet of it carries: a new
+    /// firewall covers the server as soon as it exists, nothing to attach.
+    async fn attach_firewall(&self, server: &Server, fw: &Firewall) -> Result<Vec<Operation>> {
+        let _ = (server, fw);
+        Ok(Vec::new())
+    }
+
     async fn delete_firewall(&self, id: &str) -> Result<()> {
         firewall::delete(&self.client, id).await?;
         let dropped: Vec<String> = self

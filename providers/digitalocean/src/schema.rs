@@ -221,6 +221,9 @@ pub(crate) struct Droplet {
     pub features: Option<Vec<String>>,
     #[serde(default)]
     pub tags: Option<Vec<String>>,
+    /// Orders racing droplets of one deployment.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub created_at: Option<OffsetDateTime>,
 }
 
 /// `networks`.
@@ -262,6 +265,7 @@ impl From<Droplet> for Server {
             ipv4: public(&nets.v4),
             ipv6: public(&nets.v6),
             labels: Labels::from_flat_tags(d.tags.iter().flatten(), TAG_SEP),
+            created: d.created_at,
         }
     }
 }

@@ -102,6 +102,8 @@ error_codes! {
     ResourceInUse = "resource_in_use",
     /// The server could not be placed (location full, placement group constraints).
     PlacementError = "placement_error",
+    /// 422: the firewall is applied to that resource already.
+    FirewallAlreadyApplied = "firewall_already_applied",
 }
 
 impl fmt::Display for ErrorCode {

@@ -66,6 +66,28 @@ pub(crate) async fn set_inbound_rules(
     Ok(r.actions.into_iter().map(Into::into).collect())
 }
 
+/// Applies the firewall to a server (`apply_to_resources`); already applied is success.
+pub(crate) async fn apply_to_server(
+    c: &Client,
+    firewall: &Firewall,
+    server: &bootstrap_core::Server,
+) -> Result<Vec<Operation>> {
+    let path = format!(
+        "/firewalls/{}/actions/apply_to_resources",
+        id_of(&firewall.id)?
+    );
+    let body = serde_json::json!({
+        "apply_to": [{"type": "server", "server": {"id": id_of(&server.id)?}}]
+    });
+    match c.post::<ActionsEnvelope, _>(&path, &body).await {
+        Ok(r) => Ok(r.actions.into_iter().map(Into::into).collect()),
+        Err(e) if crate::error::is_code(&e, &[crate::error::ErrorCode::FirewallAlreadyApplied]) => {
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Deletes the firewall; one already gone is fine, one still applied is `InUse`.
 pub(crate) async fn delete(c: &Client, id: &str) -> Result<()> {
     c.delete::<serde_json::Value>(&format!("/firewalls/{}", id_of(id)?))

@@ -78,6 +78,13 @@ pub(crate) async fn delete(c: &Client, id: &str) -> Result<()> {
 /// Turns on Hetzner's own daily backups of `server` (7 slots, kept by Hetzner, never pruned by
 /// us).
 pub(crate) async fn enable_backups(c: &Client, server: &Server) -> Result<Vec<Operation>> {
+    // A server with a backup window has them on already (a re-run with --provider-backups).
+    let now: serde_json::Value = c
+        .get(&format!("/servers/{}", id_of(&server.id)?), &[])
+        .await?;
+    if now["server"]["backup_window"].is_string() {
+        return Ok(Vec::new());
+    }
     let path = format!("/servers/{}/actions/enable_backup", id_of(&server.id)?);
     // The operation takes no request body (Hetzner's document refuses one).
     let r: ActionEnvelope = c.post_empty(&path).await?;

@@ -145,6 +145,10 @@ impl Provider for Hetzner {
         firewall::delete(&self.client, id).await
     }
 
+    async fn attach_firewall(&self, server: &Server, fw: &Firewall) -> Result<Vec<Operation>> {
+        firewall::apply_to_server(&self.client, fw, server).await
+    }
+
     async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>> {
         server::list_by_labels(&self.client, selector).await
     }

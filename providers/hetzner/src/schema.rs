@@ -199,6 +199,9 @@ pub(crate) struct ServerW {
     labels: HashMap<String, String>,
     #[serde(default)]
     public_net: Option<PublicNet>,
+    /// RFC 3339; orders racing servers of one deployment.
+    #[serde(default)]
+    created: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -335,6 +338,9 @@ impl From<ServerW> for Server {
             ipv4,
             ipv6,
             labels: labels(s.labels),
+            created: s
+                .created
+                .and_then(|c| OffsetDateTime::parse(&c, &Rfc3339).ok()),
         }
     }
 }

@@ -201,6 +201,11 @@ impl Provider for Scaleway {
         security_group::set_inbound_rules(&self.client, firewall, inbound).await
     }
 
+    async fn attach_firewall(&self, server: &Server, fw: &Firewall) -> Result<Vec<Operation>> {
+        server::set_security_group(&self.client, server, &fw.id).await?;
+        Ok(Vec::new())
+    }
+
     async fn delete_firewall(&self, id: &str) -> Result<()> {
         security_group::delete(&self.client, id).await
     }

@@ -40,6 +40,9 @@ pub(crate) struct ScwServer {
     pub security_group: Option<Ref>,
     #[serde(default)]
     pub volumes: BTreeMap<String, ServerVolume>,
+    /// RFC 3339 with microseconds; orders racing servers of one deployment.
+    #[serde(default)]
+    pub creation_date: Option<String>,
 }
 
 /// A volume as a server lists it.
@@ -90,6 +93,9 @@ impl From<ScwServer> for Server {
             ipv4,
             ipv6,
             labels: labels_of(&s.tags),
+            created: s.creation_date.and_then(|c| {
+                time::OffsetDateTime::parse(&c, &time::format_description::well_known::Rfc3339).ok()
+            }),
         }
     }
 }

@@ -115,6 +115,7 @@ pub(crate) async fn get(c: &Client, id: &str) -> Result<Option<Server>> {
             ipv4: None,
             ipv6: None,
             labels: Labels::new(),
+            created: None,
         }))
     }
 }
@@ -305,6 +306,18 @@ pub(crate) async fn delete(c: &Client, id: &str) -> Result<Vec<Operation>> {
 }
 
 /// Replaces a server's tags.
+/// Puts the server in a security group (`PATCH /servers/{id}` with `security_group`): an
+/// Instance server has exactly one, so this replaces whatever group it was left with.
+pub(crate) async fn set_security_group(c: &Client, server: &Server, group: &str) -> Result<()> {
+    let _: serde_json::Value = c
+        .patch(
+            &c.inst(&format!("/servers/{}", uuid(&server.id)?)),
+            &json!({ "security_group": { "id": uuid(group)? } }),
+        )
+        .await?;
+    Ok(())
+}
+
 pub(crate) async fn set_labels(c: &Client, server: &Server, labels: &Labels) -> Result<()> {
     let _: serde_json::Value = c
         .patch(

@@ -1,22 +1,23 @@
-//! `create`: SSH key and cloud firewall concurrently, then the server, then wait until it runs.
-//! Re-running finds what exists by labels and completes it. Any failure (or Ctrl-C) removes what
-//! this run created.
+//! `create`: SSH key, then cloud firewall, then the server, then wait until it runs.
+//! Re-running finds what exists by labels and completes it. Any failure (or a signal) removes
+//! what this run's own create calls made, by id; a run that lost a race to another run of the
+//! same deployment removes its own server and names the winner's.
 
+use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::Mutex;
 
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::rollback::rollback;
+use super::{FlowConfig, ResourceRef, Teardown, find_or_create, wait_operations};
 use crate::deadline::Deadline;
-
-use super::{
-    Existing, FlowConfig, ResourceRef, Teardown, find_or_create, teardown, wait_operations,
-};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
-    DeploymentName, Firewall, FirewallSpec, LABEL_MANAGED_BY, LABEL_SSH_KEY, Labels,
-    NativeSchedule, NativeScheduleSpec, Server, ServerSpec, ServerStatus, SshKey, SshKeySpec,
-    merge_rules, only_matching, only_ours, rule_changes,
+    DeploymentName, Firewall, FirewallSpec, LABEL_FIREWALL, LABEL_MANAGED_BY, LABEL_RUN,
+    LABEL_SSH_KEY, Labels, NativeSchedule, NativeScheduleSpec, Server, ServerSpec, ServerStatus,
+    SshKey, SshKeySpec, merge_rules, only_matching, only_ours, rule_changes,
 };
 use crate::poll::wait_until;
 use crate::progress::Progress;
@@ -64,7 +65,10 @@ pub struct CreateFailure {
     pub rollback: std::result::Result<Teardown, Error>,
 }
 
-/// Runs the create flow. `cancel` resolving (Ctrl-C) stops it and rolls back.
+/// Runs the create flow. `cancel` resolving (Ctrl-C, SIGTERM, SIGHUP) stops it and rolls back.
+///
+/// The rollback deletes exactly what this run's own create calls made, by id (see [`Ledger`]):
+/// never a resource that a run racing this one made, even one that carries the same labels.
 pub async fn create(
     p: &dyn Provider,
     plan: &CreatePlan,
@@ -72,89 +76,157 @@ pub async fn create(
     progress: &dyn Progress,
     cancel: impl Future<Output = ()>,
 ) -> std::result::Result<CreateOutcome, CreateFailure> {
-    let selector = Labels::deployment(&plan.deployment);
-    progress.step("looking up existing resources");
-    // Whether this plan asks for a native schedule (a broken label set fails in `run`).
-    let native = native_spec(plan).ok().flatten().is_some();
-    // One deadline for the look-up and the run; the rollback gets its own (see `teardown`).
+    let ledger = Ledger::new();
+    // One deadline for the whole run; the rollback gets its own.
     let deadline = Deadline::after(cfg.timeout);
-    let existing = match deadline.scope(existing(p, &selector, cfg, native)).await {
-        Ok(e) => e,
-        // Nothing was created yet: no rollback to do.
-        Err(error) => {
-            return Err(CreateFailure {
-                error,
-                rollback: Ok(Teardown::default()),
-            });
-        }
-    };
     let result = tokio::select! {
-        r = deadline.scope(run(p, plan, cfg, progress)) => r,
+        r = deadline.scope(run(p, plan, cfg, progress, &ledger)) => r,
         () = cancel => Err(Error::new(ErrorKind::Cancelled, "interrupted")),
     };
     match result {
-        Ok(outcome) => Ok(outcome),
+        Ok(mut outcome) => {
+            outcome.created = ledger.made();
+            Ok(outcome)
+        }
         Err(error) => {
             progress.warn(&format!(
                 "create failed: {error}; removing what this run created"
             ));
-            let rollback = teardown(p, &plan.deployment, &existing, cfg, progress, native).await;
+            let rollback = rollback(p, plan, &ledger, cfg, progress).await;
             Err(CreateFailure { error, rollback })
         }
     }
 }
 
-async fn existing(
+/// What one run made, written the moment each create call answers (a signal can cut the run
+/// off at any await, so nothing waits to be recorded), plus the kinds whose create call was
+/// sent but gave no id: an error that may have come after the work, or a call cut off. Those
+/// are found again by the run's own label ([`LABEL_RUN`]) or, for the key, its fingerprint.
+pub(crate) struct Ledger {
+    run: String,
+    inner: Mutex<LedgerInner>,
+}
+
+#[derive(Default)]
+struct LedgerInner {
+    made: Vec<ResourceRef>,
+    in_doubt: BTreeSet<&'static str>,
+}
+
+impl Ledger {
+    fn new() -> Self {
+        use rand::Rng as _;
+        let n: u64 = rand::thread_rng().r#gen();
+        Self {
+            run: format!("{n:016x}"),
+            inner: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LedgerInner> {
+        // Poisoned only if a thread panicked while pushing; the list is still whole.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// This run's value of [`LABEL_RUN`].
+    pub(crate) fn run_id(&self) -> &str {
+        &self.run
+    }
+
+    /// A create call of `kind` is about to be sent.
+    fn sending(&self, kind: &'static str) {
+        self.lock().in_doubt.insert(kind);
+    }
+
+    /// The create of `kind` is settled: made by this run (`Some`), or found (`None`).
+    fn settled(&self, kind: &'static str, made: Option<ResourceRef>) {
+        let mut l = self.lock();
+        l.in_doubt.remove(kind);
+        l.made.extend(made);
+    }
+
+    /// A create that failed in a way that proves nothing was made (a conflict, refused input).
+    fn refused(&self, kind: &'static str, e: &Error) {
+        if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::InvalidInput) {
+            self.lock().in_doubt.remove(kind);
+        }
+    }
+
+    /// Whether this run made `kind` `id`; if so it is taken off the list, for a caller that
+    /// removes it itself. A key this run did not make is left alone.
+    fn forget(&self, kind: &str, id: &str) -> bool {
+        let mut l = self.lock();
+        let before = l.made.len();
+        l.made.retain(|r| !(r.kind == kind && r.id == id));
+        l.made.len() != before
+    }
+
+    pub(crate) fn made(&self) -> Vec<ResourceRef> {
+        self.lock().made.clone()
+    }
+
+    pub(crate) fn in_doubt(&self) -> Vec<&'static str> {
+        self.lock().in_doubt.iter().copied().collect()
+    }
+
+    /// Whether a resource with these labels is this run's: its run label decides where the
+    /// cloud keeps labels on it; elsewhere `fallback` (the create call answered, or a lost
+    /// answer was followed by finding it).
+    fn is_mine(&self, labels: &Labels, fallback: bool) -> bool {
+        labels.get(LABEL_RUN).map_or(fallback, |r| r == self.run)
+    }
+}
+
+/// `labels` plus this run's label.
+fn with_run(labels: &Labels, ledger: &Ledger) -> Labels {
+    let mut l = labels.clone();
+    l.insert(LABEL_RUN, ledger.run_id());
+    l
+}
+
+/// The deployment's server that racing runs agree on: the oldest by [`Server::race_order`].
+fn oldest(servers: Vec<Server>) -> Option<Server> {
+    servers
+        .into_iter()
+        .min_by(|a, b| a.race_order().cmp(&b.race_order()))
+}
+
+/// After this run made `ours`: another server of the deployment that is older means another
+/// run won the race (DigitalOcean, Scaleway and EC2 do not refuse a second server of the
+/// same name). Every run decides by the same order, so exactly one goes on; the others remove
+/// only their own server and name the winner's.
+async fn lost_race(
     p: &dyn Provider,
     selector: &Labels,
+    ours: &Server,
     cfg: &FlowConfig,
-    native: bool,
-) -> Result<Existing> {
-    let r = &cfg.retry;
-    let own = p.description().ownership;
-    let (servers, firewalls, keys, schedules) = futures::join!(
-        retry(r, "list servers", || p.list_servers(selector)),
-        retry(r, "list firewalls", || p.list_firewalls(selector)),
-        async {
-            if p.description().key_resource {
-                retry(r, "list ssh keys", || p.list_ssh_keys(selector)).await
-            } else {
-                Ok(Vec::new())
-            }
-        },
-        async {
-            if native {
-                retry(r, "list snapshot schedules", || {
-                    p.list_native_schedules(selector)
-                })
-                .await
-            } else {
-                Ok(Vec::new())
-            }
-        },
+) -> Result<()> {
+    let servers = only_ours(
+        retry(&cfg.retry, "list servers", || p.list_servers(selector)).await?,
+        selector,
+        p.description().ownership.server,
     );
-    let mut set = Existing::new();
-    set.extend(
-        only_ours(servers?, selector, own.server)
-            .into_iter()
-            .map(|s| ("server", s.id)),
-    );
-    set.extend(
-        only_ours(firewalls?, selector, own.firewall)
-            .into_iter()
-            .map(|f| ("firewall", f.id)),
-    );
-    set.extend(
-        only_ours(keys?, selector, own.ssh_key)
-            .into_iter()
-            .map(|k| ("ssh_key", k.id)),
-    );
-    set.extend(
-        only_matching(schedules?, selector)
-            .into_iter()
-            .map(|n| ("snapshot_schedule", n.id)),
-    );
-    Ok(set)
+    // The listed copy carries the creation time even where the create answer did not.
+    let me = servers
+        .iter()
+        .find(|s| s.id == ours.id)
+        .cloned()
+        .unwrap_or_else(|| ours.clone());
+    match oldest(servers.into_iter().filter(|s| s.id != ours.id).collect()) {
+        Some(w) if w.race_order() < me.race_order() => Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "another run created deployment {} at the same time and won: its server {} ({}) is the deployment's; this run removes only its own server {} and touches nothing of the winner's",
+                selector.deployment_name().unwrap_or_default(),
+                w.name,
+                w.id,
+                me.id
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 async fn run(
@@ -162,62 +234,49 @@ async fn run(
     plan: &CreatePlan,
     cfg: &FlowConfig,
     progress: &dyn Progress,
+    ledger: &Ledger,
 ) -> Result<CreateOutcome> {
     let deadline = super::flow_deadline(cfg);
     let selector = Labels::deployment(&plan.deployment);
     let desc = p.description();
-    let mut created = Vec::new();
 
+    // The key first, then the firewall: where key names are unique (Hetzner, EC2) a run racing
+    // another with a different key stops at the key, before it made anything another run could
+    // come to use.
+    let key = if desc.key_resource {
+        progress.step("uploading SSH key");
+        let (key, _) = ensure_key(p, &plan.ssh_key, cfg, ledger).await?;
+        progress.done(&format!("ssh key {} ({})", key.name, key.id));
+        Some(key)
+    } else {
+        None
+    };
     progress.step(if desc.key_resource {
-        "uploading SSH key and creating firewall"
+        "creating firewall"
     } else {
         "creating firewall (the SSH key goes in through cloud-init)"
     });
-    // Both run to completion (join, not try_join): a create still in flight when the other
-    // fails could otherwise land after the rollback looked.
-    let (key, firewall) = futures::join!(
-        async {
-            if desc.key_resource {
-                ensure_key(p, &plan.ssh_key, cfg).await.map(Some)
-            } else {
-                Ok(None)
-            }
-        },
-        ensure_firewall(p, &plan.firewall, &selector, cfg, progress, deadline),
-    );
-    let key = key?;
-    let (firewall, fw_made) = firewall?;
-    if let Some((key, true)) = &key {
-        created.push(ResourceRef {
-            kind: "ssh_key",
-            id: key.id.clone(),
-            name: key.name.clone(),
-        });
-    }
-    let key = key.map(|(k, _)| k);
-    if fw_made {
-        created.push(ResourceRef {
-            kind: "firewall",
-            id: firewall.id.clone(),
-            name: firewall.name.clone(),
-        });
-    }
-    progress.done(&match &key {
-        Some(key) => format!(
-            "ssh key {} ({}), firewall {} ({})",
-            key.name, key.id, firewall.name, firewall.id
-        ),
-        None => format!("firewall {} ({})", firewall.name, firewall.id),
-    });
+    let (firewall, fw_made) = ensure_firewall(
+        p,
+        &plan.firewall,
+        &selector,
+        cfg,
+        progress,
+        deadline,
+        ledger,
+    )
+    .await?;
+    progress.done(&format!("firewall {} ({})", firewall.name, firewall.id));
 
     // A native engine (AWS DLM) keeps the schedule: its policy comes before the server, so that
     // a policy the provider refuses (e.g. a missing role) fails the create before an instance
     // is launched.
     let native_schedule = match native_spec(plan)? {
-        Some(ns) => {
+        Some(mut ns) => {
             progress.step("creating the provider's snapshot schedule");
+            ns.labels = with_run(&ns.labels, ledger);
             let (ns, sel) = (&ns, &selector);
-            let (made, is_new) = find_or_create(
+            let found = find_or_create(
                 &cfg.retry,
                 "snapshot schedule",
                 || async move {
@@ -225,16 +284,24 @@ async fn run(
                         .into_iter()
                         .next())
                 },
-                || p.create_native_schedule(ns),
+                || async move {
+                    ledger.sending("snapshot_schedule");
+                    p.create_native_schedule(ns)
+                        .await
+                        .inspect_err(|e| ledger.refused("snapshot_schedule", e))
+                },
             )
-            .await?;
-            if is_new {
-                created.push(ResourceRef {
+            .await;
+            let (made, lost) = found?;
+            let mine = ledger.is_mine(&made.labels, lost);
+            ledger.settled(
+                "snapshot_schedule",
+                mine.then(|| ResourceRef {
                     kind: "snapshot_schedule",
                     id: made.id.clone(),
                     name: made.name.clone(),
-                });
-            }
+                }),
+            );
             progress.done(&format!("snapshot schedule {} ({})", made.name, made.id));
             Some(made)
         }
@@ -248,36 +315,70 @@ async fn run(
         spec.labels.insert(LABEL_SSH_KEY, key.id.clone());
     }
     spec.firewall_ids = vec![firewall.id.clone()];
+    spec.labels.insert(LABEL_FIREWALL, firewall.id.clone());
+    spec.labels.insert(LABEL_RUN, ledger.run_id());
     let (selector, spec) = (&selector, &spec);
+    let found = find_or_create(
+        &cfg.retry,
+        "server",
+        || async move {
+            Ok(oldest(only_ours(
+                p.list_servers(selector).await?,
+                selector,
+                desc.ownership.server,
+            ))
+            .map(Created::ready))
+        },
+        || async move {
+            ledger.sending("server");
+            p.create_server(spec)
+                .await
+                .inspect_err(|e| ledger.refused("server", e))
+        },
+    )
+    .await;
     let (
         Created {
             resource: server,
             pending,
         },
-        server_made,
-    ) = find_or_create(
-        &cfg.retry,
+        lost,
+    ) = found?;
+    // An idempotent create (EC2's ClientToken) answers with the server another run made.
+    let server_made = ledger.is_mine(&server.labels, lost);
+    ledger.settled(
         "server",
-        || async move {
-            Ok(only_ours(
-                p.list_servers(selector).await?,
-                selector,
-                desc.ownership.server,
-            )
-            .into_iter()
-            .next()
-            .map(Created::ready))
-        },
-        || p.create_server(spec),
-    )
-    .await?;
-    if server_made {
-        created.push(ResourceRef {
+        server_made.then(|| ResourceRef {
             kind: "server",
             id: server.id.clone(),
             name: server.name.clone(),
-        });
+        }),
+    );
+    if server_made {
+        lost_race(p, selector, &server, cfg).await?;
     }
+    // A server another run made (a race, or a first create from another machine) was created
+    // with that run's key: a key this run uploaded would only be left unused, so it goes now.
+    let key = match key {
+        Some(k)
+            if !server_made
+                && server
+                    .labels
+                    .get(LABEL_SSH_KEY)
+                    .is_some_and(|id| id != k.id)
+                && ledger.forget("ssh_key", &k.id) =>
+        {
+            retry(&cfg.retry, "delete ssh key", || p.delete_ssh_key(&k.id)).await?;
+            progress.warn(&format!(
+                "server {} was created with another key ({}); removed the key {} this run uploaded",
+                server.name,
+                server.labels.get(LABEL_SSH_KEY).unwrap_or_default(),
+                k.id
+            ));
+            None
+        }
+        k => k,
+    };
     progress.step(&format!("waiting for server {} to start", server.id));
     wait_operations(p, &pending, cfg, deadline).await?;
     // What the cloud needs after create (Scaleway: user-data, then power on); also for a
@@ -287,6 +388,25 @@ async fn run(
     })
     .await?;
     wait_operations(p, &ops, cfg, deadline).await?;
+    // A re-run that found the server but had to make its firewall (the old one was deleted by
+    // hand) applies the new one, so the server is not left unprotected.
+    if fw_made && !server_made {
+        progress.step(&format!(
+            "applying firewall {} to server {}",
+            firewall.id, server.id
+        ));
+        let ops = retry(&cfg.retry, "attach firewall", || {
+            p.attach_firewall(&server, &firewall)
+        })
+        .await?;
+        wait_operations(p, &ops, cfg, deadline).await?;
+        let mut labels = server.labels.clone();
+        labels.insert(LABEL_FIREWALL, firewall.id.clone());
+        retry(&cfg.retry, "set server labels", || {
+            p.set_server_labels(&server, &labels)
+        })
+        .await?;
+    }
     let what = format!("server {} to be running", server.id);
     // Some clouds are eventually consistent (EC2): a server just created can be unknown to a
     // get for a while. Not seen yet is only "gone" once it was seen, or after the provider's
@@ -311,8 +431,14 @@ async fn run(
         }
     })
     .await?;
+    if server_made {
+        // Once more, now that every run that started with this one has made its server: a
+        // run that listed before another's create landed decides here, the same way.
+        lost_race(p, selector, &server, cfg).await?;
+    }
     progress.done(&format!("server {} running", server.id));
-    if plan.provider_backups && server_made {
+    if plan.provider_backups {
+        // Also on a re-run whose server exists: the provider leaves backups that are on alone.
         progress.step("turning on the provider's backups");
         let ops = retry(&cfg.retry, "enable backups", || {
             p.enable_provider_backups(&server)
@@ -325,7 +451,7 @@ async fn run(
         ssh_key: key,
         firewall,
         native_schedule,
-        created,
+        created: Vec::new(),
     })
 }
 
@@ -367,16 +493,43 @@ async fn ensure_key(
     p: &dyn Provider,
     spec: &SshKeySpec,
     cfg: &FlowConfig,
+    ledger: &Ledger,
 ) -> Result<(SshKey, bool)> {
+    let labelled = SshKeySpec {
+        labels: with_run(&spec.labels, ledger),
+        ..spec.clone()
+    };
+    let labelled = &labelled;
     let found = find_or_create(
         &cfg.retry,
         "ssh key",
         || async move { Ok(p.find_ssh_key(&spec.key).await?.map(Created::ready)) },
-        || async move { Ok(Created::ready(p.create_ssh_key(spec).await?)) },
+        || async move {
+            ledger.sending("ssh_key");
+            match p.create_ssh_key(labelled).await {
+                Ok(k) => Ok(Created::ready(k)),
+                Err(e) => {
+                    ledger.refused("ssh_key", &e);
+                    Err(e)
+                }
+            }
+        },
     )
     .await;
     match found {
-        Ok((key, made)) => Ok((key.resource, made)),
+        Ok((key, lost)) => {
+            let key = key.resource;
+            let made = ledger.is_mine(&key.labels, lost);
+            ledger.settled(
+                "ssh_key",
+                made.then(|| ResourceRef {
+                    kind: "ssh_key",
+                    id: key.id.clone(),
+                    name: key.name.clone(),
+                }),
+            );
+            Ok((key, made))
+        }
         // The name is taken: by this deployment's own key from an earlier run, when this run
         // holds another key (a lost state dir, or a different --ssh-key). Say that, not "foreign".
         Err(e) if e.kind() == &ErrorKind::Conflict => {
@@ -398,7 +551,7 @@ async fn ensure_key(
                 Some(k) => Err(Error::new(
                     ErrorKind::InvalidInput,
                     format!(
-                        "this deployment's SSH key {} ({}) is another key than this run's ({}): its server only accepts that one; run again with --ssh-key pointing at its public key",
+                        "this deployment's SSH key {} ({}) is another key than this run's ({}): its server only accepts that one; run again with --ssh-key pointing at its public key (or, if another run is creating this deployment right now, let it finish)",
                         k.name, k.fingerprint, spec.key.md5
                     ),
                 )),
@@ -416,8 +569,14 @@ async fn ensure_firewall(
     cfg: &FlowConfig,
     progress: &dyn Progress,
     deadline: Instant,
+    ledger: &Ledger,
 ) -> Result<(Firewall, bool)> {
-    let (Created { resource, pending }, made) = find_or_create(
+    let labelled = FirewallSpec {
+        labels: with_run(&spec.labels, ledger),
+        ..spec.clone()
+    };
+    let labelled = &labelled;
+    let (Created { resource, pending }, lost) = find_or_create(
         &cfg.retry,
         "firewall",
         || async move {
@@ -430,9 +589,23 @@ async fn ensure_firewall(
             .next()
             .map(Created::ready))
         },
-        || p.create_firewall(spec),
+        || async move {
+            ledger.sending("firewall");
+            p.create_firewall(labelled)
+                .await
+                .inspect_err(|e| ledger.refused("firewall", e))
+        },
     )
     .await?;
+    let made = ledger.is_mine(&resource.labels, lost);
+    ledger.settled(
+        "firewall",
+        made.then(|| ResourceRef {
+            kind: "firewall",
+            id: resource.id.clone(),
+            name: resource.name.clone(),
+        }),
+    );
     wait_operations(p, &pending, cfg, deadline).await?;
     let mut firewall = resource;
     // A firewall found from an earlier run gets this run's sources (say a new --ssh-from), so

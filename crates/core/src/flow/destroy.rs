@@ -4,6 +4,7 @@
 
 use crate::deadline::Deadline;
 use serde::Serialize;
+use tokio::time::Instant;
 
 use super::{Existing, FlowConfig, ResourceRef, final_error, wait_operations};
 use crate::error::{Error, ErrorKind, Result};
@@ -219,14 +220,32 @@ async fn teardown_all(
         || servers
             .iter()
             .any(|s| s.labels.get(LABEL_ENGINE).is_some_and(|e| e != "job"));
-    let schedules = if native {
-        only_matching(
-            retry(r, "list snapshot schedules", || {
-                p.list_native_schedules(&selector)
-            })
-            .await?,
-            &selector,
-        )
+    // With the server already gone nothing tells which engine kept the schedule: where the
+    // provider has a native one, look for the deployment's policy by its tags anyway. That look
+    // is a guess, so its failure only warns.
+    let guess = !native
+        && servers.is_empty()
+        && p.description()
+            .snapshot_engines
+            .iter()
+            .any(|e| *e != crate::describe::ENGINE_JOB);
+    let schedules = if native || guess {
+        match retry(r, "list snapshot schedules", || {
+            p.list_native_schedules(&selector)
+        })
+        .await
+        {
+            Ok(v) => only_matching(v, &selector),
+            // Any failure of the guess (no permission, a service the endpoint does not serve)
+            // only warns: the deployment gave no sign of having a native schedule.
+            Err(e) if guess => {
+                progress.warn(&format!(
+                    "could not look for a snapshot schedule of {deployment} ({e}); if it had one, delete it at the provider"
+                ));
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        }
     } else {
         Vec::new()
     };
@@ -261,16 +280,7 @@ async fn teardown_all(
             Vec::new()
         };
         progress.step(&format!("deleting server {} ({})", s.name, s.id));
-        let ops = retry(r, "delete server", || p.delete_server(&s.id)).await?;
-        wait_operations(p, &ops, cfg, deadline).await?;
-        let what = format!("server {} to be gone", s.id);
-        wait_until(&cfg.poll, deadline, &what, || async {
-            match retry(r, &what, || p.get_server(&s.id)).await {
-                Ok(found) => Ok(found.is_none().then_some(())),
-                Err(e) => Err(final_error(e)),
-            }
-        })
-        .await?;
+        delete_server_and_wait(p, &s.id, cfg, deadline).await?;
         if !backups.is_empty() {
             progress.step(&format!(
                 "the provider deleted {} backup(s) of {} with it",
@@ -300,18 +310,7 @@ async fn teardown_all(
         .filter(|f| !kept_id("firewall", &f.id))
     {
         progress.step(&format!("deleting firewall {} ({})", f.name, f.id));
-        // A firewall stays "in use" for a moment after its server is gone: poll until it lets go.
-        let what = format!("firewall {} to be released", f.id);
-        wait_until(&cfg.poll, deadline, &what, || async {
-            match retry(r, "delete firewall", || p.delete_firewall(&f.id)).await {
-                Ok(()) => Ok(Some(())),
-                Err(e) if e.kind() == &ErrorKind::InUse => Ok(None),
-                // Any other answer (a 500 included, after its retries) is the API's error, not
-                // a reason to wait on until the timeout.
-                Err(e) => Err(final_error(e)),
-            }
-        })
-        .await?;
+        delete_firewall_when_released(p, &f.id, cfg, deadline).await?;
         out.removed.push(ResourceRef {
             kind: "firewall",
             id: f.id,
@@ -334,18 +333,9 @@ async fn teardown_all(
         .filter(|k| !kept_id("ssh_key", &k.id))
         .collect();
     if !keys.is_empty() {
-        let all = Labels::managed();
-        let managed = only_ours(
-            retry(r, "list servers", || p.list_servers(&all)).await?,
-            &all,
-            own.server,
-        );
+        let managed = key_users(p, cfg).await?;
         for k in keys {
-            let users: Vec<_> = managed
-                .iter()
-                .filter(|s| s.labels.get(LABEL_SSH_KEY) == Some(k.id.as_str()))
-                .map(|s| s.name.clone())
-                .collect();
+            let users = managed(&k.id);
             let rref = ResourceRef {
                 kind: "ssh_key",
                 id: k.id.clone(),
@@ -363,6 +353,68 @@ async fn teardown_all(
         }
     }
     Ok(())
+}
+
+/// Deletes a server and waits until it is gone.
+pub(super) async fn delete_server_and_wait(
+    p: &dyn Provider,
+    id: &str,
+    cfg: &FlowConfig,
+    deadline: Instant,
+) -> Result<()> {
+    let r = &cfg.retry;
+    let ops = retry(r, "delete server", || p.delete_server(id)).await?;
+    wait_operations(p, &ops, cfg, deadline).await?;
+    let what = format!("server {id} to be gone");
+    wait_until(&cfg.poll, deadline, &what, || async {
+        match retry(r, &what, || p.get_server(id)).await {
+            Ok(found) => Ok(found.is_none().then_some(())),
+            Err(e) => Err(final_error(e)),
+        }
+    })
+    .await
+}
+
+/// Deletes a firewall; one stays "in use" for a moment after its server is gone, so this
+/// polls until it lets go.
+pub(super) async fn delete_firewall_when_released(
+    p: &dyn Provider,
+    id: &str,
+    cfg: &FlowConfig,
+    deadline: Instant,
+) -> Result<()> {
+    let what = format!("firewall {id} to be released");
+    wait_until(&cfg.poll, deadline, &what, || async {
+        match retry(&cfg.retry, "delete firewall", || p.delete_firewall(id)).await {
+            Ok(()) => Ok(Some(())),
+            Err(e) if e.kind() == &ErrorKind::InUse => Ok(None),
+            // Any other answer (a 500 included, after its retries) is the API's error, not a
+            // reason to wait on until the timeout.
+            Err(e) => Err(final_error(e)),
+        }
+    })
+    .await
+}
+
+/// Which managed servers (of any deployment) were created with a key: a key goes only when
+/// none does. Returns a lookup from key id to the servers' names.
+pub(super) async fn key_users(
+    p: &dyn Provider,
+    cfg: &FlowConfig,
+) -> Result<impl Fn(&str) -> Vec<String>> {
+    let all = Labels::managed();
+    let managed = only_ours(
+        retry(&cfg.retry, "list servers", || p.list_servers(&all)).await?,
+        &all,
+        p.description().ownership.server,
+    );
+    Ok(move |key: &str| {
+        managed
+            .iter()
+            .filter(|s| s.labels.get(LABEL_SSH_KEY) == Some(key))
+            .map(|s| s.name.clone())
+            .collect()
+    })
 }
 
 /// The error a failed rollback leaves the user with: what failed and the exact command to finish.

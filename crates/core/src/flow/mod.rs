@@ -7,6 +7,7 @@ mod batch;
 mod create;
 mod destroy;
 mod list;
+mod rollback;
 mod snapshot;
 
 pub use create::{CreateFailure, CreateOutcome, CreatePlan, create};
@@ -124,10 +125,14 @@ pub(crate) fn final_error(e: Error) -> Error {
 }
 
 /// Finds an existing resource, else creates it; written once for keys, firewalls and servers.
+/// The flag says whether this call's own create made it: it answered, or its answer was lost
+/// and the look-up after it found the resource (the caller checks the run label where the
+/// cloud keeps one, see [`crate::model::LABEL_RUN`]).
 ///
 /// A create that failed in a way that may still have happened at the provider (5xx, dropped
 /// connection, timeout) is never replayed blindly: the next attempt looks the resource up first.
-/// A `Conflict` also leads to a look-up; if nothing is found then, the name is taken by a
+/// A `Conflict` also leads to a look-up: what it finds was made by someone else (a run racing
+/// this one), never counted as this run's; if nothing is found, the name is taken by a
 /// resource this tool did not make, and the error says so.
 pub(crate) async fn find_or_create<T, FF, FFut, CF, CFut>(
     cfg: &RetryConfig,
@@ -143,10 +148,11 @@ where
 {
     let mut attempt = 0;
     let mut conflicted = false;
+    let mut lost = false;
     loop {
         if let Some(found) = retry(cfg, what, &mut find).await? {
-            // Found after we tried to create it: this run made it (the answer was lost).
-            return Ok((found, attempt > 0));
+            // Found after a create whose answer was lost: most likely this run's.
+            return Ok((found, lost));
         }
         if conflicted {
             return Err(Error::new(
@@ -160,6 +166,7 @@ where
             Ok(made) => return Ok((made, true)),
             Err(e) if e.kind() == &ErrorKind::Conflict => conflicted = true,
             Err(e) if e.is_retryable() && attempt < cfg.max_retries => {
+                lost = true;
                 let wait = cfg.wait_for(e.kind(), attempt, &mut rand::thread_rng());
                 tracing::debug!(what, attempt, ?wait, error = %e, "create failed, looking up before retrying");
                 pause(what, e, wait).await?;

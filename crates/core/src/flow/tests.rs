@@ -640,6 +640,138 @@ async fn a_snapshot_whose_id_comes_after_the_wait_is_found_and_tagged_even_after
     assert!(!ours(&p, "web1").iter().any(|s| s.id == *id));
 }
 
+// See: issue 13, finding 2 (racing creates).
+
+/// Two runs of one deployment started together, from two machines (two keys), on a cloud
+/// that does not refuse a second server of the same name.
+#[tokio::test]
+async fn racing_runs_leave_exactly_one_server_and_the_loser_touches_nothing_of_the_winner() {
+    let p = FakeProvider::new()
+        .allowing_duplicate_names()
+        .interleaving();
+    let (a, b) = (plan("web1", key(1)), plan("web1", key(2)));
+    let (ra, rb) = tokio::join!(run_create(&p, &a), run_create(&p, &b));
+    let servers = p.servers();
+    assert_eq!(servers.len(), 1, "exactly one server remains: {servers:?}");
+    let winner = &servers[0];
+    let (won, lost) = match (ra, rb) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        (Ok(x), Ok(y)) => panic!("both exit 0: {} and {}", x.server.id, y.server.id),
+        (Err(x), Err(y)) => panic!("both failed: {} / {}", x.error, y.error),
+    };
+    assert_eq!(won.server.id, winner.id, "the run that succeeds names it");
+    let msg = lost.error.to_string();
+    assert!(
+        msg.contains(&winner.id) && msg.contains("another run"),
+        "{msg}"
+    );
+    let t = lost.rollback.expect("the loser's rollback finished");
+    assert!(
+        t.removed.iter().all(|r| r.id != winner.id
+            && r.id != won.firewall.id
+            && Some(&r.id) != won.ssh_key.as_ref().map(|k| &k.id)),
+        "the loser removed the winner's {:?}",
+        t.removed
+    );
+    assert!(t.removed.iter().any(|r| r.kind == "server"), "{t:?}");
+    // The winner's firewall and key are whole and still applied.
+    assert!(p.firewalls_of(&winner.id).contains(&won.firewall.id));
+    assert_eq!(
+        winner.labels.get(LABEL_SSH_KEY),
+        Some(won.ssh_key.as_ref().unwrap().id.as_str())
+    );
+}
+
+/// Where key names are unique (Hetzner, EC2) the run with the other key stops at the key,
+/// before it made anything: no rollback at all, and the winner completes.
+#[tokio::test]
+async fn a_racing_run_with_another_key_stops_before_making_anything() {
+    let p = FakeProvider::new().interleaving();
+    let (a, b) = (plan("web1", key(1)), plan("web1", key(2)));
+    let (ra, rb) = tokio::join!(run_create(&p, &a), run_create(&p, &b));
+    let won = ra.expect("the first run completes");
+    let lost = rb.expect_err("the second one stops");
+    assert!(lost.rollback.unwrap().removed.is_empty());
+    assert_eq!(p.servers().len(), 1);
+    assert_eq!(p.servers()[0].id, won.server.id);
+    assert_eq!(p.count(&Labels::deployment(&a.deployment)), 3);
+}
+
+/// A created resource is this run's by its run label, not by "labelled now and not there at
+/// the start": a server another run made, found by a re-run, is never in `created`, so the
+/// re-run's rollback leaves it.
+#[tokio::test]
+async fn a_failing_rerun_leaves_a_server_it_found_even_when_it_made_the_firewall() {
+    let p = FakeProvider::new();
+    let pl = plan("web1", key(1));
+    let first = run_create(&p, &pl).await.unwrap();
+    p.remove_firewall_by_hand(&first.firewall.id);
+    p.fail_next("attach_firewall", Fault::Before);
+    let f = run_create(&p, &pl).await.unwrap_err();
+    let removed: Vec<_> = f
+        .rollback
+        .unwrap()
+        .removed
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(removed, ["firewall"], "only the firewall this run made");
+    assert_eq!(p.servers().len(), 1);
+}
+
+/// Loose end: a re-run that finds the server without its firewall (deleted by hand) makes a
+/// new one and applies it.
+#[tokio::test]
+async fn a_rerun_applies_a_new_firewall_to_a_server_that_lost_its_own() {
+    let p = FakeProvider::new();
+    let pl = plan("web1", key(1));
+    let first = run_create(&p, &pl).await.unwrap();
+    p.remove_firewall_by_hand(&first.firewall.id);
+    assert!(p.firewalls_of(&first.server.id).is_empty());
+    let again = run_create(&p, &pl).await.unwrap();
+    assert_eq!(again.server.id, first.server.id);
+    assert_ne!(again.firewall.id, first.firewall.id);
+    assert_eq!(
+        p.firewalls_of(&first.server.id),
+        [again.firewall.id.clone()]
+    );
+    assert_eq!(
+        p.servers()[0].labels.get(crate::model::LABEL_FIREWALL),
+        Some(again.firewall.id.as_str())
+    );
+}
+
+/// Loose end: `--provider-backups` on a re-run whose server exists turns them on.
+#[tokio::test]
+async fn provider_backups_on_a_rerun_are_turned_on() {
+    let p = FakeProvider::new();
+    let mut pl = plan("web1", key(1));
+    run_create(&p, &pl).await.unwrap();
+    assert!(!p.calls().iter().any(|c| c == "enable_provider_backups"));
+    pl.provider_backups = true;
+    let again = run_create(&p, &pl).await.unwrap();
+    assert!(again.created.is_empty());
+    assert!(p.calls().iter().any(|c| c == "enable_provider_backups"));
+}
+
+/// A create whose answer is lost (or cut off) is found again by this run's label: the
+/// rollback removes it although no create call returned its id.
+#[tokio::test]
+async fn a_server_whose_answer_was_lost_is_found_by_the_run_label_and_rolled_back() {
+    let pl = plan("web1", key(1));
+    let q = FakeProvider::new();
+    q.fail_next("create_server", Fault::After);
+    let f = run_create(&q, &pl).await.unwrap_err();
+    let removed: Vec<_> = f
+        .rollback
+        .unwrap()
+        .removed
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(removed, ["server", "firewall", "ssh_key"]);
+    assert_eq!(q.count(&Labels::managed()), 0);
+
 #[tokio::test]
 async fn the_job_over_many_servers_lists_once_polls_in_batches_and_never_rereads() {
     let p = FakeProvider::new();

@@ -669,6 +669,16 @@ fn instance(
             if let Some(t) = b.get("tags") {
                 s["tags"] = t.clone();
             }
+            // `security_group: {id}` moves the server to that group (it has exactly one).
+            if let Some(g) = b.get("security_group") {
+                let Some(gid) = g["id"].as_str() else {
+                    return err(400, "invalid_arguments", "security_group needs an id");
+                };
+                let Some(name) = w.groups.get(gid).map(|g| g["name"].clone()) else {
+                    return not_found("instance_security_group", gid);
+                };
+                s["security_group"] = json!({"id": gid, "name": name});
+            }
             ok(200, json!({"server": w.server_json(id)}))
         }
         ("DELETE", ["servers", id]) => {
