@@ -771,6 +771,7 @@ async fn a_server_whose_answer_was_lost_is_found_by_the_run_label_and_rolled_bac
         .collect();
     assert_eq!(removed, ["server", "firewall", "ssh_key"]);
     assert_eq!(q.count(&Labels::managed()), 0);
+}
 
 #[tokio::test]
 async fn the_job_over_many_servers_lists_once_polls_in_batches_and_never_rereads() {
