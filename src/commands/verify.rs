@@ -55,6 +55,23 @@ struct Remote<'a> {
 }
 
 impl Remote<'_> {
+    /// Runs `script` as root through sudo (the password, if any, on sudo's stdin), as the admin.
+    async fn as_root(
+        &self,
+        password: Option<&SudoPassword>,
+        script: &str,
+        limit: Duration,
+    ) -> anyhow::Result<Ran> {
+        self.run(
+            &self.target.user,
+            &[],
+            sudo_shell(password),
+            &sudo_stdin(password, script),
+            limit,
+        )
+        .await
+    }
+
     async fn run(
         &self,
         user: &str,
@@ -324,13 +341,7 @@ pub async fn run(a: &VerifyArgs, progress: &dyn Progress) -> anyhow::Result<()> 
     progress.step("checking sshd, fail2ban, nftables, apt, sysctl as root");
     let script = root_script(&record);
     let root = remote
-        .run(
-            &target.user,
-            &[],
-            sudo_shell(password.as_ref()),
-            &sudo_stdin(password.as_ref(), &script),
-            Duration::from_secs(420),
-        )
+        .as_root(password.as_ref(), &script, Duration::from_secs(420))
         .await?;
     let s = checks::sections(&root.stdout);
     if s.is_empty() {
@@ -409,7 +420,6 @@ pub async fn run(a: &VerifyArgs, progress: &dyn Progress) -> anyhow::Result<()> 
             list.push(
                 rotate_wireguard_key(
                     &remote,
-                    &target,
                     password.as_ref(),
                     &dir,
                     vpn,
@@ -520,13 +530,7 @@ async fn rotate_host_key(
          cat \"$k.bootstrap-new.pub\"\n"
     );
     let ran = match remote
-        .run(
-            &target.user,
-            &[],
-            sudo_shell(password),
-            &sudo_stdin(password, &make),
-            Duration::from_secs(60),
-        )
+        .as_root(password, &make, Duration::from_secs(60))
         .await
     {
         Ok(r) => r,
@@ -572,13 +576,7 @@ async fn rotate_host_key(
          echo reloaded\n"
     );
     let ran = match remote
-        .run(
-            &target.user,
-            &[],
-            sudo_shell(password),
-            &sudo_stdin(password, &swap),
-            Duration::from_secs(60),
-        )
+        .as_root(password, &swap, Duration::from_secs(60))
         .await
     {
         Ok(r) => r,
@@ -651,7 +649,6 @@ async fn rotate_host_key(
 /// says how to bring it up again; the next `verify` confirms the server uses the new key.
 async fn rotate_wireguard_key(
     remote: &Remote<'_>,
-    target: &Target,
     password: Option<&SudoPassword>,
     dir: &DeploymentDir,
     vpn: &VpnRecord,
@@ -705,13 +702,7 @@ async fn rotate_wireguard_key(
     );
     let run = |script: String| async move {
         remote
-            .run(
-                &target.user,
-                &[],
-                sudo_shell(password),
-                &sudo_stdin(password, &script),
-                Duration::from_secs(60),
-            )
+            .as_root(password, &script, Duration::from_secs(60))
             .await
     };
     let ran = match run(make).await {

@@ -28,24 +28,13 @@ fn servers(c: &dyn Cloud, name: &str) -> Vec<String> {
 }
 
 fn spawn_create(c: &dyn Cloud, b: &Bin, name: &str) -> Child {
-    let conn = c.connect_flags();
-    let own = c.create_flags();
-    let mut v = vec![
-        "create",
-        "--provider",
-        c.provider(),
-        "--name",
+    let v = crate::scenario::create_args(
+        c,
         name,
-        "--ssh-from",
         "203.0.113.7/32",
-        "--output",
-        "json",
-        "--timeout",
-        "120s",
-    ];
-    v.extend(conn.iter().map(String::as_str));
-    v.extend(own.iter().map(String::as_str));
-    b.spawn(&v)
+        &["--output", "json", "--timeout", "120s"],
+    );
+    b.spawn(&v.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// Three runs at once; `bins[i % bins.len()]` is run i's machine.

@@ -76,11 +76,10 @@ fn args<'a>(base: &[&'a str], more: &'a [String]) -> Vec<&'a str> {
     v
 }
 
-/// `bootstrap create` of `name` from `ssh_from`, with the cloud's flags and `extra`.
-pub fn create(c: &dyn Cloud, b: &Bin, name: &str, ssh_from: &str, extra: &[&str]) -> Run {
-    let conn = c.connect_flags();
-    let own = c.create_flags();
-    let mut v = vec![
+/// The arguments of `bootstrap create` of `name` from `ssh_from`, with the cloud's flags and
+/// `extra`; shared by [`create`] and the tests that spawn it.
+pub fn create_args(c: &dyn Cloud, name: &str, ssh_from: &str, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
         "create",
         "--provider",
         c.provider(),
@@ -88,11 +87,19 @@ pub fn create(c: &dyn Cloud, b: &Bin, name: &str, ssh_from: &str, extra: &[&str]
         name,
         "--ssh-from",
         ssh_from,
-    ];
-    v.extend(conn.iter().map(String::as_str));
-    v.extend(own.iter().map(String::as_str));
-    v.extend_from_slice(extra);
-    b.run(&v)
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    v.extend(c.connect_flags());
+    v.extend(c.create_flags());
+    v.extend(extra.iter().map(|s| (*s).to_owned()));
+    v
+}
+
+/// `bootstrap create` of `name` from `ssh_from`, with the cloud's flags and `extra`.
+pub fn create(c: &dyn Cloud, b: &Bin, name: &str, ssh_from: &str, extra: &[&str]) -> Run {
+    let v = create_args(c, name, ssh_from, extra);
+    b.run(&v.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// `bootstrap destroy NAME --yes` with the cloud's flags and `extra`.
