@@ -50,6 +50,13 @@ in_root apt-get -y -qq install --no-install-recommends \
   linux-image-cloud-amd64 systemd-sysv udev dbus cloud-init openssh-server sudo ifupdown \
   isc-dhcp-client locales ca-certificates python3-cffi-backend iproute2 procps netbase >/dev/null
 
+# The packages the template installs at first boot (every variant's), downloaded into apt's cache but
+# not installed: the boot still installs them itself, in cloud-init's order (after write_files,
+# before runcmd), without fetching them through emulated networking. Recommends included, as
+# cloud-init's apt install has them.
+in_root apt-get -y -qq install --download-only \
+  fail2ban nftables unattended-upgrades python3-systemd docker.io wireguard-tools >/dev/null
+
 echo 'en_US.UTF-8 UTF-8' > "$root/etc/locale.gen"
 in_root locale-gen >/dev/null
 echo 'LANG=en_US.UTF-8' > "$root/etc/default/locale"
@@ -65,7 +72,6 @@ echo 'localhost' > "$root/etc/hostname"
 rm -f "$root"/etc/ssh/ssh_host_* "$root/usr/sbin/policy-rc.d" "$root/var/lib/dbus/machine-id"
 : > "$root/etc/machine-id"
 rm -rf "$root"/var/lib/cloud/* "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
-in_root apt-get clean
 umount "$root/proc" "$root/sys"
 
 kernel=$(ls "$root"/boot/vmlinuz-* | sort -V | tail -1)
