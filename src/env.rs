@@ -10,7 +10,7 @@ pub const BOOTSTRAP_STATE_DIR: &str = "BOOTSTRAP_STATE_DIR";
 pub const BOOTSTRAP_RETRY_MAX: &str = "BOOTSTRAP_RETRY_MAX";
 /// First retry backoff in milliseconds (default 500).
 pub const BOOTSTRAP_RETRY_BASE_MS: &str = "BOOTSTRAP_RETRY_BASE_MS";
-/// First polling interval in milliseconds (default 250).
+/// Shortest polling interval in milliseconds (default 1000; the wait is 5% of the time waited).
 pub const BOOTSTRAP_POLL_MS: &str = "BOOTSTRAP_POLL_MS";
 /// Log filter for `-v` output (tracing `EnvFilter` syntax).
 pub const BOOTSTRAP_LOG: &str = "BOOTSTRAP_LOG";

@@ -119,6 +119,7 @@ fn plan(s: &CreateSettings, key: &PublicKey, user_data: String) -> CreatePlan {
     }
     CreatePlan {
         provider_backups: s.provider_backups,
+        check_options: true,
         deployment: s.name.clone(),
         ssh_key: SshKeySpec {
             name: resource_name.clone(),
@@ -246,7 +247,8 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
     if let Some(id) = &s.from_snapshot {
         check_our_snapshot(provider.as_ref(), &s.conn.flow, id).await?;
     }
-    check_server_options(provider.as_ref(), &s).await?;
+    // The server type, image and location are checked by the flow's read stage, beside its
+    // look-ups: an unknown one fails there before anything is made at the cloud (exit 2).
     let (key, source) = real_key(&s)?;
     let secrets = Secrets::for_create(&s, &dir)?;
     let ud = render_user_data(&s, &key, &secrets)?;
@@ -317,6 +319,13 @@ pub async fn create(a: &CreateArgs, progress: &dyn Progress) -> anyhow::Result<(
                 }
                 .into());
             }
+            // Refused input (an unknown server type, image or location) before anything was
+            // made is a usage error, like the offline checks: exit 2, the API's one line.
+            if error.kind() == &bootstrap_core::ErrorKind::InvalidInput
+                && detail == "nothing had been created"
+            {
+                return Err(bad(error.to_string()));
+            }
             Err(anyhow::anyhow!(
                 "create {} failed: {error}; {detail}",
                 s.name
@@ -342,27 +351,6 @@ fn remove_generated_key(private: &Path) {
 
 /// `--from-snapshot` must name one of our snapshots: restoring someone else's image, or a
 /// provider backup, is not what the flag is for.
-/// Asks the provider, read-only, whether the server type, image and location exist, so that a
-/// typo is refused (exit 2) before a key, firewall or local file is made.
-async fn check_server_options(
-    p: &dyn bootstrap_core::Provider,
-    s: &CreateSettings,
-) -> anyhow::Result<()> {
-    let image = s.from_snapshot.as_deref().unwrap_or(&s.image);
-    let checked = bootstrap_core::retry::retry(&s.conn.flow.retry, "check server options", || {
-        p.check_server_options(&s.server_type, image, &s.location)
-    })
-    .await;
-    match checked {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == &bootstrap_core::ErrorKind::InvalidInput => Err(bad(e.to_string())),
-        Err(e) => Err(anyhow::anyhow!(
-            "create {} failed: {e}; nothing had been created",
-            s.name
-        )),
-    }
-}
-
 async fn check_our_snapshot(
     p: &dyn bootstrap_core::Provider,
     cfg: &flow::FlowConfig,

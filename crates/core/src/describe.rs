@@ -114,6 +114,10 @@ pub struct Description {
     /// False where the key must not be uploaded (Scaleway's project-wide IAM keys): it reaches
     /// the server through cloud-init only and the deployment has no key resource.
     pub key_resource: bool,
+    /// Whether key names are unique at the provider (Hetzner, EC2): `create` then uploads the
+    /// key before making the firewall, so that a run racing another with a different key stops
+    /// before it made a firewall the other run could adopt; elsewhere the two are made together.
+    pub unique_key_names: bool,
     /// How long a server this run created may stay invisible to `get_server` before it counts
     /// as gone (EC2's eventual consistency); zero where the API is consistent.
     pub visibility_grace: Duration,

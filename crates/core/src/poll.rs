@@ -1,5 +1,7 @@
-//! One polling loop for every asynchronous thing a cloud does: starts at ~250 ms, backs off to a
-//! few seconds, gives up at an overall deadline with an error that names what was still pending.
+//! One polling loop for every asynchronous thing a cloud does. The wait between checks is 5%
+//! of the time waited so far, at least 1 s and at most 60 s: a finished operation is seen within
+//! max(1 s, 5% of its duration), and one wait never asks more than once a second (Hetzner's
+//! bucket refills at 1/s), so a create stays far inside every provider's rate budget.
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// Polling intervals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PollConfig {
-    /// First wait.
+    /// Shortest wait between checks (also the first).
     pub initial: Duration,
     /// Longest wait between checks.
     pub max: Duration,
@@ -20,17 +22,17 @@ pub struct PollConfig {
 impl Default for PollConfig {
     fn default() -> Self {
         Self {
-            initial: Duration::from_millis(250),
-            max: Duration::from_secs(4),
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
         }
     }
 }
 
 impl PollConfig {
-    /// The wait after check number `n` (0-based): initial * 1.5^n, capped at `max`.
-    pub fn interval(&self, n: u32) -> Duration {
-        let f = 1.5f64.powi(i32::try_from(n.min(30)).unwrap_or(30));
-        self.initial.mul_f64(f).min(self.max)
+    /// The wait after a check made `waited` after the wait began: 5% of `waited`, within
+    /// `initial..=max`. The lag after the operation finishes is at most that wait.
+    pub fn interval(&self, waited: Duration) -> Duration {
+        (waited / 20).clamp(self.initial, self.max.max(self.initial))
     }
 }
 
@@ -48,7 +50,6 @@ where
     Fut: Future<Output = Result<Option<T>>>,
 {
     let started = Instant::now();
-    let mut n = 0;
     loop {
         // The error of this check, if it failed: at the deadline that is what went wrong, not
         // the wait itself.
@@ -61,8 +62,8 @@ where
             }
             Err(e) => return Err(e),
         };
-        let wait = cfg.interval(n);
         let now = Instant::now();
+        let wait = cfg.interval(now.saturating_duration_since(started));
         if now >= deadline {
             let waited = now.saturating_duration_since(started).as_secs();
             return Err(match failing {
@@ -78,7 +79,6 @@ where
             });
         }
         tokio::time::sleep(wait.min(deadline.saturating_duration_since(now))).await;
-        n += 1;
     }
 }
 
@@ -88,11 +88,47 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[test]
-    fn intervals_start_small_and_cap() {
+    fn intervals_are_five_percent_of_the_wait_within_one_second_and_a_minute() {
         let c = PollConfig::default();
-        assert_eq!(c.interval(0), Duration::from_millis(250));
-        assert!(c.interval(1) > c.interval(0));
-        assert_eq!(c.interval(20), Duration::from_secs(4));
+        let s = Duration::from_secs;
+        assert_eq!(c.interval(Duration::ZERO), s(1));
+        assert_eq!(c.interval(s(19)), s(1));
+        assert_eq!(c.interval(s(40)), s(2));
+        assert_eq!(c.interval(s(600)), s(30));
+        assert_eq!(c.interval(s(7200)), s(60));
+    }
+
+    /// An operation that finishes at `d` is seen by a check at most max(1 s, 5% of d) later,
+    /// with at most one check a second (issue 12: waits without lag, inside the rate budget).
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_operation_is_seen_within_five_percent_or_a_second() {
+        for secs in [0.3, 3.0, 30.0, 95.0, 400.0] {
+            let done_after = Duration::from_secs_f64(secs);
+            let start = Instant::now();
+            let checks = AtomicU32::new(0);
+            wait_until(
+                &PollConfig::default(),
+                start + Duration::from_secs(3600),
+                "x",
+                || async {
+                    checks.fetch_add(1, Ordering::SeqCst);
+                    Ok((start.elapsed() >= done_after).then_some(()))
+                },
+            )
+            .await
+            .unwrap();
+            let lag = start.elapsed() - done_after;
+            let allowed = Duration::from_secs(1).max(done_after / 20);
+            assert!(
+                lag <= allowed,
+                "{secs}s: seen {lag:?} late, allowed {allowed:?}"
+            );
+            let n = checks.load(Ordering::SeqCst);
+            assert!(
+                f64::from(n) <= secs.max(1.0) + 1.0,
+                "{secs}s: {n} checks, more than one a second"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -36,6 +36,7 @@ pub const FAKE_DESCRIPTION: Description = Description {
     provider_backups: false,
     ownership: OwnershipModel::LABELS,
     key_resource: true,
+    unique_key_names: true,
     visibility_grace: std::time::Duration::from_secs(60),
     flags: &[],
     create_flags: &[],
@@ -57,6 +58,8 @@ pub enum Fault {
     After,
     /// Fails before doing anything with an error worth a retry (a 503).
     Transient,
+    /// Refuses the input (an unknown server type): `ErrorKind::InvalidInput`, nothing done.
+    Invalid,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +71,8 @@ struct State {
     // op id -> (polls left, server to make running / delete when done)
     ops: BTreeMap<String, (u32, OpEffect)>,
     calls: Vec<String>,
+    /// Each call's name and when it was sent.
+    sent: Vec<(String, tokio::time::Instant)>,
     faults: Vec<(usize, Fault)>,
     named_faults: Vec<(String, Fault)>,
     hidden_gets: u32,
@@ -106,6 +111,9 @@ pub struct FakeProvider {
     pub duplicate_names: bool,
     /// Every call yields first, so that flows run side by side (racing runs) interleave.
     pub interleave: bool,
+    /// Every call takes this long (a network round trip), so that a test on paused time reads
+    /// from the clock how many sequential round trips a flow made.
+    pub latency: Option<std::time::Duration>,
 }
 
 impl Default for FakeProvider {
@@ -126,6 +134,7 @@ impl FakeProvider {
             deferred_snapshots: false,
             duplicate_names: false,
             interleave: false,
+            latency: None,
         }
     }
 
@@ -235,6 +244,18 @@ impl FakeProvider {
         self.lock().faults.push((n, fault));
     }
 
+    /// Every call takes `latency` (see [`FakeProvider::latency`]).
+    #[must_use]
+    pub fn with_latency(mut self, latency: std::time::Duration) -> Self {
+        self.latency = Some(latency);
+        self
+    }
+
+    /// Each call so far with the time it was sent, in the order they were answered.
+    pub fn sent(&self) -> Vec<(String, tokio::time::Instant)> {
+        self.lock().sent.clone()
+    }
+
     /// Makes the next call named `name` (e.g. `create_server`) fail.
     pub fn fail_next(&self, name: &str, fault: Fault) {
         self.lock().named_faults.push((name.to_owned(), fault));
@@ -327,8 +348,13 @@ impl FakeProvider {
         if self.interleave {
             tokio::task::yield_now().await;
         }
+        let sent = tokio::time::Instant::now();
+        if let Some(l) = self.latency {
+            tokio::time::sleep(l).await;
+        }
         let mut s = self.lock();
         s.calls.push(name.to_owned());
+        s.sent.push((name.to_owned(), sent));
         let n = s.calls.len();
         if let Some(pos) = s.named_faults.iter().position(|(c, _)| c == name) {
             return Some(s.named_faults.remove(pos).1);
@@ -357,6 +383,10 @@ fn faulty<T>(fault: Option<Fault>, name: &str, work: impl FnOnce() -> Result<T>)
         Some(Fault::Transient) => Err(Error::new(
             ErrorKind::Transient,
             format!("injected transient failure of {name}"),
+        )),
+        Some(Fault::Invalid) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("--server-type: injected refusal by {name}"),
         )),
         Some(Fault::After) => {
             work()?;

@@ -83,6 +83,7 @@ pub static DESCRIPTION: Description = Description {
     provider_backups: false,
     ownership: OwnershipModel::LABELS,
     key_resource: true,
+    unique_key_names: true,
     // EC2 is eventually consistent: an instance RunInstances just returned can be unknown to
     // DescribeInstances for a few seconds.
     visibility_grace: std::time::Duration::from_secs(60),

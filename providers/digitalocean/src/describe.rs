@@ -32,6 +32,7 @@ pub static DESCRIPTION: Description = Description {
         snapshot: Ownership::FlatTags(crate::schema::TAG_SEP),
     },
     key_resource: true,
+    unique_key_names: false,
     visibility_grace: std::time::Duration::ZERO,
     flags: &[],
     create_flags: &[],

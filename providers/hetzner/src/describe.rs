@@ -23,6 +23,7 @@ pub static DESCRIPTION: Description = Description {
     provider_backups: true,
     ownership: OwnershipModel::LABELS,
     key_resource: true,
+    unique_key_names: true,
     visibility_grace: std::time::Duration::ZERO,
     flags: &[],
     create_flags: &[],

@@ -89,6 +89,7 @@ pub static DESCRIPTION: Description = Description {
         snapshot: Ownership::FlatTags(TAG_SEP),
     },
     key_resource: false,
+    unique_key_names: false,
     visibility_grace: Duration::ZERO,
     flags: &[ZONE_FLAG],
     create_flags: &[JOB_IMAGE_FLAG],

@@ -38,6 +38,9 @@ pub struct CreatePlan {
     pub server: ServerSpec,
     /// Turn on the provider's own backups once the new server runs.
     pub provider_backups: bool,
+    /// Ask the provider, in the read stage, whether the server type, image and location exist
+    /// ([`Provider::check_server_options`]): an unknown one fails before anything is made.
+    pub check_options: bool,
 }
 
 /// What a successful `create` returns.
@@ -89,9 +92,12 @@ pub async fn create(
             Ok(outcome)
         }
         Err(error) => {
-            progress.warn(&format!(
-                "create failed: {error}; removing what this run created"
-            ));
+            // Nothing to remove (refused in the read stage, say): the error alone says it.
+            if !ledger.made().is_empty() || !ledger.in_doubt().is_empty() {
+                progress.warn(&format!(
+                    "create failed: {error}; removing what this run created"
+                ));
+            }
             let rollback = rollback(p, plan, &ledger, cfg, progress).await;
             Err(CreateFailure { error, rollback })
         }
@@ -229,6 +235,72 @@ async fn lost_race(
     }
 }
 
+/// What the read stage found: everything `create` looks up, asked for at once.
+struct Found {
+    key: Option<Option<Created<SshKey>>>,
+    firewall: Option<Created<Firewall>>,
+    server: Option<Created<Server>>,
+    schedule: Option<Option<NativeSchedule>>,
+}
+
+/// The read stage: the option check and every look-up of what exists, in one concurrent
+/// round, so that no look-up waits for another and none is sent twice.
+async fn read_stage(
+    p: &dyn Provider,
+    plan: &CreatePlan,
+    native: Option<&NativeScheduleSpec>,
+    selector: &Labels,
+    cfg: &FlowConfig,
+) -> Result<Found> {
+    let desc = p.description();
+    let s = &plan.server;
+    let (_, key, firewall, server, schedule) = tokio::try_join!(
+        async {
+            if plan.check_options {
+                retry(&cfg.retry, "check server options", || {
+                    p.check_server_options(&s.server_type, &s.image, &s.location)
+                })
+                .await?;
+            }
+            Ok(())
+        },
+        async {
+            if !desc.key_resource {
+                return Ok(None);
+            }
+            let k = retry(&cfg.retry, "ssh key", || p.find_ssh_key(&plan.ssh_key.key)).await?;
+            Ok(Some(k.map(Created::ready)))
+        },
+        async {
+            let all = retry(&cfg.retry, "firewall", || p.list_firewalls(selector)).await?;
+            Ok(only_ours(all, selector, desc.ownership.firewall)
+                .into_iter()
+                .next()
+                .map(Created::ready))
+        },
+        async {
+            let all = retry(&cfg.retry, "server", || p.list_servers(selector)).await?;
+            Ok(oldest(only_ours(all, selector, desc.ownership.server)).map(Created::ready))
+        },
+        async {
+            if native.is_none() {
+                return Ok(None);
+            }
+            let all = retry(&cfg.retry, "snapshot schedule", || {
+                p.list_native_schedules(selector)
+            })
+            .await?;
+            Ok(Some(only_matching(all, selector).into_iter().next()))
+        },
+    )?;
+    Ok(Found {
+        key,
+        firewall,
+        server,
+        schedule,
+    })
+}
+
 async fn run(
     p: &dyn Provider,
     plan: &CreatePlan,
@@ -239,73 +311,92 @@ async fn run(
     let deadline = super::flow_deadline(cfg);
     let selector = Labels::deployment(&plan.deployment);
     let desc = p.description();
+    let native = native_spec(plan)?;
 
-    // The key first, then the firewall: where key names are unique (Hetzner, EC2) a run racing
-    // another with a different key stops at the key, before it made anything another run could
-    // come to use.
-    let key = if desc.key_resource {
-        progress.step("uploading SSH key");
-        let (key, _) = ensure_key(p, &plan.ssh_key, cfg, ledger).await?;
-        progress.done(&format!("ssh key {} ({})", key.name, key.id));
-        Some(key)
+    progress.step(if plan.check_options {
+        "checking the server options and looking up what exists"
     } else {
-        None
-    };
-    progress.step(if desc.key_resource {
-        "creating firewall"
-    } else {
-        "creating firewall (the SSH key goes in through cloud-init)"
+        "looking up what exists"
     });
-    let (firewall, fw_made) = ensure_firewall(
-        p,
-        &plan.firewall,
-        &selector,
-        cfg,
-        progress,
-        deadline,
-        ledger,
-    )
-    .await?;
-    progress.done(&format!("firewall {} ({})", firewall.name, firewall.id));
+    let found = read_stage(p, plan, native.as_ref(), &selector, cfg).await?;
 
+    // Key and firewall together, except where key names are unique (Hetzner, EC2): there the
+    // key goes first, so that a run racing another with a different key stops at the key,
+    // before it made anything another run could come to use.
+    let key_stage = async {
+        let Some(looked_up) = found.key else {
+            return Ok(None);
+        };
+        progress.step("uploading SSH key");
+        let (key, _) = ensure_key(p, &plan.ssh_key, cfg, ledger, looked_up).await?;
+        progress.done(&format!("ssh key {} ({})", key.name, key.id));
+        Ok(Some(key))
+    };
+    let firewall_stage = async {
+        progress.step(if desc.key_resource {
+            "creating firewall"
+        } else {
+            "creating firewall (the SSH key goes in through cloud-init)"
+        });
+        let (firewall, made) = ensure_firewall(
+            p,
+            &plan.firewall,
+            &selector,
+            cfg,
+            progress,
+            deadline,
+            ledger,
+            found.firewall,
+        )
+        .await?;
+        progress.done(&format!("firewall {} ({})", firewall.name, firewall.id));
+        Ok::<_, Error>((firewall, made))
+    };
     // A native engine (AWS DLM) keeps the schedule: its policy comes before the server, so that
     // a policy the provider refuses (e.g. a missing role) fails the create before an instance
     // is launched.
-    let native_schedule = match native_spec(plan)? {
-        Some(mut ns) => {
-            progress.step("creating the provider's snapshot schedule");
-            ns.labels = with_run(&ns.labels, ledger);
-            let (ns, sel) = (&ns, &selector);
-            let found = find_or_create(
-                &cfg.retry,
-                "snapshot schedule",
-                || async move {
-                    Ok(only_matching(p.list_native_schedules(sel).await?, sel)
-                        .into_iter()
-                        .next())
-                },
-                || async move {
-                    ledger.sending("snapshot_schedule");
-                    p.create_native_schedule(ns)
-                        .await
-                        .inspect_err(|e| ledger.refused("snapshot_schedule", e))
-                },
-            )
-            .await;
-            let (made, lost) = found?;
-            let mine = ledger.is_mine(&made.labels, lost);
-            ledger.settled(
-                "snapshot_schedule",
-                mine.then(|| ResourceRef {
-                    kind: "snapshot_schedule",
-                    id: made.id.clone(),
-                    name: made.name.clone(),
-                }),
-            );
-            progress.done(&format!("snapshot schedule {} ({})", made.name, made.id));
-            Some(made)
-        }
-        None => None,
+    let schedule_stage = async {
+        let Some(mut ns) = native.clone() else {
+            return Ok(None);
+        };
+        progress.step("creating the provider's snapshot schedule");
+        ns.labels = with_run(&ns.labels, ledger);
+        let (ns, sel) = (&ns, &selector);
+        let (made, lost) = find_or_create(
+            &cfg.retry,
+            "snapshot schedule",
+            found.schedule,
+            || async move {
+                Ok(only_matching(p.list_native_schedules(sel).await?, sel)
+                    .into_iter()
+                    .next())
+            },
+            || async move {
+                ledger.sending("snapshot_schedule");
+                p.create_native_schedule(ns)
+                    .await
+                    .inspect_err(|e| ledger.refused("snapshot_schedule", e))
+            },
+        )
+        .await?;
+        let mine = ledger.is_mine(&made.labels, lost);
+        ledger.settled(
+            "snapshot_schedule",
+            mine.then(|| ResourceRef {
+                kind: "snapshot_schedule",
+                id: made.id.clone(),
+                name: made.name.clone(),
+            }),
+        );
+        progress.done(&format!("snapshot schedule {} ({})", made.name, made.id));
+        Ok(Some(made))
+    };
+    let (key, (firewall, fw_made), native_schedule) = if desc.unique_key_names {
+        let key = key_stage.await?;
+        let (fw, sched) = tokio::try_join!(firewall_stage, schedule_stage)?;
+        (key, fw, sched)
+    } else {
+        tokio::try_join!(key_stage, firewall_stage, schedule_stage)?
     };
 
     progress.step("creating server");
@@ -321,6 +412,7 @@ async fn run(
     let found = find_or_create(
         &cfg.retry,
         "server",
+        Some(found.server),
         || async move {
             Ok(oldest(only_ours(
                 p.list_servers(selector).await?,
@@ -354,9 +446,6 @@ async fn run(
             name: server.name.clone(),
         }),
     );
-    if server_made {
-        lost_race(p, selector, &server, cfg).await?;
-    }
     // A server another run made (a race, or a first create from another machine) was created
     // with that run's key: a key this run uploaded would only be left unused, so it goes now.
     let key = match key {
@@ -380,14 +469,25 @@ async fn run(
         k => k,
     };
     progress.step(&format!("waiting for server {} to start", server.id));
-    wait_operations(p, &pending, cfg, deadline).await?;
-    // What the cloud needs after create (Scaleway: user-data, then power on); also for a
-    // server a re-run found half-made. A failure here rolls the server back like any other.
-    let ops = retry(&cfg.retry, "complete server", || {
-        p.complete_server(&server, spec)
-    })
-    .await?;
-    wait_operations(p, &ops, cfg, deadline).await?;
+    // Whether another run won the race is asked beside the first waits, not before them: a
+    // run that lost stops there all the same, and the one that won loses no round trip.
+    let race_check = async {
+        if server_made {
+            lost_race(p, selector, &server, cfg).await?;
+        }
+        Ok::<_, Error>(())
+    };
+    let started = async {
+        wait_operations(p, &pending, cfg, deadline).await?;
+        // What the cloud needs after create (Scaleway: user-data, then power on); also for a
+        // server a re-run found half-made. A failure here rolls the server back like any other.
+        let ops = retry(&cfg.retry, "complete server", || {
+            p.complete_server(&server, spec)
+        })
+        .await?;
+        wait_operations(p, &ops, cfg, deadline).await
+    };
+    tokio::try_join!(race_check, started)?;
     // A re-run that found the server but had to make its firewall (the old one was deleted by
     // hand) applies the new one, so the server is not left unprotected.
     if fw_made && !server_made {
@@ -494,6 +594,7 @@ async fn ensure_key(
     spec: &SshKeySpec,
     cfg: &FlowConfig,
     ledger: &Ledger,
+    looked_up: Option<Created<SshKey>>,
 ) -> Result<(SshKey, bool)> {
     let labelled = SshKeySpec {
         labels: with_run(&spec.labels, ledger),
@@ -503,6 +604,7 @@ async fn ensure_key(
     let found = find_or_create(
         &cfg.retry,
         "ssh key",
+        Some(looked_up),
         || async move { Ok(p.find_ssh_key(&spec.key).await?.map(Created::ready)) },
         || async move {
             ledger.sending("ssh_key");
@@ -570,6 +672,7 @@ async fn ensure_firewall(
     progress: &dyn Progress,
     deadline: Instant,
     ledger: &Ledger,
+    looked_up: Option<Created<Firewall>>,
 ) -> Result<(Firewall, bool)> {
     let labelled = FirewallSpec {
         labels: with_run(&spec.labels, ledger),
@@ -579,6 +682,7 @@ async fn ensure_firewall(
     let (Created { resource, pending }, lost) = find_or_create(
         &cfg.retry,
         "firewall",
+        Some(looked_up),
         || async move {
             Ok(only_ours(
                 p.list_firewalls(selector).await?,

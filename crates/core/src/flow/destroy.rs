@@ -59,13 +59,26 @@ async fn destroy_all(
     progress: &dyn Progress,
     snapshots: Snapshots,
 ) -> Result<Teardown> {
-    let mut t = teardown(p, deployment, &Existing::new(), cfg, progress, false).await?;
+    let selector = Labels::deployment(deployment);
+    let r = &cfg.retry;
+    // The snapshots are listed beside the teardown: they do not depend on it.
+    let listing = async {
+        if snapshots == Snapshots::Ignore {
+            Ok(Vec::new())
+        } else {
+            retry(r, "list snapshots", || p.list_snapshots(&selector)).await
+        }
+    };
+    let none = Existing::new();
+    let (t, listed) = tokio::join!(
+        teardown(p, deployment, &none, cfg, progress, false),
+        listing
+    );
+    let mut t = t?;
     if snapshots == Snapshots::Ignore {
         return Ok(t);
     }
-    let selector = Labels::deployment(deployment);
-    let r = &cfg.retry;
-    let snaps = match retry(r, "list snapshots", || p.list_snapshots(&selector)).await {
+    let snaps = match listed {
         Ok(s) => only_ours(s, &selector, p.description().ownership.snapshot),
         // A provider without snapshot support has none to keep or delete.
         Err(e) if e.kind() == &ErrorKind::Unsupported => Vec::new(),
@@ -209,13 +222,57 @@ async fn teardown_all(
     let selector = Labels::deployment(deployment);
     let r = &cfg.retry;
     let kept_id = |kind: &'static str, id: &str| keep.contains(&(kind, id.to_owned()));
-    let own = p.description().ownership;
+    let desc = p.description();
+    let own = desc.ownership;
+    // Where the provider has a native schedule engine, its listing may be needed (see below).
+    let may_have_native = native_schedule
+        || desc
+            .snapshot_engines
+            .iter()
+            .any(|e| *e != crate::describe::ENGINE_JOB);
 
-    let servers = only_ours(
-        retry(r, "list servers", || p.list_servers(&selector)).await?,
-        &selector,
-        own.server,
+    // One read stage: every listing the teardown needs, at once.
+    let (servers, firewalls, keys, managed, schedules) = tokio::join!(
+        retry(r, "list servers", || p.list_servers(&selector)),
+        retry(r, "list firewalls", || p.list_firewalls(&selector)),
+        async {
+            if desc.key_resource {
+                retry(r, "list ssh keys", || p.list_ssh_keys(&selector)).await
+            } else {
+                // A provider without key resources (the key went in through cloud-init) has
+                // none to delete.
+                Ok(Vec::new())
+            }
+        },
+        async {
+            if desc.key_resource {
+                let all = Labels::managed();
+                retry(r, "list servers", || p.list_servers(&all))
+                    .await
+                    .map(|v| only_ours(v, &all, own.server))
+            } else {
+                Ok(Vec::new())
+            }
+        },
+        async {
+            if may_have_native {
+                Some(
+                    retry(r, "list snapshot schedules", || {
+                        p.list_native_schedules(&selector)
+                    })
+                    .await,
+                )
+            } else {
+                None
+            }
+        },
     );
+    let servers = only_ours(servers?, &selector, own.server);
+    let firewalls = only_ours(firewalls?, &selector, own.firewall);
+    let keys: Vec<_> = only_ours(keys?, &selector, own.ssh_key)
+        .into_iter()
+        .filter(|k| !kept_id("ssh_key", &k.id))
+        .collect();
     let native = native_schedule
         || servers
             .iter()
@@ -223,31 +280,19 @@ async fn teardown_all(
     // With the server already gone nothing tells which engine kept the schedule: where the
     // provider has a native one, look for the deployment's policy by its tags anyway. That look
     // is a guess, so its failure only warns.
-    let guess = !native
-        && servers.is_empty()
-        && p.description()
-            .snapshot_engines
-            .iter()
-            .any(|e| *e != crate::describe::ENGINE_JOB);
-    let schedules = if native || guess {
-        match retry(r, "list snapshot schedules", || {
-            p.list_native_schedules(&selector)
-        })
-        .await
-        {
-            Ok(v) => only_matching(v, &selector),
-            // Any failure of the guess (no permission, a service the endpoint does not serve)
-            // only warns: the deployment gave no sign of having a native schedule.
-            Err(e) if guess => {
-                progress.warn(&format!(
-                    "could not look for a snapshot schedule of {deployment} ({e}); if it had one, delete it at the provider"
-                ));
-                Vec::new()
-            }
-            Err(e) => return Err(e),
+    let guess = !native && servers.is_empty() && may_have_native;
+    let schedules = match schedules {
+        Some(Ok(v)) if native || guess => only_matching(v, &selector),
+        // Any failure of the guess (no permission, a service the endpoint does not serve)
+        // only warns: the deployment gave no sign of having a native schedule.
+        Some(Err(e)) if guess => {
+            progress.warn(&format!(
+                "could not look for a snapshot schedule of {deployment} ({e}); if it had one, delete it at the provider"
+            ));
+            Vec::new()
         }
-    } else {
-        Vec::new()
+        Some(Err(e)) if native => return Err(e),
+        _ => Vec::new(),
     };
     for n in schedules
         .into_iter()
@@ -265,77 +310,31 @@ async fn teardown_all(
         });
     }
 
-    for s in servers.into_iter().filter(|s| !kept_id("server", &s.id)) {
-        // The provider's own backups of a server are deleted with it (DigitalOcean, Hetzner):
-        // listed first so that the teardown says so. Only a note: failing to list them stops
-        // nothing.
-        let backups = if p.description().provider_backups {
-            retry(r, "list provider backups", || p.list_provider_backups(&s))
-                .await
-                .unwrap_or_else(|e| {
-                    progress.warn(&format!("could not list the backups of {}: {e}", s.name));
-                    Vec::new()
-                })
-        } else {
-            Vec::new()
-        };
-        progress.step(&format!("deleting server {} ({})", s.name, s.id));
-        delete_server_and_wait(p, &s.id, cfg, deadline).await?;
-        if !backups.is_empty() {
-            progress.step(&format!(
-                "the provider deleted {} backup(s) of {} with it",
-                backups.len(),
-                s.name
-            ));
-        }
-        out.removed.push(ResourceRef {
-            kind: "server",
-            id: s.id,
-            name: s.name,
-        });
-        out.removed.extend(backups.into_iter().map(|b| ResourceRef {
-            kind: "provider_backup",
-            id: b.id,
-            name: b.name,
-        }));
-    }
-
-    let firewalls = only_ours(
-        retry(r, "list firewalls", || p.list_firewalls(&selector)).await?,
-        &selector,
-        own.firewall,
-    );
-    for f in firewalls
+    let servers: Vec<_> = servers
         .into_iter()
-        .filter(|f| !kept_id("firewall", &f.id))
-    {
-        progress.step(&format!("deleting firewall {} ({})", f.name, f.id));
-        delete_firewall_when_released(p, &f.id, cfg, deadline).await?;
-        out.removed.push(ResourceRef {
-            kind: "firewall",
-            id: f.id,
-            name: f.name,
-        });
-    }
-
-    // A provider without key resources (the key went in through cloud-init) has none to delete.
-    let keys = if p.description().key_resource {
-        only_ours(
-            retry(r, "list ssh keys", || p.list_ssh_keys(&selector)).await?,
-            &selector,
-            own.ssh_key,
-        )
-    } else {
-        Vec::new()
-    };
-    let keys: Vec<_> = keys
-        .into_iter()
-        .filter(|k| !kept_id("ssh_key", &k.id))
+        .filter(|s| !kept_id("server", &s.id))
         .collect();
-    if !keys.is_empty() {
-        let managed = key_users(p, cfg).await?;
-        for k in keys {
-            let users = managed(&k.id);
+    // A key goes only when no managed server outside this teardown was created with it. A key
+    // is only read when a server is created, so it goes beside the server's wait.
+    // Without the listing of every managed server no key can be proven unused.
+    let managed = if keys.is_empty() {
+        Vec::new()
+    } else {
+        managed?
+    };
+    let going: Vec<&str> = servers.iter().map(|s| s.id.as_str()).collect();
+    let users = |key: &str| -> Vec<String> {
+        managed
+            .iter()
+            .filter(|s| !going.contains(&s.id.as_str()) && s.labels.get(LABEL_SSH_KEY) == Some(key))
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    let key_stage = async {
+        let mut removed = Vec::new();
+        let mut kept = Vec::new();
+        for k in &keys {
+            let users = users(&k.id);
             let rref = ResourceRef {
                 kind: "ssh_key",
                 id: k.id.clone(),
@@ -343,16 +342,74 @@ async fn teardown_all(
             };
             if users.is_empty() {
                 progress.step(&format!("deleting ssh key {} ({})", k.name, k.id));
-                retry(r, "delete ssh key", || p.delete_ssh_key(&k.id)).await?;
-                out.removed.push(rref);
+                if let Err(e) = retry(r, "delete ssh key", || p.delete_ssh_key(&k.id)).await {
+                    return (Err(e), removed, kept);
+                }
+                removed.push(rref);
             } else {
                 let why = format!("still used by {}", users.join(", "));
                 progress.warn(&format!("keeping ssh key {} ({}): {why}", k.name, k.id));
-                out.kept.push((rref, why));
+                kept.push((rref, why));
             }
         }
-    }
-    Ok(())
+        (Ok(()), removed, kept)
+    };
+    let mut gone = Vec::new();
+    let server_stage = async {
+        for s in &servers {
+            // The provider's own backups of a server are deleted with it (DigitalOcean,
+            // Hetzner): listed first so that the teardown says so. Only a note: failing to
+            // list them stops nothing.
+            let backups = if desc.provider_backups {
+                retry(r, "list provider backups", || p.list_provider_backups(s))
+                    .await
+                    .unwrap_or_else(|e| {
+                        progress.warn(&format!("could not list the backups of {}: {e}", s.name));
+                        Vec::new()
+                    })
+            } else {
+                Vec::new()
+            };
+            progress.step(&format!("deleting server {} ({})", s.name, s.id));
+            delete_server_and_wait(p, &s.id, cfg, deadline).await?;
+            if !backups.is_empty() {
+                progress.step(&format!(
+                    "the provider deleted {} backup(s) of {} with it",
+                    backups.len(),
+                    s.name
+                ));
+            }
+            gone.push(ResourceRef {
+                kind: "server",
+                id: s.id.clone(),
+                name: s.name.clone(),
+            });
+            gone.extend(backups.into_iter().map(|b| ResourceRef {
+                kind: "provider_backup",
+                id: b.id,
+                name: b.name,
+            }));
+        }
+        // A firewall is released only once its servers are gone.
+        for f in firewalls.iter().filter(|f| !kept_id("firewall", &f.id)) {
+            progress.step(&format!("deleting firewall {} ({})", f.name, f.id));
+            delete_firewall_when_released(p, &f.id, cfg, deadline).await?;
+            gone.push(ResourceRef {
+                kind: "firewall",
+                id: f.id.clone(),
+                name: f.name.clone(),
+            });
+        }
+        Ok::<_, Error>(())
+    };
+    let (servers_done, (keys_done, keys_removed, keys_kept)) =
+        tokio::join!(server_stage, key_stage);
+    // Reported in teardown order (servers, firewalls, keys), whatever finished first.
+    out.removed.extend(gone);
+    out.removed.extend(keys_removed);
+    out.kept.extend(keys_kept);
+    servers_done?;
+    keys_done
 }
 
 /// Deletes a server and waits until it is gone.

@@ -133,9 +133,13 @@ pub(crate) fn final_error(e: Error) -> Error {
 /// A `Conflict` also leads to a look-up: what it finds was made by someone else (a run racing
 /// this one), never counted as this run's; if nothing is found, the name is taken by a
 /// resource this tool did not make, and the error says so.
+///
+/// `looked_up` is the answer of a look-up the caller already made (create's read stage, which
+/// asks for everything at once): the first look-up is then not sent again.
 pub(crate) async fn find_or_create<T, FF, FFut, CF, CFut>(
     cfg: &RetryConfig,
     what: &str,
+    looked_up: Option<Option<T>>,
     mut find: FF,
     mut create: CF,
 ) -> Result<(T, bool)>
@@ -148,8 +152,15 @@ where
     let mut attempt = 0;
     let mut conflicted = false;
     let mut lost = false;
+    let mut skip_find = match looked_up {
+        Some(Some(found)) => return Ok((found, false)),
+        Some(None) => true,
+        None => false,
+    };
     loop {
-        if let Some(found) = retry(cfg, what, &mut find).await? {
+        if !std::mem::take(&mut skip_find)
+            && let Some(found) = retry(cfg, what, &mut find).await?
+        {
             // Found after a create whose answer was lost: most likely this run's.
             return Ok((found, lost));
         }

@@ -66,6 +66,7 @@ fn plan(name: &str, k: PublicKeyInfo) -> CreatePlan {
         },
         deployment: d,
         provider_backups: false,
+        check_options: true,
     }
 }
 
@@ -771,4 +772,114 @@ async fn a_server_whose_answer_was_lost_is_found_by_the_run_label_and_rolled_bac
         .collect();
     assert_eq!(removed, ["server", "firewall", "ssh_key"]);
     assert_eq!(q.count(&Labels::managed()), 0);
+}
+
+// --- Speed: create and destroy on their critical path (issue 12) ----------------------------
+
+/// Key and firewall names that repeat (DigitalOcean): key and firewall are made together.
+static REPEATING: Description = Description {
+    unique_key_names: false,
+    ..FAKE_DESCRIPTION
+};
+
+/// Sequential round trips before the first status check, read off paused time where every call
+/// takes `ms`; and the calls sent before it.
+fn rounds_before_first_poll(
+    p: &FakeProvider,
+    start: tokio::time::Instant,
+    ms: u64,
+) -> (u128, Vec<String>) {
+    let sent = p.sent();
+    let poll = sent
+        .iter()
+        .filter(|(n, _)| n == "operation_status" || n == "get_server")
+        .map(|(_, t)| *t)
+        .min()
+        .expect("the flow polled");
+    let before = sent
+        .iter()
+        .filter(|(_, t)| *t < poll)
+        .map(|(n, _)| n.clone())
+        .collect();
+    ((poll - start).as_millis() / u128::from(ms), before)
+}
+
+/// One read stage (option check and every look-up together), key and firewall (together where
+/// names repeat), then the server: 4 round trips before polling where key names are unique,
+/// 3 elsewhere; no call is sent twice, and the mutating calls stay three.
+#[tokio::test(start_paused = true)]
+async fn create_reaches_its_first_poll_in_at_most_four_round_trips() {
+    for (desc, expected) in [(&FAKE_DESCRIPTION, 4), (&REPEATING, 3)] {
+        let p = fake(desc).with_latency(Duration::from_millis(100));
+        let start = tokio::time::Instant::now();
+        run_create(&p, &plan("web1", key(1))).await.unwrap();
+        let (rounds, before) = rounds_before_first_poll(&p, start, 100);
+        assert_eq!(rounds, expected, "{}: {before:?}", desc.unique_key_names);
+        let mut unique = before.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), before.len(), "a call repeated: {before:?}");
+        for c in [
+            "check_server_options",
+            "find_ssh_key",
+            "list_firewalls",
+            "list_servers",
+        ] {
+            assert!(before.contains(&c.to_owned()), "{c} missing: {before:?}");
+        }
+        let mutating = before.iter().filter(|c| c.starts_with("create_")).count();
+        assert_eq!(mutating, 3, "{before:?}");
+    }
+}
+
+/// An unknown server type is refused in the read stage: nothing is created, nothing to roll back.
+#[tokio::test]
+async fn refused_options_fail_the_read_stage_before_anything_is_made() {
+    let p = FakeProvider::new();
+    p.fail_next("check_server_options", Fault::Invalid);
+    let f = run_create(&p, &plan("web1", key(1))).await.unwrap_err();
+    assert_eq!(f.error.kind(), &ErrorKind::InvalidInput);
+    assert!(f.rollback.unwrap().removed.is_empty());
+    assert!(
+        !p.calls().iter().any(|c| c.starts_with("create_")),
+        "{:?}",
+        p.calls()
+    );
+    assert_eq!(p.count(&Labels::managed()), 0);
+}
+
+/// Destroy lists everything in one round, and deletes the key beside the server's wait: the
+/// key is gone before the server is, the firewall only after.
+#[tokio::test(start_paused = true)]
+async fn destroy_deletes_the_key_beside_the_server_wait() {
+    let mut p = FakeProvider::new();
+    let pl = plan("web1", key(1));
+    run_create(&p, &pl).await.unwrap();
+    p.latency = Some(Duration::from_millis(100));
+    let start = tokio::time::Instant::now();
+    let t = destroy(&p, &pl.deployment, &cfg(), &Silent, Snapshots::Keep)
+        .await
+        .unwrap();
+    let kinds: Vec<_> = t.removed.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, ["server", "firewall", "ssh_key"]);
+    let sent = p.sent();
+    let at = |name: &str| {
+        sent.iter()
+            .filter(|(n, t)| n == name && *t >= start)
+            .map(|(_, t)| (*t - start).as_millis())
+            .collect::<Vec<_>>()
+    };
+    // Round 1: every listing together.
+    assert!(at("list_servers").iter().all(|t| *t == 0), "{sent:?}");
+    assert_eq!(at("list_firewalls"), [0]);
+    assert_eq!(at("list_ssh_keys"), [0]);
+    assert_eq!(at("list_snapshots"), [0]);
+    // Round 2: the server's delete and the key's together.
+    assert_eq!(at("delete_server"), [100]);
+    assert_eq!(at("delete_ssh_key"), [100]);
+    assert!(
+        at("delete_firewall")[0] > at("delete_server")[0] + 100,
+        "{sent:?}"
+    );
+    assert_eq!(p.count(&Labels::managed()), 0);
 }
