@@ -135,6 +135,31 @@ fn newest(images: &[Image]) -> Option<&Image> {
         .max_by(|a, b| (a.creation_date(), a.name()).cmp(&(b.creation_date(), b.name())))
 }
 
+/// Images resolved by this adapter, so that `create` passes on the AMI its option check found
+/// instead of asking `DescribeImages` again.
+#[derive(Debug, Default)]
+pub(crate) struct Cache(std::sync::Mutex<Vec<((String, Arch), Resolved)>>);
+
+impl Cache {
+    /// `image` for `arch`, resolved once per adapter.
+    pub(crate) async fn resolve(&self, ec2: &Client, image: &str, arch: Arch) -> Result<Resolved> {
+        let key = (image.to_owned(), arch);
+        if let Some(r) = self.lock().iter().find(|(k, _)| *k == key) {
+            return Ok(r.1.clone());
+        }
+        let r = resolve(ec2, image, arch).await?;
+        self.lock().push((key, r.clone()));
+        Ok(r)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<((String, Arch), Resolved)>> {
+        // Poisoned only if a push panicked; the list is still whole.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Resolves `image` (an AMI id or a release name) for an instance of architecture `arch`.
 pub(crate) async fn resolve(ec2: &Client, image: &str, arch: Arch) -> Result<Resolved> {
     if is_ami_id(image) {

@@ -119,6 +119,8 @@ pub struct Aws {
     ec2: Client,
     dlm: dlm::Dlm,
     opts: AwsOptions,
+    /// AMIs resolved by the option check, passed on to `RunInstances`.
+    images: std::sync::Arc<image::Cache>,
 }
 
 impl Aws {
@@ -138,6 +140,7 @@ impl Aws {
                 sts: aws_sdk_sts::Client::new(&sdk),
             },
             opts,
+            images: std::sync::Arc::default(),
         })
     }
 
@@ -159,7 +162,7 @@ impl Provider for Aws {
         image: &str,
         location: &str,
     ) -> Result<()> {
-        server::check_options(&self.ec2, server_type, image, location).await
+        server::check_options(&self.ec2, &self.images, server_type, image, location).await
     }
 
     async fn find_ssh_key(&self, key: &PublicKeyInfo) -> Result<Option<SshKey>> {
@@ -216,7 +219,7 @@ impl Provider for Aws {
 
     async fn create_server(&self, spec: &ServerSpec) -> Result<Created<Server>> {
         Ok(Created::ready(
-            server::create(&self.ec2, &self.opts, spec).await?,
+            server::create(&self.ec2, &self.images, &self.opts, spec).await?,
         ))
     }
 

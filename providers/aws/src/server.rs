@@ -209,45 +209,61 @@ async fn subnet_for(ec2: &Client, opts: &AwsOptions, zone: Option<&str>) -> Resu
 /// zone (when one is asked for) is the region's: read-only, before anything is created.
 pub(crate) async fn check_options(
     ec2: &Client,
+    images: &image::Cache,
     server_type: &str,
     image: &str,
     location: &str,
 ) -> Result<()> {
-    let types = sdk(
-        "DescribeInstanceTypes",
-        ec2.describe_instance_types()
-            .instance_types(InstanceType::from(server_type))
-            .send()
-            .await,
-    )?;
-    if types.instance_types().is_empty() {
+    // The three look-ups are independent: one round trip, not three.
+    let (types, resolved, zones) = futures::join!(
+        async {
+            sdk(
+                "DescribeInstanceTypes",
+                ec2.describe_instance_types()
+                    .instance_types(InstanceType::from(server_type))
+                    .send()
+                    .await,
+            )
+        },
+        images.resolve(ec2, image, Arch::of_instance_type(server_type)),
+        async {
+            if location == defaults::LOCATION {
+                return Ok(None);
+            }
+            sdk(
+                "DescribeAvailabilityZones",
+                ec2.describe_availability_zones()
+                    .zone_names(location)
+                    .send()
+                    .await,
+            )
+            .map(Some)
+        },
+    );
+    if types?.instance_types().is_empty() {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!("--server-type {server_type}: not offered in this region"),
         ));
     }
-    image::resolve(ec2, image, Arch::of_instance_type(server_type)).await?;
-    if location != defaults::LOCATION {
-        let zones = sdk(
-            "DescribeAvailabilityZones",
-            ec2.describe_availability_zones()
-                .zone_names(location)
-                .send()
-                .await,
-        )?;
-        if zones.availability_zones().is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "--location {location}: no such availability zone in this region (`aws ec2 describe-availability-zones` lists them)"
-                ),
-            ));
-        }
+    resolved?;
+    if zones?.is_some_and(|z| z.availability_zones().is_empty()) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "--location {location}: no such availability zone in this region (`aws ec2 describe-availability-zones` lists them)"
+            ),
+        ));
     }
     Ok(())
 }
 
-pub(crate) async fn create(ec2: &Client, opts: &AwsOptions, spec: &ServerSpec) -> Result<Server> {
+pub(crate) async fn create(
+    ec2: &Client,
+    images: &image::Cache,
+    opts: &AwsOptions,
+    spec: &ServerSpec,
+) -> Result<Server> {
     if spec.user_data.len() > USER_DATA_MAX_BYTES {
         return Err(Error::new(
             ErrorKind::InvalidInput,
@@ -264,7 +280,9 @@ pub(crate) async fn create(ec2: &Client, opts: &AwsOptions, spec: &ServerSpec) -
         ));
     };
     let zone = (spec.location != defaults::LOCATION).then_some(spec.location.as_str());
-    let image = image::resolve(ec2, &spec.image, Arch::of_instance_type(&spec.server_type)).await?;
+    let image = images
+        .resolve(ec2, &spec.image, Arch::of_instance_type(&spec.server_type))
+        .await?;
     let subnet = subnet_for(ec2, opts, zone).await?;
     let token = client_token(spec, &image.id, subnet.as_deref());
 
