@@ -138,6 +138,15 @@ impl HttpClient {
             .map_err(|e| Error::new(ErrorKind::Other, format!("building the HTTP client: {e}")))
     }
 
+    /// How long a request sent now would wait at the rate-limit gate (zero while the estimate
+    /// has a token, or before any answer carried the headers). Takes nothing from the budget.
+    pub fn queue_wait(&self) -> Duration {
+        self.gate
+            .lock()
+            .map(|mut g| g.peek(Instant::now()))
+            .unwrap_or(Duration::ZERO)
+    }
+
     /// The base URL.
     pub fn base(&self) -> &str {
         &self.base
@@ -405,21 +414,33 @@ impl Budget {
     /// and compares the whole wait with the run's deadline).
     fn take(&mut self, now: Instant) -> Duration {
         self.in_flight += 1;
+        let wait = self.peek(now);
+        if self.at.is_some() {
+            self.tokens -= 1.0;
+        }
+        wait
+    }
+
+    /// How long until one more token is there, taking nothing.
+    fn peek(&mut self, now: Instant) -> Duration {
         if self.at.is_none() {
             return Duration::ZERO;
         }
         self.refill(now);
-        let wait = if self.tokens >= 1.0 {
+        if self.tokens >= 1.0 {
             Duration::ZERO
         } else if let Some(rate) = self.per_sec {
             secs_f64((1.0 - self.tokens) / rate)
         } else {
-            self.until
+            // Without a rate (DigitalOcean's reset names only the next free request): the first
+            // missing token at the reset, each one after it a second later, until an answer
+            // tells more; never all of them together at the reset.
+            let first = self
+                .until
                 .map(|u| u.saturating_duration_since(now))
-                .unwrap_or(Duration::ZERO)
-        };
-        self.tokens -= 1.0;
-        wait
+                .unwrap_or(Duration::ZERO);
+            first + secs_f64((-self.tokens).ceil())
+        }
     }
 
     /// Corrects the estimate from the answer to a request that left at `sent` (`None`: no answer).
@@ -844,6 +865,36 @@ mod tests {
             "https://api.example.com/iam/v1alpha1/ssh-keys"
         );
         assert!(Arc::ptr_eq(&c.gate, &s.gate), "one budget per provider");
+    }
+
+    #[test]
+    fn without_a_rate_requests_queued_for_the_reset_leave_a_second_apart() {
+        // DigitalOcean: nothing left, the next request is free in 2 s; the ones after it must
+        // not all leave then too (each would draw a 429).
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let spent = headers(&[
+            ("ratelimit-limit", "5000".into()),
+            ("ratelimit-remaining", "0".into()),
+            ("ratelimit-reset", (now + 2).to_string()),
+        ]);
+        let mut b = Budget::default();
+        let t = Instant::now();
+        b.take(t);
+        b.observe(t, t, Some(&spent), RateLimitStyle::ResetNextToken);
+        let waits: Vec<Duration> = (0..3).map(|_| b.take(t)).collect();
+        assert!(waits[0] > Duration::from_millis(900), "{waits:?}");
+        assert!(
+            waits[1] >= waits[0] + Duration::from_millis(999),
+            "{waits:?}"
+        );
+        assert!(
+            waits[2] >= waits[1] + Duration::from_millis(999),
+            "{waits:?}"
+        );
+        assert_eq!(b.peek(t), waits[2] + Duration::from_secs(1));
     }
 
     #[test]

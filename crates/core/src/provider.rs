@@ -127,6 +127,24 @@ pub trait Provider: Send + Sync {
     /// One check of an operation's status.
     async fn operation_status(&self, op: &Operation) -> Result<OperationStatus>;
 
+    /// One check of many operations, answered in the order given: where the cloud reads several
+    /// in one call (Hetzner `GET /actions?id=1&id=2`), a job over many servers polls them all for
+    /// the price of a few calls. The default checks them one by one.
+    async fn operation_statuses(&self, ops: &[Operation]) -> Result<Vec<OperationStatus>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(self.operation_status(op).await?);
+        }
+        Ok(out)
+    }
+
+    /// How long a request sent now would wait for the provider's rate budget (the core HTTP
+    /// client's gate, fed by the `RateLimit-*` headers), so that a job over many servers slows
+    /// down instead of queueing hundreds of requests. The default (no gate) is no wait.
+    fn queue_wait(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Replaces a server's labels (used to change its snapshot schedule).
     async fn set_server_labels(&self, server: &Server, labels: &Labels) -> Result<()>;
 
@@ -135,6 +153,17 @@ pub trait Provider: Send + Sync {
 
     /// One snapshot; `None` once it is gone.
     async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>>;
+
+    /// Many snapshots, answered in the order given (`None`: gone), so that a job waiting for
+    /// many new snapshots checks them in few calls where the cloud lists many at once. The
+    /// default reads them one by one.
+    async fn get_snapshots(&self, ids: &[String]) -> Result<Vec<Option<Snapshot>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.get_snapshot(id).await?);
+        }
+        Ok(out)
+    }
 
     /// Starts a snapshot of `server` named `name` with `labels`.
     async fn create_snapshot(

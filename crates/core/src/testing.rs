@@ -321,6 +321,36 @@ impl FakeProvider {
         );
     }
 
+    /// One look at an operation: it finishes (with its effect) once its polls are used up.
+    fn check_op(&self, op: &Operation) -> Result<OperationStatus> {
+        let mut s = self.lock();
+        let Some((left, effect)) = s.ops.get_mut(&op.id) else {
+            return Err(Error::new(ErrorKind::NotFound, "no such action"));
+        };
+        if *left > 0 {
+            *left -= 1;
+            return Ok(OperationStatus::Running);
+        }
+        match effect.clone() {
+            OpEffect::Start(id) => {
+                if let Some(x) = s.servers.get_mut(&id) {
+                    x.0.status = ServerStatus::Running;
+                }
+            }
+            OpEffect::Delete(id) => {
+                s.servers.remove(&id);
+            }
+            OpEffect::Snapshot(id) => {
+                if let Some(x) = s.snapshots.get_mut(&id)
+                    && x.status == SnapshotStatus::Creating
+                {
+                    x.status = SnapshotStatus::Available;
+                }
+            }
+        }
+        Ok(OperationStatus::Succeeded)
+    }
+
     /// Records a call; returns the fault to apply, if any. Interleaving, it first lets every
     /// other task run, as a network round trip would.
     async fn call(&self, name: &str) -> Option<Fault> {
@@ -634,33 +664,14 @@ impl Provider for FakeProvider {
 
     async fn operation_status(&self, op: &Operation) -> Result<OperationStatus> {
         let f = self.call("operation_status").await;
-        faulty(f, "operation_status", || {
-            let mut s = self.lock();
-            let Some((left, effect)) = s.ops.get_mut(&op.id) else {
-                return Err(Error::new(ErrorKind::NotFound, "no such action"));
-            };
-            if *left > 0 {
-                *left -= 1;
-                return Ok(OperationStatus::Running);
-            }
-            match effect.clone() {
-                OpEffect::Start(id) => {
-                    if let Some(x) = s.servers.get_mut(&id) {
-                        x.0.status = ServerStatus::Running;
-                    }
-                }
-                OpEffect::Delete(id) => {
-                    s.servers.remove(&id);
-                }
-                OpEffect::Snapshot(id) => {
-                    if let Some(x) = s.snapshots.get_mut(&id)
-                        && x.status == SnapshotStatus::Creating
-                    {
-                        x.status = SnapshotStatus::Available;
-                    }
-                }
-            }
-            Ok(OperationStatus::Succeeded)
+        faulty(f, "operation_status", || self.check_op(op))
+    }
+
+    /// One recorded call for the whole batch, as Hetzner's `GET /actions?id=..`.
+    async fn operation_statuses(&self, ops: &[Operation]) -> Result<Vec<OperationStatus>> {
+        let f = self.call("operation_statuses").await;
+        faulty(f, "operation_statuses", || {
+            ops.iter().map(|op| self.check_op(op)).collect()
         })
     }
 

@@ -772,3 +772,68 @@ async fn a_server_whose_answer_was_lost_is_found_by_the_run_label_and_rolled_bac
     assert_eq!(removed, ["server", "firewall", "ssh_key"]);
     assert_eq!(q.count(&Labels::managed()), 0);
 }
+
+#[tokio::test]
+async fn the_job_over_many_servers_lists_once_polls_in_batches_and_never_rereads() {
+    let p = FakeProvider::new();
+    let n = 30;
+    for i in 0..n {
+        scheduled(&p, &format!("web{i}"), 1).await;
+    }
+    run_job(&p, 0).await;
+    let before = p.calls().len();
+    let r = run_job(&p, 1).await;
+    assert_eq!(r.len(), n);
+    assert!(
+        r.iter()
+            .all(|s| matches!(s.outcome, Outcome::Created { .. }) && s.pruned.len() == 1),
+        "{r:?}"
+    );
+    let calls = p.calls()[before..].to_vec();
+    let count = |name: &str| calls.iter().filter(|c| *c == name).count();
+    assert_eq!(count("list_servers"), 1, "{calls:?}");
+    assert_eq!(
+        count("list_snapshots"),
+        1,
+        "no per-server re-read: {calls:?}"
+    );
+    assert_eq!(
+        count("get_snapshot") + count("operation_status"),
+        0,
+        "{calls:?}"
+    );
+    assert_eq!(count("create_snapshot"), n);
+    assert_eq!(count("delete_snapshot"), n);
+    // Each action runs for two checks: the waits of all servers share their rounds.
+    let polls = count("operation_statuses");
+    assert!(
+        (3..n).contains(&polls),
+        "{polls} batched checks for {n} actions"
+    );
+    // The fake records finish_snapshot, which sends nothing where the id is known at create
+    // (the default, e.g. Hetzner's).
+    let sent = calls.len() - count("finish_snapshot");
+    assert!(sent <= 3 * n, "{sent} calls for {n} servers");
+    for i in 0..n {
+        let left = ours(&p, &format!("web{i}"));
+        assert_eq!(left.len(), 1, "KEEP=1 leaves only today's: {left:?}");
+        assert_eq!(left[0].labels.get(LABEL_SLOT), Some("20261126T0300Z"));
+    }
+}
+
+#[tokio::test]
+async fn a_twin_left_by_a_concurrent_run_is_resolved_by_the_next_run_keeping_the_oldest() {
+    let p = FakeProvider::new();
+    scheduled(&p, "web1", 2).await;
+    run_job(&p, 0).await;
+    // A second run took the same slot at the same moment: a twin, younger by the fake's clock.
+    let first = ours(&p, "web1")[0].clone();
+    let twin = p.add_snapshot("web1-twin", first.labels.clone(), -1);
+    let r = run_job(&p, 0).await;
+    assert_eq!(r[0].outcome, Outcome::UpToDate, "{r:?}");
+    let left: Vec<String> = ours(&p, "web1").into_iter().map(|s| s.id).collect();
+    // The older one stays, as every run decides; the younger twin goes.
+    assert_eq!(left, std::slice::from_ref(&first.id));
+    assert_ne!(twin, first.id);
+    assert_eq!(r[0].pruned, ["web1-twin"]);
+}

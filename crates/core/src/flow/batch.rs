@@ -1,0 +1,359 @@
+//! What lets one job act on a thousand servers within a cloud's rate budget: a [`Waiter`] that
+//! polls every pending operation or snapshot of the job together (one batched call per round
+//! instead of one call per server and check), and an [`Admission`] that lets the job's calls
+//! out only as fast as the budget refills (read from the HTTP client's gate), with `--concurrency`
+//! as a ceiling.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, oneshot};
+use tokio::time::Instant;
+
+use super::{FlowConfig, final_error};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{Operation, OperationStatus, Snapshot, SnapshotStatus};
+use crate::provider::Provider;
+use crate::retry::retry;
+
+/// What a server's task waits for.
+#[derive(Debug, Clone)]
+pub(crate) enum Watch {
+    /// An operation to succeed.
+    Op(Operation),
+    /// A snapshot (its id and name) to be available, where no operation tells.
+    Snapshot(String, String),
+}
+
+impl Watch {
+    fn what(&self, provider: &str) -> String {
+        match self {
+            Watch::Op(op) => format!("{provider} action {} ({})", op.id, op.what),
+            Watch::Snapshot(id, name) => format!("snapshot {name} ({id}) to be available"),
+        }
+    }
+}
+
+/// One registered wait.
+struct Entry {
+    watch: Watch,
+    /// The waiting server's deadline.
+    deadline: Instant,
+    started: Instant,
+    /// Checks made so far.
+    checks: u32,
+    /// When it is due for its next check.
+    next: Instant,
+    tx: oneshot::Sender<Result<()>>,
+}
+
+/// Polls every registered wait of a job together. Each wait keeps its own pace (the poll
+/// config's rising interval, and at least a tenth of its age, so long snapshots are not polled
+/// every few seconds for minutes); a round checks every wait that is due or nearly due, in one
+/// batched call per kind.
+pub(crate) struct Waiter<'a> {
+    p: &'a dyn Provider,
+    cfg: &'a FlowConfig,
+    entries: Mutex<Vec<Entry>>,
+    notify: Notify,
+    closed: AtomicBool,
+}
+
+impl<'a> Waiter<'a> {
+    /// A waiter for `p`'s operations, paced by `cfg.poll` and retried by `cfg.retry`.
+    pub(crate) fn new(p: &'a dyn Provider, cfg: &'a FlowConfig) -> Self {
+        Self {
+            p,
+            cfg,
+            entries: Mutex::new(Vec::new()),
+            notify: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until `watch` is done, failed, or `deadline` passed.
+    pub(crate) async fn wait(&self, watch: Watch, deadline: Instant) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        let now = Instant::now();
+        if let Ok(mut e) = self.entries.lock() {
+            e.push(Entry {
+                watch,
+                deadline,
+                started: now,
+                checks: 0,
+                next: now + self.cfg.poll.interval(0),
+                tx,
+            });
+        }
+        self.notify.notify_one();
+        rx.await.unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Other,
+                "the job's poller stopped before the wait ended",
+            ))
+        })
+    }
+
+    /// Says that no more waits come: [`Waiter::run`] returns once the last one ended.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    /// The polling loop; runs beside the job's servers until [`Waiter::close`].
+    pub(crate) async fn run(&self) {
+        loop {
+            let (due, sleep_to) = self.take_due(Instant::now());
+            if due.is_empty() {
+                if self.closed.load(Ordering::SeqCst) && self.is_empty() {
+                    return;
+                }
+                match sleep_to {
+                    Some(t) => {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(t) => {}
+                            () = self.notify.notified() => {}
+                        }
+                    }
+                    None => self.notify.notified().await,
+                }
+                continue;
+            }
+            self.check(due).await;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.lock().map(|e| e.is_empty()).unwrap_or(true)
+    }
+
+    /// Removes and returns the entries due by `now` (or within a quarter of their interval, so
+    /// that waits started close together share calls), and when the next one is due.
+    fn take_due(&self, now: Instant) -> (Vec<Entry>, Option<Instant>) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return (Vec::new(), None);
+        };
+        let Some(first) = entries.iter().map(|e| e.next).min() else {
+            return (Vec::new(), None);
+        };
+        if first > now {
+            return (Vec::new(), Some(first));
+        }
+        let (due, rest): (Vec<Entry>, Vec<Entry>) = entries.drain(..).partition(|e| {
+            let slack = self.pace(e) / 4;
+            e.next <= now + slack
+        });
+        *entries = rest;
+        (due, None)
+    }
+
+    /// The interval after an entry's latest check: the poll config's, or a tenth of its age.
+    fn pace(&self, e: &Entry) -> Duration {
+        let age = e.next.saturating_duration_since(e.started);
+        self.cfg.poll.interval(e.checks).max(age / 10)
+    }
+
+    /// Checks `due` (operations in one call, snapshots in another), answers the finished and
+    /// puts the others back.
+    async fn check(&self, due: Vec<Entry>) {
+        let (ops, snaps): (Vec<Entry>, Vec<Entry>) = due
+            .into_iter()
+            .partition(|e| matches!(e.watch, Watch::Op(_)));
+        if !ops.is_empty() {
+            let list: Vec<Operation> = ops
+                .iter()
+                .filter_map(|e| match &e.watch {
+                    Watch::Op(op) => Some(op.clone()),
+                    Watch::Snapshot(..) => None,
+                })
+                .collect();
+            let what = format!("check {} {} actions", list.len(), self.p.name());
+            let answers =
+                match retry(&self.cfg.retry, &what, || self.p.operation_statuses(&list)).await {
+                    Ok(statuses) if statuses.len() == list.len() => ops
+                        .iter()
+                        .zip(statuses)
+                        .map(|(e, s)| op_done(&e.watch.what(self.p.name()), s))
+                        .collect(),
+                    Ok(_) => self.one_by_one_ops(&list).await,
+                    Err(e) if e.is_retryable() => list.iter().map(|_| Err(copy(&e))).collect(),
+                    // One bad operation must not fail the others: look at each alone.
+                    Err(_) if list.len() > 1 => self.one_by_one_ops(&list).await,
+                    Err(e) => vec![Err(final_error(e))],
+                };
+            self.settle(ops, answers);
+        }
+        if !snaps.is_empty() {
+            let ids: Vec<String> = snaps
+                .iter()
+                .filter_map(|e| match &e.watch {
+                    Watch::Snapshot(id, _) => Some(id.clone()),
+                    Watch::Op(_) => None,
+                })
+                .collect();
+            let what = format!("check {} snapshots", ids.len());
+            let answers: Vec<Result<Option<()>>> =
+                match retry(&self.cfg.retry, &what, || self.p.get_snapshots(&ids)).await {
+                    Ok(found) if found.len() == snaps.len() => snaps
+                        .iter()
+                        .zip(found)
+                        .map(|(e, s)| snapshot_done(&e.watch, s))
+                        .collect(),
+                    Ok(_) => {
+                        let e = Error::new(
+                            ErrorKind::Transient,
+                            format!(
+                                "{}: the snapshot check answered for other ids",
+                                self.p.name()
+                            ),
+                        );
+                        snaps.iter().map(|_| Err(copy(&e))).collect()
+                    }
+                    Err(e) if e.is_retryable() => snaps.iter().map(|_| Err(copy(&e))).collect(),
+                    Err(e) => {
+                        let e = final_error(e);
+                        snaps.iter().map(|_| Err(copy(&e))).collect()
+                    }
+                };
+            self.settle(snaps, answers);
+        }
+    }
+
+    async fn one_by_one_ops(&self, list: &[Operation]) -> Vec<Result<Option<()>>> {
+        let mut out = Vec::with_capacity(list.len());
+        for op in list {
+            let what = format!("{} action {} ({})", self.p.name(), op.id, op.what);
+            out.push(
+                match retry(&self.cfg.retry, &what, || self.p.operation_status(op)).await {
+                    Ok(s) => op_done(&what, s),
+                    Err(e) if e.is_retryable() => Err(e),
+                    Err(e) => Err(final_error(e)),
+                },
+            );
+        }
+        out
+    }
+
+    /// Answers each entry whose check ended its wait; the others are due again later.
+    fn settle(&self, entries: Vec<Entry>, answers: Vec<Result<Option<()>>>) {
+        let now = Instant::now();
+        let mut back = Vec::new();
+        for (mut e, a) in entries.into_iter().zip(answers) {
+            let what = e.watch.what(self.p.name());
+            let failing = match a {
+                Ok(Some(())) => {
+                    let _ = e.tx.send(Ok(()));
+                    continue;
+                }
+                Ok(None) => None,
+                Err(err) if err.is_retryable() => {
+                    tracing::debug!(what, error = %err, "poll failed, polling on");
+                    Some(err)
+                }
+                Err(err) => {
+                    let _ = e.tx.send(Err(err));
+                    continue;
+                }
+            };
+            if now >= e.deadline {
+                let waited = now.saturating_duration_since(e.started).as_secs();
+                let err = match failing {
+                    Some(f) => f.context(format!(
+                        "gave up waiting for {what} after {waited}s, the last check failed"
+                    )),
+                    None => Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "timed out after {waited}s waiting for {what} (raise --timeout if the provider is slow)"
+                        ),
+                    ),
+                };
+                let _ = e.tx.send(Err(err));
+                continue;
+            }
+            e.checks += 1;
+            let pace = self.pace(&e);
+            e.next = (now + pace).min(e.deadline);
+            back.push(e);
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.extend(back);
+        }
+    }
+}
+
+/// Whether an operation's status ends its wait: `Some` on success, an error naming `what` on
+/// failure.
+fn op_done(what: &str, s: OperationStatus) -> Result<Option<()>> {
+    match s {
+        OperationStatus::Running => Ok(None),
+        OperationStatus::Succeeded => Ok(Some(())),
+        OperationStatus::Failed(msg) => Err(Error::new(
+            ErrorKind::ActionFailed,
+            format!("{what} failed: {msg}"),
+        )),
+    }
+}
+
+/// Whether a snapshot's state ends its wait.
+fn snapshot_done(watch: &Watch, s: Option<Snapshot>) -> Result<Option<()>> {
+    let name = match watch {
+        Watch::Snapshot(_, name) => name.as_str(),
+        Watch::Op(op) => op.what.as_str(),
+    };
+    match s {
+        Some(s) if s.status == SnapshotStatus::Available => Ok(Some(())),
+        Some(s) if matches!(s.status, SnapshotStatus::Other(_)) => Err(Error::new(
+            ErrorKind::ActionFailed,
+            format!("snapshot {name} ended as {:?}", s.status),
+        )),
+        Some(_) => Ok(None),
+        None => Err(Error::new(
+            ErrorKind::ActionFailed,
+            format!("snapshot {name} disappeared"),
+        )),
+    }
+}
+
+/// The same error again, for each wait a failed batched call concerned.
+fn copy(e: &Error) -> Error {
+    Error::new(e.kind().clone(), e.to_string())
+}
+
+/// Lets the job's calls out as fast as the provider's rate budget allows: at most `ceiling`
+/// at once, and none while a request sent now would wait at the HTTP client's gate for more
+/// than [`HORIZON`] (the budget is spent: the gate would queue, and past its longest wait draw
+/// 429s).
+pub(crate) struct Admission<'a> {
+    p: &'a dyn Provider,
+    slots: Semaphore,
+}
+
+/// How long a request may wait at the rate-limit gate before the job holds the next ones back.
+const HORIZON: Duration = Duration::from_secs(1);
+
+impl<'a> Admission<'a> {
+    /// At most `ceiling` calls at once (`--concurrency`).
+    pub(crate) fn new(p: &'a dyn Provider, ceiling: usize) -> Self {
+        Self {
+            p,
+            slots: Semaphore::new(ceiling.max(1)),
+        }
+    }
+
+    /// Waits for a slot and for the budget; the call goes out while the turn is held.
+    pub(crate) async fn turn(&self) -> Option<SemaphorePermit<'_>> {
+        // The semaphore is never closed, so this is always a permit.
+        let permit = self.slots.acquire().await.ok();
+        loop {
+            let w = self.p.queue_wait();
+            if w <= HORIZON {
+                break;
+            }
+            tracing::debug!(?w, "rate budget spent: holding the job's next call back");
+            tokio::time::sleep(w - HORIZON).await;
+        }
+        permit
+    }
+}
