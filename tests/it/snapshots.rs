@@ -554,15 +554,17 @@ fn the_job_over_120_servers_stays_within_3_calls_each_and_the_rate_budget() {
     );
 }
 
-#[test]
-fn the_scaleway_job_over_120_servers_reads_each_server_once_and_lists_instead_of_polling_each() {
+/// A Scaleway fake with `n` servers `s0`.. on the daily:1 schedule (`s0` made by `create`, the
+/// others copied from it, each with its own root volume), each with yesterday's snapshot, which
+/// KEEP=1 prunes once today's is usable; and the environment to run the binary against it.
+fn scaleway_fleet(n: usize) -> (fakecloud::scaleway::FakeScaleway, Bin, String) {
     use fakecloud::scaleway::{FakeScaleway, PROJECT};
     let fake = FakeScaleway::start();
     let mut b = Bin::new();
     b.env("SCW_SECRET_KEY", "00000000-0000-4000-8000-000000000000");
     b.env("SCW_DEFAULT_PROJECT_ID", PROJECT);
     let url = fake.url();
-    let mut args = vec![
+    let args = vec![
         "create",
         "--provider",
         "scaleway",
@@ -578,10 +580,6 @@ fn the_scaleway_job_over_120_servers_reads_each_server_once_and_lists_instead_of
         "03:00",
     ];
     b.run(&args).expect_code(0);
-    args.clear();
-    // 119 more servers like s0, each with its own root volume; every one of the 120 has
-    // yesterday's snapshot, which KEEP=1 prunes once today's is usable.
-    let n = 120;
     {
         let mut w = fake.w();
         let (sid, proto) = w
@@ -638,23 +636,35 @@ fn the_scaleway_job_over_120_servers_reads_each_server_once_and_lists_instead_of
             );
         }
     }
-    // A bucket of 420 requests that never refills, and no rate headers (as Scaleway): reading
-    // each server before its snapshot, each snapshot before its delete and polling each
-    // snapshot alone would need 600 and more, and draw 429s.
-    fake.set_rate_limit(420, 0.0, 420);
-    let before = fake.request_log().len();
-    let r = b.run(&[
+    (fake, b, url)
+}
+
+/// Today's job on the Scaleway fleet.
+fn scaleway_job(b: &Bin, url: &str) -> crate::support::Run {
+    b.run(&[
         "snapshot",
         "run",
         "--provider",
         "scaleway",
         "--endpoint",
-        &url,
+        url,
         "--at",
         "2026-11-25T04:00:00Z",
         "--output",
         "json",
-    ]);
+    ])
+}
+
+#[test]
+fn the_scaleway_job_over_120_servers_reads_each_server_once_and_lists_instead_of_polling_each() {
+    let n = 120;
+    let (fake, b, url) = scaleway_fleet(n);
+    // A bucket of 420 requests that never refills, and no rate headers (as Scaleway): reading
+    // each server before its snapshot, each snapshot before its delete and polling each
+    // snapshot alone would need 600 and more, and draw 429s.
+    fake.set_rate_limit(420, 0.0, 420);
+    let before = fake.request_log().len();
+    let r = scaleway_job(&b, &url);
     r.expect_code(0);
     let v: Value = serde_json::from_str(&r.stdout()).unwrap();
     assert_eq!(v["failed"], 0, "{v}");
@@ -674,6 +684,43 @@ fn the_scaleway_job_over_120_servers_reads_each_server_once_and_lists_instead_of
         w.snapshots
             .values()
             .all(|s| s["name"].as_str().unwrap().ends_with("-20261125T0300Z")),
+        "{:?}",
+        w.snapshots.values().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_scaleway_snapshot_missing_from_a_lagging_listing_is_read_alone_not_taken_for_gone() {
+    // Six servers: the job checks their new snapshots through one listing, whose index leaves
+    // a snapshot out for its first three listings after the create. Taken for gone, each
+    // server would fail ("disappeared"); read alone, each is found creating, then available.
+    let n = 6;
+    let (fake, b, url) = scaleway_fleet(n);
+    fake.w().list_lag = 3;
+    let before = fake.request_log().len();
+    let r = scaleway_job(&b, &url);
+    let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(v["failed"], 0, "{v}");
+    r.expect_code(0);
+    let servers = v["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), n);
+    assert!(servers.iter().all(|s| s["result"] == "created"), "{v}");
+    let log = fake.request_log()[before..].to_vec();
+    let listings = log
+        .iter()
+        .filter(|(m, p, _)| m == "GET" && p.starts_with("/block/v1/zones/fr-par-1/snapshots?"))
+        .count();
+    let reads = log
+        .iter()
+        .filter(|(m, p, _)| m == "GET" && p.starts_with("/block/v1/zones/fr-par-1/snapshots/"))
+        .count();
+    assert!(listings >= 2, "the job checked through listings: {log:#?}");
+    assert!(reads >= n, "each missing snapshot was read alone: {log:#?}");
+    let w = fake.w();
+    assert_eq!(w.snapshots.len(), n, "yesterday's pruned, today's kept");
+    assert!(
+        w.snapshots.values().all(|s| s["status"] == "available"
+            && s["name"].as_str().unwrap().ends_with("-20261125T0300Z")),
         "{:?}",
         w.snapshots.values().collect::<Vec<_>>()
     );

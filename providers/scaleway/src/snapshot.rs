@@ -84,21 +84,26 @@ pub(crate) async fn get(c: &Client, id: &str) -> Result<Option<Snapshot>> {
 }
 
 /// Many snapshots at once, in the order of `ids` (`None`: gone): one listing of ours instead
-/// of a read each, from three on.
+/// of a read each, from three on. A listing may not show a snapshot created moments ago yet,
+/// so an id it leaves out is read alone: only that read says it is gone.
 pub(crate) async fn get_many(c: &Client, ids: &[String]) -> Result<Vec<Option<Snapshot>>> {
-    if ids.len() < 3 {
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(get(c, id).await?);
-        }
-        return Ok(out);
+    let mut listed: HashMap<String, Snapshot> = if ids.len() < 3 {
+        HashMap::new()
+    } else {
+        list_by_labels(c, &Labels::managed())
+            .await?
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect()
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(match listed.remove(id) {
+            Some(s) => Some(s),
+            None => get(c, id).await?,
+        });
     }
-    let mut all: HashMap<String, Snapshot> = list_by_labels(c, &Labels::managed())
-        .await?
-        .into_iter()
-        .map(|s| (s.id.clone(), s))
-        .collect();
-    Ok(ids.iter().map(|id| all.remove(id)).collect())
+    Ok(out)
 }
 
 /// Snapshots the server's root volume (an `sbs_volume`); its id comes from the listing that
