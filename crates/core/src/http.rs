@@ -434,11 +434,11 @@ impl Budget {
         } else {
             // Without a rate (DigitalOcean's reset names only the next free request): the first
             // missing token at the reset, each one after it a second later, until an answer
-            // tells more; never all of them together at the reset.
+            // tells more; never all of them together at the reset. With no reset known either,
+            // the first one is a second away: none is known to come sooner.
             let first = self
                 .until
-                .map(|u| u.saturating_duration_since(now))
-                .unwrap_or(Duration::ZERO);
+                .map_or(Duration::from_secs(1), |u| u.saturating_duration_since(now));
             first + secs_f64((-self.tokens).ceil())
         }
     }
@@ -475,13 +475,22 @@ impl Budget {
                 return;
             }
         }
-        self.until = if remaining == 0 {
-            token_wait(h, style).map(|d| {
-                now.checked_add(d)
-                    .unwrap_or_else(|| crate::deadline::after(d))
-            })
-        } else {
-            None
+        let at = |d: Duration| {
+            now.checked_add(d)
+                .unwrap_or_else(|| crate::deadline::after(d))
+        };
+        self.until = match style {
+            // Every answer says when the next request is free again, also while some are left:
+            // the requests in flight may spend those, and the next one then waits for the reset
+            // (leaving it until the answer that says 0 drew 429s). A burst 429's retry-after
+            // may come later still.
+            RateLimitStyle::ResetNextToken => {
+                let reset = next_token_in(h).map(at);
+                let retry = header_u64(h, "retry-after").map(|s| at(Duration::from_secs(s)));
+                reset.max(retry)
+            }
+            _ if remaining == 0 => token_wait(h, style).map(at),
+            _ => None,
         };
         self.tokens = told;
         self.at = Some(now);
@@ -578,18 +587,18 @@ pub fn retry_after_in(headers: &HeaderMap, style: RateLimitStyle) -> Option<Dura
 /// the whole wait to reset is the only safe answer. DigitalOcean
 /// ([`RateLimitStyle::ResetNextToken`]): the reset is when one request is allowed again.
 pub fn token_wait(headers: &HeaderMap, style: RateLimitStyle) -> Option<Duration> {
-    let to_reset = reset_in(headers)?;
     match style {
         RateLimitStyle::None => return None,
         RateLimitStyle::ResetNextToken => {
             let wait = match header_u64(headers, "ratelimit-remaining") {
-                Some(0) | None => to_reset,
+                Some(0) | None => next_token_in(headers)?,
                 Some(_) => Duration::ZERO,
             };
             return Some(wait.max(Duration::from_millis(100)));
         }
         RateLimitStyle::ResetWhenFull => {}
     }
+    let to_reset = reset_in(headers)?;
     let wait = match (
         header_u64(headers, "ratelimit-limit"),
         header_u64(headers, "ratelimit-remaining"),
@@ -628,6 +637,20 @@ fn reset_in(headers: &HeaderMap) -> Option<Duration> {
         reset
     };
     Some(Duration::from_secs(secs))
+}
+
+/// Time until DigitalOcean's next free request: its `ratelimit-reset` is the second at which the
+/// oldest counted request expires, which may be cut down to the second (the expiry lies within
+/// the second after it), so the request is only sure to be free a second after the reset.
+fn next_token_in(headers: &HeaderMap) -> Option<Duration> {
+    let reset = header_u64(headers, "ratelimit-reset")?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    let secs = if reset > 1_000_000_000 {
+        reset as f64 - now.as_secs_f64()
+    } else {
+        reset as f64
+    };
+    Some(secs_f64(secs + 1.0))
 }
 
 /// Seconds as a duration, saturating (a hostile header can ask for more than `Duration` holds;
@@ -797,9 +820,10 @@ mod tests {
             ("ratelimit-remaining", "0".into()),
             ("ratelimit-reset", (now + 20).to_string()),
         ]);
+        // The reset may be cut down to the second: the request is sure to be free a second on.
         let d = token_wait(&spent, RateLimitStyle::ResetNextToken).unwrap();
         assert!(
-            d > Duration::from_secs(18) && d <= Duration::from_secs(20),
+            d > Duration::from_secs(19) && d <= Duration::from_secs(21),
             "{d:?}"
         );
         // Read as Hetzner's, the same headers mean one token every 4 ms.
@@ -895,6 +919,43 @@ mod tests {
             "{waits:?}"
         );
         assert_eq!(b.peek(t), waits[2] + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn without_a_rate_the_last_tokens_spent_in_flight_hold_the_next_request_until_the_reset() {
+        // DigitalOcean: three requests out, the first answer says two are left and the next
+        // one is free in 3 s. The two still in flight spend those two: the fourth request must
+        // wait for the reset, not leave at once because the answer said "2" rather than "0".
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let two_left = headers(&[
+            ("ratelimit-limit", "30".into()),
+            ("ratelimit-remaining", "2".into()),
+            ("ratelimit-reset", (now + 3).to_string()),
+        ]);
+        let mut b = Budget::default();
+        let t = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(b.take(t), Duration::ZERO);
+        }
+        b.observe(t, t, Some(&two_left), RateLimitStyle::ResetNextToken);
+        let w = b.take(t);
+        assert!(
+            w > Duration::from_secs(3) && w <= Duration::from_secs(4),
+            "the fourth request waits for the reset: {w:?}"
+        );
+        // And without any reset known, a second rather than nothing.
+        let mut b = Budget::default();
+        b.take(t);
+        b.observe(
+            t,
+            t,
+            Some(&headers(&[("ratelimit-remaining", "0".into())])),
+            H,
+        );
+        assert_eq!(b.take(t), Duration::from_secs(1));
     }
 
     #[test]
