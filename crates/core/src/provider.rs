@@ -42,6 +42,18 @@ impl<T> Created<T> {
     }
 }
 
+/// A snapshot whose operations are done, to be finished by [`Provider::finish_snapshots`]: the
+/// server it was taken of, the snapshot as created, and the labels it must carry.
+#[derive(Debug, Clone)]
+pub struct SnapshotToFinish {
+    /// The server the snapshot is of.
+    pub server: Server,
+    /// The snapshot as [`Provider::create_snapshot`] returned it (DigitalOcean: without an id).
+    pub snapshot: Snapshot,
+    /// The labels it must carry.
+    pub labels: Labels,
+}
+
 /// The primitives of one cloud. See the module doc for the contract.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -184,6 +196,22 @@ pub trait Provider: Send + Sync {
     ) -> Result<Snapshot> {
         let _ = (server, labels);
         Ok(snapshot.clone())
+    }
+
+    /// Finishes many snapshots, answered in the order given, each on its own (one not found yet
+    /// fails alone), so that where finishing costs calls per snapshot (DigitalOcean finds each
+    /// image and tags it), a job finishing many together pays them once per batch: one listing
+    /// to find the images, one call per tag. An error of the whole batch (a listing that
+    /// failed) is the outer one. The default finishes them one by one.
+    async fn finish_snapshots(&self, items: &[SnapshotToFinish]) -> Result<Vec<Result<Snapshot>>> {
+        let mut out = Vec::with_capacity(items.len());
+        for i in items {
+            out.push(
+                self.finish_snapshot(&i.server, &i.snapshot, &i.labels)
+                    .await,
+            );
+        }
+        Ok(out)
     }
 
     /// Deletes a snapshot (one carrying our labels; anything else is refused).

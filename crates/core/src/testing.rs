@@ -13,7 +13,7 @@ use crate::model::{
     Firewall, FirewallRule, FirewallSpec, Labels, Operation, OperationStatus, PublicKeyInfo,
     Server, ServerSpec, ServerStatus, Snapshot, SnapshotStatus, SshKey, SshKeySpec, merge_rules,
 };
-use crate::provider::{Created, Provider};
+use crate::provider::{Created, Provider, SnapshotToFinish};
 
 /// The in-memory cloud's description: labels on everything, a key resource, EC2's grace.
 pub static FAKE: Description = FAKE_DESCRIPTION;
@@ -212,6 +212,30 @@ impl FakeProvider {
     /// Whether a server still waits for `complete_server`.
     pub fn is_incomplete(&self, id: &str) -> bool {
         self.lock().incomplete.iter().any(|x| x == id)
+    }
+
+    /// Finds an unfinished snapshot by name among the images and labels it (DigitalOcean's
+    /// shape); one with an id is returned as it is.
+    fn finish_one(&self, snapshot: &Snapshot, labels: &Labels) -> Result<Snapshot> {
+        let mut s = self.lock();
+        if !snapshot.id.is_empty() {
+            return Ok(snapshot.clone());
+        }
+        let Some(id) = s
+            .snapshots
+            .values()
+            .find(|x| x.name == snapshot.name)
+            .map(|x| x.id.clone())
+        else {
+            return Err(Error::new(ErrorKind::NotFound, "snapshot image not found"));
+        };
+        s.unfinished.retain(|u| *u != id);
+        let x = s
+            .snapshots
+            .get_mut(&id)
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, "snapshot image not found"))?;
+        x.labels = labels.clone();
+        Ok(x.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -792,28 +816,18 @@ impl Provider for FakeProvider {
         labels: &Labels,
     ) -> Result<Snapshot> {
         let f = self.call("finish_snapshot").await;
-        faulty(f, "finish_snapshot", || {
-            let _ = server;
-            let mut s = self.lock();
-            if !snapshot.id.is_empty() {
-                return Ok(snapshot.clone());
-            }
-            // Found by name among the unfinished images, then tagged.
-            let Some(id) = s
-                .snapshots
-                .values()
-                .find(|x| x.name == snapshot.name)
-                .map(|x| x.id.clone())
-            else {
-                return Err(Error::new(ErrorKind::NotFound, "snapshot image not found"));
-            };
-            s.unfinished.retain(|u| *u != id);
-            let x = s
-                .snapshots
-                .get_mut(&id)
-                .ok_or_else(|| Error::new(ErrorKind::NotFound, "snapshot image not found"))?;
-            x.labels = labels.clone();
-            Ok(x.clone())
+        let _ = server;
+        faulty(f, "finish_snapshot", || self.finish_one(snapshot, labels))
+    }
+
+    /// One recorded call for the whole batch, as DigitalOcean's one listing and one call per tag.
+    async fn finish_snapshots(&self, items: &[SnapshotToFinish]) -> Result<Vec<Result<Snapshot>>> {
+        let f = self.call("finish_snapshots").await;
+        faulty(f, "finish_snapshots", || {
+            Ok(items
+                .iter()
+                .map(|i| self.finish_one(&i.snapshot, &i.labels))
+                .collect())
         })
     }
 

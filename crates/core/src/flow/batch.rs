@@ -1,8 +1,9 @@
 //! What lets one job act on a thousand servers within a cloud's rate budget: a [`Waiter`] that
 //! polls every pending operation or snapshot of the job together (one batched call per round
-//! instead of one call per server and check), and an [`Admission`] that lets the job's calls
-//! out only as fast as the budget refills (read from the HTTP client's gate), with `--concurrency`
-//! as a ceiling.
+//! instead of one call per server and check) and finishes the snapshots whose operations ended
+//! together (one batched call for those of a round), and an [`Admission`] that lets the job's
+//! calls out only as fast as the budget refills (read from the HTTP client's gate), with
+//! `--concurrency` as a ceiling.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,7 @@ use tokio::time::Instant;
 use super::{FlowConfig, final_error};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Operation, OperationStatus, Snapshot, SnapshotStatus};
-use crate::provider::Provider;
+use crate::provider::{Provider, SnapshotToFinish};
 use crate::retry::retry;
 
 /// What a server's task waits for.
@@ -24,6 +25,8 @@ pub(crate) enum Watch {
     Op(Operation),
     /// A snapshot (its id and name) to be available, where no operation tells.
     Snapshot(String, String),
+    /// A snapshot whose operations are done, to be finished (found and labelled).
+    Finish(Box<SnapshotToFinish>),
 }
 
 impl Watch {
@@ -31,8 +34,17 @@ impl Watch {
         match self {
             Watch::Op(op) => format!("{provider} action {} ({})", op.id, op.what),
             Watch::Snapshot(id, name) => format!("snapshot {name} ({id}) to be available"),
+            Watch::Finish(f) => format!("snapshot {} to be found and labelled", f.snapshot.name),
         }
     }
+}
+
+/// What one check says of a wait.
+enum Check {
+    /// It ended well (a finish: with the finished snapshot).
+    Done(Option<Snapshot>),
+    /// Not yet.
+    Pending,
 }
 
 /// One registered wait.
@@ -45,7 +57,7 @@ struct Entry {
     checks: u32,
     /// When it is due for its next check.
     next: Instant,
-    tx: oneshot::Sender<Result<()>>,
+    tx: oneshot::Sender<Result<Option<Snapshot>>>,
 }
 
 /// Polls every registered wait of a job together. Each wait keeps its own pace (the poll
@@ -74,6 +86,39 @@ impl<'a> Waiter<'a> {
 
     /// Waits until `watch` is done, failed, or `deadline` passed.
     pub(crate) async fn wait(&self, watch: Watch, deadline: Instant) -> Result<()> {
+        let first = self.cfg.poll.interval(0);
+        self.register(watch, deadline, first).await.map(|_| ())
+    }
+
+    /// Finishes a snapshot whose operations are done, together with the others of the job that
+    /// come within the first poll interval; a finish that fails in a way that may pass (the
+    /// image not listed yet) is tried again in a later round, until `deadline`.
+    pub(crate) async fn finish(
+        &self,
+        item: SnapshotToFinish,
+        deadline: Instant,
+    ) -> Result<Snapshot> {
+        let name = item.snapshot.name.clone();
+        let gather = self.cfg.poll.interval(0);
+        match self
+            .register(Watch::Finish(Box::new(item)), deadline, gather)
+            .await?
+        {
+            Some(s) => Ok(s),
+            None => Err(Error::new(
+                ErrorKind::Other,
+                format!("finishing snapshot {name} answered nothing"),
+            )),
+        }
+    }
+
+    /// Registers a wait first checked after `first`, and waits for its answer.
+    async fn register(
+        &self,
+        watch: Watch,
+        deadline: Instant,
+        first: Duration,
+    ) -> Result<Option<Snapshot>> {
         let (tx, rx) = oneshot::channel();
         let now = Instant::now();
         if let Ok(mut e) = self.entries.lock() {
@@ -82,7 +127,7 @@ impl<'a> Waiter<'a> {
                 deadline,
                 started: now,
                 checks: 0,
-                next: now + self.cfg.poll.interval(0),
+                next: now + first,
                 tx,
             });
         }
@@ -154,18 +199,25 @@ impl<'a> Waiter<'a> {
         self.cfg.poll.interval(e.checks).max(age / 10)
     }
 
-    /// Checks `due` (operations in one call, snapshots in another), answers the finished and
-    /// puts the others back.
+    /// Checks `due` (operations in one call, snapshots in another, finishes in a third),
+    /// answers the finished and puts the others back.
     async fn check(&self, due: Vec<Entry>) {
-        let (ops, snaps): (Vec<Entry>, Vec<Entry>) = due
-            .into_iter()
-            .partition(|e| matches!(e.watch, Watch::Op(_)));
+        let mut ops = Vec::new();
+        let mut snaps = Vec::new();
+        let mut fins = Vec::new();
+        for e in due {
+            match e.watch {
+                Watch::Op(_) => ops.push(e),
+                Watch::Snapshot(..) => snaps.push(e),
+                Watch::Finish(_) => fins.push(e),
+            }
+        }
         if !ops.is_empty() {
             let list: Vec<Operation> = ops
                 .iter()
                 .filter_map(|e| match &e.watch {
                     Watch::Op(op) => Some(op.clone()),
-                    Watch::Snapshot(..) => None,
+                    _ => None,
                 })
                 .collect();
             let what = format!("check {} {} actions", list.len(), self.p.name());
@@ -189,38 +241,59 @@ impl<'a> Waiter<'a> {
                 .iter()
                 .filter_map(|e| match &e.watch {
                     Watch::Snapshot(id, _) => Some(id.clone()),
-                    Watch::Op(_) => None,
+                    _ => None,
                 })
                 .collect();
             let what = format!("check {} snapshots", ids.len());
-            let answers: Vec<Result<Option<()>>> =
-                match retry(&self.cfg.retry, &what, || self.p.get_snapshots(&ids)).await {
-                    Ok(found) if found.len() == snaps.len() => snaps
-                        .iter()
-                        .zip(found)
-                        .map(|(e, s)| snapshot_done(&e.watch, s))
+            let answers = match retry(&self.cfg.retry, &what, || self.p.get_snapshots(&ids)).await {
+                Ok(found) if found.len() == snaps.len() => snaps
+                    .iter()
+                    .zip(found)
+                    .map(|(e, s)| snapshot_done(&e.watch, s))
+                    .collect(),
+                Ok(_) => {
+                    let e = Error::new(
+                        ErrorKind::Transient,
+                        format!(
+                            "{}: the snapshot check answered for other ids",
+                            self.p.name()
+                        ),
+                    );
+                    snaps.iter().map(|_| Err(copy(&e))).collect()
+                }
+                Err(e) => all_failed(&snaps, e),
+            };
+            self.settle(snaps, answers);
+        }
+        if !fins.is_empty() {
+            let items: Vec<SnapshotToFinish> = fins
+                .iter()
+                .filter_map(|e| match &e.watch {
+                    Watch::Finish(f) => Some(f.as_ref().clone()),
+                    _ => None,
+                })
+                .collect();
+            let what = format!("finish {} snapshots", items.len());
+            let answers =
+                match retry(&self.cfg.retry, &what, || self.p.finish_snapshots(&items)).await {
+                    Ok(done) if done.len() == items.len() => done
+                        .into_iter()
+                        .map(|r| r.map(|s| Check::Done(Some(s))))
                         .collect(),
                     Ok(_) => {
                         let e = Error::new(
                             ErrorKind::Transient,
-                            format!(
-                                "{}: the snapshot check answered for other ids",
-                                self.p.name()
-                            ),
+                            format!("{}: finishing answered for other snapshots", self.p.name()),
                         );
-                        snaps.iter().map(|_| Err(copy(&e))).collect()
+                        fins.iter().map(|_| Err(copy(&e))).collect()
                     }
-                    Err(e) if e.is_retryable() => snaps.iter().map(|_| Err(copy(&e))).collect(),
-                    Err(e) => {
-                        let e = final_error(e);
-                        snaps.iter().map(|_| Err(copy(&e))).collect()
-                    }
+                    Err(e) => all_failed(&fins, e),
                 };
-            self.settle(snaps, answers);
+            self.settle(fins, answers);
         }
     }
 
-    async fn one_by_one_ops(&self, list: &[Operation]) -> Vec<Result<Option<()>>> {
+    async fn one_by_one_ops(&self, list: &[Operation]) -> Vec<Result<Check>> {
         let mut out = Vec::with_capacity(list.len());
         for op in list {
             let what = format!("{} action {} ({})", self.p.name(), op.id, op.what);
@@ -236,17 +309,17 @@ impl<'a> Waiter<'a> {
     }
 
     /// Answers each entry whose check ended its wait; the others are due again later.
-    fn settle(&self, entries: Vec<Entry>, answers: Vec<Result<Option<()>>>) {
+    fn settle(&self, entries: Vec<Entry>, answers: Vec<Result<Check>>) {
         let now = Instant::now();
         let mut back = Vec::new();
         for (mut e, a) in entries.into_iter().zip(answers) {
             let what = e.watch.what(self.p.name());
             let failing = match a {
-                Ok(Some(())) => {
-                    let _ = e.tx.send(Ok(()));
+                Ok(Check::Done(s)) => {
+                    let _ = e.tx.send(Ok(s));
                     continue;
                 }
-                Ok(None) => None,
+                Ok(Check::Pending) => None,
                 Err(err) if err.is_retryable() => {
                     tracing::debug!(what, error = %err, "poll failed, polling on");
                     Some(err)
@@ -283,12 +356,19 @@ impl<'a> Waiter<'a> {
     }
 }
 
-/// Whether an operation's status ends its wait: `Some` on success, an error naming `what` on
+/// The same failure of a batched call for each of its waits: one that may pass keeps them
+/// waiting, any other ends them.
+fn all_failed(entries: &[Entry], e: Error) -> Vec<Result<Check>> {
+    let e = if e.is_retryable() { e } else { final_error(e) };
+    entries.iter().map(|_| Err(copy(&e))).collect()
+}
+
+/// Whether an operation's status ends its wait: done on success, an error naming `what` on
 /// failure.
-fn op_done(what: &str, s: OperationStatus) -> Result<Option<()>> {
+fn op_done(what: &str, s: OperationStatus) -> Result<Check> {
     match s {
-        OperationStatus::Running => Ok(None),
-        OperationStatus::Succeeded => Ok(Some(())),
+        OperationStatus::Running => Ok(Check::Pending),
+        OperationStatus::Succeeded => Ok(Check::Done(None)),
         OperationStatus::Failed(msg) => Err(Error::new(
             ErrorKind::ActionFailed,
             format!("{what} failed: {msg}"),
@@ -297,18 +377,19 @@ fn op_done(what: &str, s: OperationStatus) -> Result<Option<()>> {
 }
 
 /// Whether a snapshot's state ends its wait.
-fn snapshot_done(watch: &Watch, s: Option<Snapshot>) -> Result<Option<()>> {
+fn snapshot_done(watch: &Watch, s: Option<Snapshot>) -> Result<Check> {
     let name = match watch {
         Watch::Snapshot(_, name) => name.as_str(),
         Watch::Op(op) => op.what.as_str(),
+        Watch::Finish(f) => f.snapshot.name.as_str(),
     };
     match s {
-        Some(s) if s.status == SnapshotStatus::Available => Ok(Some(())),
+        Some(s) if s.status == SnapshotStatus::Available => Ok(Check::Done(None)),
         Some(s) if matches!(s.status, SnapshotStatus::Other(_)) => Err(Error::new(
             ErrorKind::ActionFailed,
             format!("snapshot {name} ended as {:?}", s.status),
         )),
-        Some(_) => Ok(None),
+        Some(_) => Ok(Check::Pending),
         None => Err(Error::new(
             ErrorKind::ActionFailed,
             format!("snapshot {name} disappeared"),

@@ -20,7 +20,7 @@ use crate::model::{
     LABEL_DEPLOYMENT, Labels, Server, Snapshot, SnapshotStatus, only_matching, only_ours,
 };
 use crate::progress::Progress;
-use crate::provider::Provider;
+use crate::provider::{Provider, SnapshotToFinish};
 use crate::retry::retry;
 use crate::schedule::{LABEL_ENGINE, LABEL_SLOT, Schedule, slot_name, to_prune};
 
@@ -467,12 +467,15 @@ impl Job<'_> {
             }
         }
         // Where the image id only appears now (DigitalOcean), the provider finds the image and
-        // tags it; retried, so that a snapshot never stays untagged and unprunable.
-        let mut finished = self
-            .call(turn, "finish snapshot", || {
-                p.finish_snapshot(server, &snapshot, &labels)
-            })
-            .await?;
+        // tags it, for all the job's snapshots whose waits ended together at once (one listing,
+        // one call per tag); tried again until the deadline, so that a snapshot never stays
+        // untagged and unprunable.
+        let item = SnapshotToFinish {
+            server: server.clone(),
+            snapshot,
+            labels,
+        };
+        let mut finished = self.waiter.finish(item, deadline).await?;
         finished.status = SnapshotStatus::Available;
         Ok(finished)
     }
