@@ -414,6 +414,9 @@ pub(crate) struct Admission<'a> {
 /// How long a request may wait at the rate-limit gate before the job holds the next ones back.
 const HORIZON: Duration = Duration::from_secs(1);
 
+/// How often a held-back call looks at the budget again.
+const LOOK_AGAIN: Duration = Duration::from_millis(250);
+
 impl<'a> Admission<'a> {
     /// At most `ceiling` calls at once (`--concurrency`).
     pub(crate) fn new(p: &'a dyn Provider, ceiling: usize) -> Self {
@@ -433,7 +436,9 @@ impl<'a> Admission<'a> {
                 break;
             }
             tracing::debug!(?w, "rate budget spent: holding the job's next call back");
-            tokio::time::sleep(w - HORIZON).await;
+            // The wait is an estimate (without a refill rate, DigitalOcean's, a cautious one):
+            // answers to the calls in flight may bring the budget back sooner.
+            tokio::time::sleep((w - HORIZON).min(LOOK_AGAIN)).await;
         }
         permit
     }
