@@ -767,9 +767,9 @@ fn the_digitalocean_job_follows_the_ratelimit_headers_without_a_429() {
         ])
     };
     job("2026-11-25T04:00:00Z").expect_code(0);
-    // 30 requests at once, 20 more a second: the day's run needs more than that, so it must
+    // 10 requests at once, 5 more a second: the day's run needs more than that, so it must
     // wait for the budget as the `ratelimit-*` headers tell, not draw 429s.
-    fake.set_rate_limit(30, 20.0);
+    fake.set_rate_limit(10, 5.0);
     let before = fake.kit().request_log().len();
     let r = job("2026-11-26T04:00:00Z");
     r.expect_code(0);
@@ -783,7 +783,7 @@ fn the_digitalocean_job_follows_the_ratelimit_headers_without_a_429() {
     );
     assert_eq!(limited, 0, "{log:#?}");
     assert!(
-        calls > 40,
+        calls > 10,
         "the run needed more than the bucket held: {calls}"
     );
     let ours: Vec<Value> = fake
@@ -796,5 +796,167 @@ fn the_digitalocean_job_follows_the_ratelimit_headers_without_a_429() {
         ours.iter()
             .all(|i| i["name"].as_str().unwrap().ends_with("-20261126T0300Z")),
         "{ours:?}"
+    );
+}
+
+/// The requests of one DigitalOcean job run, with the fake's bucket full again first.
+struct DoRun {
+    log: Vec<(String, String, u16)>,
+    report: Value,
+    wall: std::time::Duration,
+}
+
+fn do_job_run(fake: &fakecloud::digitalocean::FakeDo, at: &str) -> DoRun {
+    fake.set_rate_limit(60, 40.0);
+    let mut b = Bin::new();
+    b.unset("HCLOUD_TOKEN");
+    b.env("DIGITALOCEAN_TOKEN", "dop_v1_test-token-not-secret");
+    let before = fake.kit().request_log().len();
+    let started = std::time::Instant::now();
+    let r = b.run(&[
+        "snapshot",
+        "run",
+        "--provider",
+        "digitalocean",
+        "--endpoint",
+        &fake.url(),
+        "--at",
+        at,
+        "--output",
+        "json",
+    ]);
+    let wall = started.elapsed();
+    let report: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(report["failed"], 0, "{report}");
+    r.expect_code(0);
+    DoRun {
+        log: fake.kit().request_log()[before..].to_vec(),
+        report,
+        wall,
+    }
+}
+
+#[test]
+fn the_digitalocean_job_over_120_servers_follows_the_budget_and_batches_its_calls() {
+    use fakecloud::digitalocean::FakeDo;
+    // Snapshots take 1.5 s; 60 requests at once, 40 more a second, told by the `ratelimit-*`
+    // headers. One read per action, one snapshot list per droplet and three tag calls per
+    // image (about 15 calls a server, as measured before) would need 1,800 requests and draw
+    // 429s. Two days: the first takes each server's snapshot, the second also prunes the
+    // first's (KEEP=1).
+    let fake = FakeDo::start_on(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        Pace::Wall(std::time::Duration::from_millis(1500)),
+    )
+    .unwrap();
+    let n = 120;
+    for i in 0..n {
+        let d = format!("s{i}");
+        fake.insert_droplet(
+            &d,
+            &[
+                "managed-by:bootstrap",
+                &format!("bootstrap-deployment:{d}"),
+                "bootstrap-snapshot:daily-0300",
+                "bootstrap-keep:1",
+                "bootstrap-snapshot-engine:job",
+            ],
+        );
+    }
+    let path = |p: &str| p.split('?').next().unwrap_or_default().to_owned();
+    let count = |log: &[(String, String, u16)], method: &str, pred: &dyn Fn(&str) -> bool| {
+        log.iter()
+            .filter(|(m, p, _)| m == method && pred(&path(p)))
+            .count()
+    };
+    for (day, at) in [(1, "2026-11-25T04:00:00Z"), (2, "2026-11-26T04:00:00Z")] {
+        let run = do_job_run(&fake, at);
+        let servers = run.report["servers"].as_array().unwrap();
+        assert_eq!(servers.len(), n);
+        assert!(
+            servers.iter().all(|s| s["result"] == "created"),
+            "{}",
+            run.report
+        );
+        let (calls, limited) = calls_and_429s(&run.log);
+        let per_server = calls as f64 / n as f64;
+        let log = &run.log;
+        let snapshots = count(log, "POST", &|p| p.ends_with("/actions"));
+        let deletes = count(log, "DELETE", &|p| p.starts_with("/v2/images/"));
+        let deployment_tags = count(log, "POST", &|p| {
+            p.starts_with("/v2/tags/bootstrap-deployment:")
+        });
+        let polls = count(log, "GET", &|p| p == "/v2/actions");
+        let ideal = calls.saturating_sub(60) as f64 / 40.0;
+        eprintln!(
+            "digitalocean job day {day}, {n} servers: {calls} calls ({per_server:.2} a server: {snapshots} snapshot actions, {deployment_tags} deployment tags, {deletes} deletes, {} else; {polls} action listings), {limited} answered 429, {:?} (rate budget alone: {ideal:.1}s, snapshots 1.5s)",
+            calls - snapshots - deployment_tags - deletes,
+            run.wall
+        );
+        assert_eq!(limited, 0, "no request drew a 429");
+        assert!(polls > 0, "the job waited for its snapshots' actions");
+        let one_by_one = count(log, "GET", &|p| p.starts_with("/v2/actions/"));
+        assert!(
+            one_by_one * 20 <= n,
+            "actions are checked through the listing (a round of one reads its action alone, the same one call): {one_by_one} single reads"
+        );
+        let per_droplet = count(log, "GET", &|p| p.starts_with("/v2/droplets/"));
+        assert!(
+            per_droplet * 20 <= n,
+            "images are found through one droplet listing per batch (a batch of one reads its droplet's list, the same one call): {per_droplet} droplet reads"
+        );
+        // Per server: its snapshot action, its image's deployment tag (one tag per call, and
+        // that tag is the image's own), and from the second day the delete of yesterday's.
+        // Everything else (listings, action polls, the shared tags, tag cleanup) is batched.
+        assert_eq!(snapshots, n);
+        assert_eq!(deployment_tags, n);
+        assert_eq!(deletes, if day == 1 { 0 } else { n });
+        let rest = calls - snapshots - deployment_tags - deletes;
+        assert!(rest * 3 <= n, "{rest} batched calls for {n} servers");
+        if day == 1 {
+            assert!(per_server <= 3.0, "{per_server:.2} calls a server");
+        }
+        // The budget is the bottleneck: the job takes about what it allows, plus one
+        // snapshot's duration and a margin for a loaded machine.
+        assert!(
+            run.wall.as_secs_f64() <= 1.2 * ideal + 1.5 + 3.0,
+            "{:?} for a budget of {ideal:.1}s",
+            run.wall
+        );
+    }
+    // Retention: exactly the second day's snapshot of each server is left, labelled like any
+    // other, and the first day's slot tag went with the last snapshot carrying it.
+    let ours: Vec<Value> = fake
+        .snapshots()
+        .into_iter()
+        .filter(|i| i["type"] == "snapshot")
+        .collect();
+    assert_eq!(ours.len(), n, "{ours:?}");
+    for i in &ours {
+        let tags: Vec<&str> = i["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let d = i["name"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches("-20261126T0300Z");
+        for want in [
+            "managed-by:bootstrap".to_owned(),
+            format!("bootstrap-deployment:{d}"),
+            "bootstrap-slot:20261126T0300Z".to_owned(),
+        ] {
+            assert!(tags.contains(&want.as_str()), "{want} on {i}");
+        }
+    }
+    assert!(
+        !fake
+            .tags()
+            .iter()
+            .any(|t| t == "bootstrap-slot:20261125T0300Z"),
+        "{:?}",
+        fake.tags()
     );
 }
