@@ -340,8 +340,9 @@ pub struct SnapshotRunArgs {
     /// Only print what would be created and deleted.
     #[arg(long)]
     pub dry_run: bool,
-    /// Servers handled at once.
-    #[arg(long, default_value_t = 4)]
+    /// Most calls of the job in flight at once: a ceiling; below it the job follows the
+    /// provider's rate budget (`RateLimit-*` headers).
+    #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
 }
 

@@ -177,3 +177,65 @@ fn digitalocean_flows_send_only_valid_requests_and_get_valid_answers() {
         "requests or responses that break the official document:\n{rest:#?}"
     );
 }
+
+/// The job over several droplets takes its batched paths: the account's action listing, one
+/// droplet listing to find the new images, one tag call for several images, deletes without a
+/// read first. Every request and answer of two days of it must fit the document.
+#[test]
+fn digitalocean_batched_job_sends_only_valid_requests_and_gets_valid_answers() {
+    let fake = FakeDo::start();
+    for d in ["web1", "web2", "web3"] {
+        fake.insert_droplet(
+            d,
+            &[
+                "managed-by:bootstrap",
+                &format!("bootstrap-deployment:{d}"),
+                "bootstrap-snapshot:daily-0300",
+                "bootstrap-keep:1",
+                "bootstrap-snapshot-engine:job",
+            ],
+        );
+    }
+    let prism = Prism::start_proxy("digitalocean.yaml", &fake.url());
+    let url = prism.url();
+    let b = bin();
+    let mark = prism.log_len();
+    for at in ["2026-11-25T04:00:00Z", "2026-11-26T04:00:00Z"] {
+        run(&b, &url, &["snapshot", "run", "--at", at]);
+    }
+    let log = fake.log();
+    let sent = |method: &str, pred: &dyn Fn(&fakecloud::digitalocean::Logged) -> bool| {
+        log.iter().any(|l| l.method == method && pred(l))
+    };
+    for (what, ok) in [
+        ("GET /v2/actions", sent("GET", &|l| l.path == "/v2/actions")),
+        (
+            "GET /v2/droplets (finding the new images)",
+            log.iter()
+                .filter(|l| l.method == "GET" && l.path == "/v2/droplets")
+                .count()
+                > 2,
+        ),
+        (
+            "POST /v2/tags/{tag}/resources with several images",
+            sent("POST", &|l| {
+                l.path.ends_with("/resources")
+                    && l.body
+                        .as_ref()
+                        .is_some_and(|b| b["resources"].as_array().is_some_and(|r| r.len() > 1))
+            }),
+        ),
+        (
+            "DELETE /v2/images",
+            sent("DELETE", &|l| l.path.starts_with("/v2/images/")),
+        ),
+    ] {
+        assert!(ok, "{what} was not exercised: {log:#?}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let all = prism.violation_report(mark);
+    assert!(
+        all.is_empty(),
+        "requests or responses that break the official document:\n{all:#?}"
+    );
+}

@@ -138,6 +138,15 @@ impl HttpClient {
             .map_err(|e| Error::new(ErrorKind::Other, format!("building the HTTP client: {e}")))
     }
 
+    /// How long a request sent now would wait at the rate-limit gate (zero while the estimate
+    /// has a token, or before any answer carried the headers). Takes nothing from the budget.
+    pub fn queue_wait(&self) -> Duration {
+        self.gate
+            .lock()
+            .map(|mut g| g.peek(Instant::now()))
+            .unwrap_or(Duration::ZERO)
+    }
+
     /// The base URL.
     pub fn base(&self) -> &str {
         &self.base
@@ -305,13 +314,44 @@ impl HttpClient {
 
     /// Takes a token from the shared estimate, sleeping first when none is left (at most
     /// [`MAX_GATE_WAIT`]). Under a [`Deadline`], a token that comes back only after it gives up
-    /// at once, naming the wait: the request is not sent.
+    /// at once, naming the wait: the request is not sent. Where the refill rate is known
+    /// (Hetzner) each request is given its place in the queue; where it is not (DigitalOcean)
+    /// nothing is promised ahead: a waiting request looks again as answers and resets come,
+    /// and leaves once one says a token is there.
     async fn wait_for_gate(&self, what: &str) -> Result<Ticket<'_>> {
-        let wait = self
-            .gate
-            .lock()
-            .map(|mut g| g.take(Instant::now()))
-            .unwrap_or(Duration::ZERO);
+        let started = Instant::now();
+        let mut waiting: Option<Waiting<'_>> = None;
+        let wait = loop {
+            let now = Instant::now();
+            let pass = match self.gate.lock() {
+                // Waited long enough: the retry loop deals with whatever comes.
+                Ok(mut g) if now.saturating_duration_since(started) >= MAX_GATE_WAIT => {
+                    g.take(now);
+                    Pass::Go(Duration::ZERO)
+                }
+                Ok(mut g) => g.acquire(now, waiting.is_some()),
+                Err(_) => Pass::Go(Duration::ZERO),
+            };
+            match pass {
+                Pass::Go(wait) => break wait,
+                Pass::Later(hint) => {
+                    if let Some(d) = Deadline::current()
+                        && d.would_pass(hint)
+                    {
+                        return Err(d.too_long(
+                            what,
+                            hint,
+                            "ratelimit-remaining 0 until ratelimit-reset",
+                        ));
+                    }
+                    if waiting.is_none() {
+                        waiting = Some(Waiting::new(&self.gate));
+                    }
+                    tokio::time::sleep(hint).await;
+                }
+            }
+        };
+        drop(waiting);
         // From here on, dropping the ticket hands the count back.
         let mut ticket = Ticket {
             gate: &self.gate,
@@ -331,6 +371,43 @@ impl HttpClient {
             ticket.sent = Instant::now();
         }
         Ok(ticket)
+    }
+}
+
+/// What the gate says to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Counted as sent: go after this wait (zero: now), the request's place in the queue where
+    /// the refill rate is known.
+    Go(Duration),
+    /// No token, and no rate to queue by: nothing taken; look again after this.
+    Later(Duration),
+}
+
+/// The longest a request waiting without a rate sleeps before it looks at the estimate again
+/// (answers to requests in flight may have brought tokens).
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
+
+/// A request looking again and again for a token, counted so that the queue shows in
+/// [`HttpClient::queue_wait`]; dropping it, also when the request is cancelled, uncounts it.
+struct Waiting<'a> {
+    gate: &'a Mutex<Budget>,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(gate: &'a Mutex<Budget>) -> Self {
+        if let Ok(mut g) = gate.lock() {
+            g.waiting += 1;
+        }
+        Self { gate }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.gate.lock() {
+            g.waiting = g.waiting.saturating_sub(1);
+        }
     }
 }
 
@@ -389,37 +466,83 @@ struct Budget {
     until: Option<Instant>,
     /// Requests sent and not answered yet.
     in_flight: u64,
+    /// Requests looking for a token without a rate to queue by (see [`Pass::Later`]).
+    waiting: u64,
 }
 
 impl Budget {
-    /// The estimate refilled up to `now`.
+    /// The estimate refilled up to `now`. Without a rate, the reset brings one token, and
+    /// each second after it without news another one.
     fn refill(&mut self, now: Instant) {
         if let (Some(at), Some(rate)) = (self.at, self.per_sec) {
             let refilled = self.tokens + now.saturating_duration_since(at).as_secs_f64() * rate;
             self.tokens = refilled.min(self.limit.max(1.0));
             self.at = Some(now);
+        } else if self.at.is_some() {
+            while let Some(u) = self.until.filter(|u| *u <= now) {
+                if self.tokens >= self.limit.max(1.0) {
+                    self.until = None;
+                    break;
+                }
+                self.tokens += 1.0;
+                self.until = u.checked_add(Duration::from_secs(1));
+            }
         }
+    }
+
+    /// A request asks to go: with a token, or where the refill rate is known (its place in the
+    /// queue), it is counted and goes; without either, nothing is promised and it looks again
+    /// (`again`: it has been waiting already, so it is in [`Budget::waiting`]).
+    fn acquire(&mut self, now: Instant, again: bool) -> Pass {
+        if self.at.is_none() || self.per_sec.is_some() {
+            return Pass::Go(self.take(now));
+        }
+        self.refill(now);
+        // Requests already waiting go first: a newcomer leaves them a token each.
+        let ahead = if again { 0.0 } else { self.waiting as f64 };
+        if self.tokens - ahead >= 1.0 {
+            self.in_flight += 1;
+            self.tokens -= 1.0;
+            return Pass::Go(Duration::ZERO);
+        }
+        let next = self
+            .until
+            .map_or(LOOK_AGAIN, |u| u.saturating_duration_since(now));
+        Pass::Later(next.clamp(Duration::from_millis(5), LOOK_AGAIN))
     }
 
     /// Takes one token and says how long until it is there (uncapped: the caller caps the sleep,
     /// and compares the whole wait with the run's deadline).
     fn take(&mut self, now: Instant) -> Duration {
         self.in_flight += 1;
+        let wait = self.peek(now);
+        if self.at.is_some() {
+            self.tokens -= 1.0;
+        }
+        wait
+    }
+
+    /// How long until one more token is there, taking nothing.
+    fn peek(&mut self, now: Instant) -> Duration {
         if self.at.is_none() {
             return Duration::ZERO;
         }
         self.refill(now);
-        let wait = if self.tokens >= 1.0 {
+        if self.tokens >= 1.0 {
             Duration::ZERO
         } else if let Some(rate) = self.per_sec {
             secs_f64((1.0 - self.tokens) / rate)
         } else {
-            self.until
-                .map(|u| u.saturating_duration_since(now))
-                .unwrap_or(Duration::ZERO)
-        };
-        self.tokens -= 1.0;
-        wait
+            // Without a rate (DigitalOcean's reset names only the next free request): the first
+            // missing token at the reset, each one after it a second later, until an answer
+            // tells more; never all of them together at the reset. With no reset known either,
+            // the first one is a second away: none is known to come sooner.
+            let first = self
+                .until
+                .map_or(Duration::from_secs(1), |u| u.saturating_duration_since(now));
+            // Those already waiting come first.
+            first + secs_f64((self.waiting as f64 - self.tokens).ceil())
+        }
     }
 
     /// Corrects the estimate from the answer to a request that left at `sent` (`None`: no answer).
@@ -444,7 +567,13 @@ impl Budget {
             self.per_sec = Some(rate);
         }
         // Requests still in flight will spend tokens the server has not counted yet.
-        let told = remaining as f64 - self.in_flight as f64;
+        let mut told = remaining as f64 - self.in_flight as f64;
+        if self.per_sec.is_none() {
+            // Without a rate nothing is queued ahead (see `acquire`), and requests in flight
+            // may have been counted already: the server never counts below zero, and an
+            // estimate below it only kept the gate shut long after the budget was back.
+            told = told.max(0.0);
+        }
         // A request sent before the last answer arrived may have reached the server before or
         // after that answer's request: its answer is not news, only a possibly lower count.
         let overlapping = self.answered_at.is_some_and(|a| sent < a);
@@ -454,13 +583,22 @@ impl Budget {
                 return;
             }
         }
-        self.until = if remaining == 0 {
-            token_wait(h, style).map(|d| {
-                now.checked_add(d)
-                    .unwrap_or_else(|| crate::deadline::after(d))
-            })
-        } else {
-            None
+        let at = |d: Duration| {
+            now.checked_add(d)
+                .unwrap_or_else(|| crate::deadline::after(d))
+        };
+        self.until = match style {
+            // Every answer says when the next request is free again, also while some are left:
+            // the requests in flight may spend those, and the next one then waits for the reset
+            // (leaving it until the answer that says 0 drew 429s). A burst 429's retry-after
+            // may come later still.
+            RateLimitStyle::ResetNextToken => {
+                let reset = next_token_in(h).map(at);
+                let retry = header_u64(h, "retry-after").map(|s| at(Duration::from_secs(s)));
+                reset.max(retry)
+            }
+            _ if remaining == 0 => token_wait(h, style).map(at),
+            _ => None,
         };
         self.tokens = told;
         self.at = Some(now);
@@ -557,18 +695,18 @@ pub fn retry_after_in(headers: &HeaderMap, style: RateLimitStyle) -> Option<Dura
 /// the whole wait to reset is the only safe answer. DigitalOcean
 /// ([`RateLimitStyle::ResetNextToken`]): the reset is when one request is allowed again.
 pub fn token_wait(headers: &HeaderMap, style: RateLimitStyle) -> Option<Duration> {
-    let to_reset = reset_in(headers)?;
     match style {
         RateLimitStyle::None => return None,
         RateLimitStyle::ResetNextToken => {
             let wait = match header_u64(headers, "ratelimit-remaining") {
-                Some(0) | None => to_reset,
+                Some(0) | None => next_token_in(headers)?,
                 Some(_) => Duration::ZERO,
             };
             return Some(wait.max(Duration::from_millis(100)));
         }
         RateLimitStyle::ResetWhenFull => {}
     }
+    let to_reset = reset_in(headers)?;
     let wait = match (
         header_u64(headers, "ratelimit-limit"),
         header_u64(headers, "ratelimit-remaining"),
@@ -607,6 +745,20 @@ fn reset_in(headers: &HeaderMap) -> Option<Duration> {
         reset
     };
     Some(Duration::from_secs(secs))
+}
+
+/// Time until DigitalOcean's next free request: its `ratelimit-reset` is the second at which the
+/// oldest counted request expires, which may be cut down to the second (the expiry lies within
+/// the second after it), so the request is only sure to be free a second after the reset.
+fn next_token_in(headers: &HeaderMap) -> Option<Duration> {
+    let reset = header_u64(headers, "ratelimit-reset")?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    let secs = if reset > 1_000_000_000 {
+        reset as f64 - now.as_secs_f64()
+    } else {
+        reset as f64
+    };
+    Some(secs_f64(secs + 1.0))
 }
 
 /// Seconds as a duration, saturating (a hostile header can ask for more than `Duration` holds;
@@ -776,9 +928,10 @@ mod tests {
             ("ratelimit-remaining", "0".into()),
             ("ratelimit-reset", (now + 20).to_string()),
         ]);
+        // The reset may be cut down to the second: the request is sure to be free a second on.
         let d = token_wait(&spent, RateLimitStyle::ResetNextToken).unwrap();
         assert!(
-            d > Duration::from_secs(18) && d <= Duration::from_secs(20),
+            d > Duration::from_secs(19) && d <= Duration::from_secs(21),
             "{d:?}"
         );
         // Read as Hetzner's, the same headers mean one token every 4 ms.
@@ -844,6 +997,83 @@ mod tests {
             "https://api.example.com/iam/v1alpha1/ssh-keys"
         );
         assert!(Arc::ptr_eq(&c.gate, &s.gate), "one budget per provider");
+    }
+
+    const DO: RateLimitStyle = RateLimitStyle::ResetNextToken;
+
+    fn do_headers(remaining: u64, reset_in: u64) -> HeaderMap {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        headers(&[
+            ("ratelimit-limit", "30".into()),
+            ("ratelimit-remaining", remaining.to_string()),
+            ("ratelimit-reset", (now + reset_in).to_string()),
+        ])
+    }
+
+    #[test]
+    fn without_a_rate_requests_wait_for_news_and_one_leaves_at_the_reset() {
+        // DigitalOcean: nothing left, the next request free at the reset, and no rate to queue
+        // by: nothing is promised ahead (a promise of "a second each" kept requests asleep
+        // long after answers said the budget was back).
+        let mut b = Budget::default();
+        let t = Instant::now();
+        assert_eq!(b.acquire(t, false), Pass::Go(Duration::ZERO));
+        b.observe(t, t, Some(&do_headers(0, 2)), DO);
+        for _ in 0..3 {
+            assert!(
+                matches!(b.acquire(t, false), Pass::Later(d) if d <= LOOK_AGAIN),
+                "looks again shortly"
+            );
+        }
+        b.waiting = 3;
+        // The queue shows to the job's admission: the reset, then a second for each one
+        // waiting ahead.
+        let w = b.peek(t);
+        assert!(
+            w > Duration::from_secs(4) && w <= Duration::from_secs(6),
+            "{w:?}"
+        );
+        // At the reset (read as cut down to the second: a second after it) one goes, not all.
+        let reset = b.until.unwrap();
+        assert!(reset > t + Duration::from_secs(2), "{:?}", reset - t);
+        assert_eq!(b.acquire(reset, true), Pass::Go(Duration::ZERO));
+        assert!(matches!(b.acquire(reset, true), Pass::Later(_)));
+        // Its answer says 20 are left: the others go at once.
+        b.observe(reset, reset, Some(&do_headers(20, 1)), DO);
+        assert_eq!(b.acquire(reset, true), Pass::Go(Duration::ZERO));
+        assert_eq!(b.acquire(reset, true), Pass::Go(Duration::ZERO));
+    }
+
+    #[test]
+    fn without_a_rate_the_last_tokens_spent_in_flight_hold_the_next_request_until_the_reset() {
+        // DigitalOcean: three requests out, the first answer says two are left and the next
+        // one is free in 3 s. The two still in flight spend those two: the fourth request must
+        // wait for the reset, not leave at once because the answer said "2" rather than "0".
+        let mut b = Budget::default();
+        let t = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(b.acquire(t, false), Pass::Go(Duration::ZERO));
+        }
+        b.observe(t, t, Some(&do_headers(2, 3)), DO);
+        assert!(matches!(b.acquire(t, false), Pass::Later(_)));
+        let w = b.peek(t);
+        assert!(
+            w > Duration::from_secs(3) && w <= Duration::from_secs(4),
+            "the fourth request waits for the reset: {w:?}"
+        );
+        // And without any reset known, a second rather than nothing.
+        let mut b = Budget::default();
+        b.take(t);
+        b.observe(
+            t,
+            t,
+            Some(&headers(&[("ratelimit-remaining", "0".into())])),
+            H,
+        );
+        assert_eq!(b.take(t), Duration::from_secs(1));
     }
 
     #[test]

@@ -38,6 +38,6 @@ pub use model::{
     ServerStatus, Snapshot, SnapshotStatus, SshKey, SshKeySpec,
 };
 pub use progress::{Progress, Silent};
-pub use provider::{Created, Limits, Provider};
+pub use provider::{Created, Limits, Provider, SnapshotToFinish};
 pub use retry::RetryConfig;
 pub use secret::Secret;

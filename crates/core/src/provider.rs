@@ -42,6 +42,18 @@ impl<T> Created<T> {
     }
 }
 
+/// A snapshot whose operations are done, to be finished by [`Provider::finish_snapshots`]: the
+/// server it was taken of, the snapshot as created, and the labels it must carry.
+#[derive(Debug, Clone)]
+pub struct SnapshotToFinish {
+    /// The server the snapshot is of.
+    pub server: Server,
+    /// The snapshot as [`Provider::create_snapshot`] returned it (DigitalOcean: without an id).
+    pub snapshot: Snapshot,
+    /// The labels it must carry.
+    pub labels: Labels,
+}
+
 /// The primitives of one cloud. See the module doc for the contract.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -127,6 +139,24 @@ pub trait Provider: Send + Sync {
     /// One check of an operation's status.
     async fn operation_status(&self, op: &Operation) -> Result<OperationStatus>;
 
+    /// One check of many operations, answered in the order given: where the cloud reads several
+    /// in one call (Hetzner `GET /actions?id=1&id=2`), a job over many servers polls them all for
+    /// the price of a few calls. The default checks them one by one.
+    async fn operation_statuses(&self, ops: &[Operation]) -> Result<Vec<OperationStatus>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(self.operation_status(op).await?);
+        }
+        Ok(out)
+    }
+
+    /// How long a request sent now would wait for the provider's rate budget (the core HTTP
+    /// client's gate, fed by the `RateLimit-*` headers), so that a job over many servers slows
+    /// down instead of queueing hundreds of requests. The default (no gate) is no wait.
+    fn queue_wait(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Replaces a server's labels (used to change its snapshot schedule).
     async fn set_server_labels(&self, server: &Server, labels: &Labels) -> Result<()>;
 
@@ -135,6 +165,17 @@ pub trait Provider: Send + Sync {
 
     /// One snapshot; `None` once it is gone.
     async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>>;
+
+    /// Many snapshots, answered in the order given (`None`: gone), so that a job waiting for
+    /// many new snapshots checks them in few calls where the cloud lists many at once. The
+    /// default reads them one by one.
+    async fn get_snapshots(&self, ids: &[String]) -> Result<Vec<Option<Snapshot>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.get_snapshot(id).await?);
+        }
+        Ok(out)
+    }
 
     /// Starts a snapshot of `server` named `name` with `labels`.
     async fn create_snapshot(
@@ -155,6 +196,22 @@ pub trait Provider: Send + Sync {
     ) -> Result<Snapshot> {
         let _ = (server, labels);
         Ok(snapshot.clone())
+    }
+
+    /// Finishes many snapshots, answered in the order given, each on its own (one not found yet
+    /// fails alone), so that where finishing costs calls per snapshot (DigitalOcean finds each
+    /// image and tags it), a job finishing many together pays them once per batch: one listing
+    /// to find the images, one call per tag. An error of the whole batch (a listing that
+    /// failed) is the outer one. The default finishes them one by one.
+    async fn finish_snapshots(&self, items: &[SnapshotToFinish]) -> Result<Vec<Result<Snapshot>>> {
+        let mut out = Vec::with_capacity(items.len());
+        for i in items {
+            out.push(
+                self.finish_snapshot(&i.server, &i.snapshot, &i.labels)
+                    .await,
+            );
+        }
+        Ok(out)
     }
 
     /// Deletes a snapshot (one carrying our labels; anything else is refused).

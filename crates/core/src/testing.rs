@@ -13,7 +13,7 @@ use crate::model::{
     Firewall, FirewallRule, FirewallSpec, Labels, Operation, OperationStatus, PublicKeyInfo,
     Server, ServerSpec, ServerStatus, Snapshot, SnapshotStatus, SshKey, SshKeySpec, merge_rules,
 };
-use crate::provider::{Created, Provider};
+use crate::provider::{Created, Provider, SnapshotToFinish};
 
 /// The in-memory cloud's description: labels on everything, a key resource, EC2's grace.
 pub static FAKE: Description = FAKE_DESCRIPTION;
@@ -223,6 +223,30 @@ impl FakeProvider {
         self.lock().incomplete.iter().any(|x| x == id)
     }
 
+    /// Finds an unfinished snapshot by name among the images and labels it (DigitalOcean's
+    /// shape); one with an id is returned as it is.
+    fn finish_one(&self, snapshot: &Snapshot, labels: &Labels) -> Result<Snapshot> {
+        let mut s = self.lock();
+        if !snapshot.id.is_empty() {
+            return Ok(snapshot.clone());
+        }
+        let Some(id) = s
+            .snapshots
+            .values()
+            .find(|x| x.name == snapshot.name)
+            .map(|x| x.id.clone())
+        else {
+            return Err(Error::new(ErrorKind::NotFound, "snapshot image not found"));
+        };
+        s.unfinished.retain(|u| *u != id);
+        let x = s
+            .snapshots
+            .get_mut(&id)
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, "snapshot image not found"))?;
+        x.labels = labels.clone();
+        Ok(x.clone())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A poisoned lock only means another test thread panicked; the state is still usable.
         self.state
@@ -340,6 +364,36 @@ impl FakeProvider {
                 Vec::new(),
             ),
         );
+    }
+
+    /// One look at an operation: it finishes (with its effect) once its polls are used up.
+    fn check_op(&self, op: &Operation) -> Result<OperationStatus> {
+        let mut s = self.lock();
+        let Some((left, effect)) = s.ops.get_mut(&op.id) else {
+            return Err(Error::new(ErrorKind::NotFound, "no such action"));
+        };
+        if *left > 0 {
+            *left -= 1;
+            return Ok(OperationStatus::Running);
+        }
+        match effect.clone() {
+            OpEffect::Start(id) => {
+                if let Some(x) = s.servers.get_mut(&id) {
+                    x.0.status = ServerStatus::Running;
+                }
+            }
+            OpEffect::Delete(id) => {
+                s.servers.remove(&id);
+            }
+            OpEffect::Snapshot(id) => {
+                if let Some(x) = s.snapshots.get_mut(&id)
+                    && x.status == SnapshotStatus::Creating
+                {
+                    x.status = SnapshotStatus::Available;
+                }
+            }
+        }
+        Ok(OperationStatus::Succeeded)
     }
 
     /// Records a call; returns the fault to apply, if any. Interleaving, it first lets every
@@ -664,33 +718,14 @@ impl Provider for FakeProvider {
 
     async fn operation_status(&self, op: &Operation) -> Result<OperationStatus> {
         let f = self.call("operation_status").await;
-        faulty(f, "operation_status", || {
-            let mut s = self.lock();
-            let Some((left, effect)) = s.ops.get_mut(&op.id) else {
-                return Err(Error::new(ErrorKind::NotFound, "no such action"));
-            };
-            if *left > 0 {
-                *left -= 1;
-                return Ok(OperationStatus::Running);
-            }
-            match effect.clone() {
-                OpEffect::Start(id) => {
-                    if let Some(x) = s.servers.get_mut(&id) {
-                        x.0.status = ServerStatus::Running;
-                    }
-                }
-                OpEffect::Delete(id) => {
-                    s.servers.remove(&id);
-                }
-                OpEffect::Snapshot(id) => {
-                    if let Some(x) = s.snapshots.get_mut(&id)
-                        && x.status == SnapshotStatus::Creating
-                    {
-                        x.status = SnapshotStatus::Available;
-                    }
-                }
-            }
-            Ok(OperationStatus::Succeeded)
+        faulty(f, "operation_status", || self.check_op(op))
+    }
+
+    /// One recorded call for the whole batch, as Hetzner's `GET /actions?id=..`.
+    async fn operation_statuses(&self, ops: &[Operation]) -> Result<Vec<OperationStatus>> {
+        let f = self.call("operation_statuses").await;
+        faulty(f, "operation_statuses", || {
+            ops.iter().map(|op| self.check_op(op)).collect()
         })
     }
 
@@ -811,28 +846,18 @@ impl Provider for FakeProvider {
         labels: &Labels,
     ) -> Result<Snapshot> {
         let f = self.call("finish_snapshot").await;
-        faulty(f, "finish_snapshot", || {
-            let _ = server;
-            let mut s = self.lock();
-            if !snapshot.id.is_empty() {
-                return Ok(snapshot.clone());
-            }
-            // Found by name among the unfinished images, then tagged.
-            let Some(id) = s
-                .snapshots
-                .values()
-                .find(|x| x.name == snapshot.name)
-                .map(|x| x.id.clone())
-            else {
-                return Err(Error::new(ErrorKind::NotFound, "snapshot image not found"));
-            };
-            s.unfinished.retain(|u| *u != id);
-            let x = s
-                .snapshots
-                .get_mut(&id)
-                .ok_or_else(|| Error::new(ErrorKind::NotFound, "snapshot image not found"))?;
-            x.labels = labels.clone();
-            Ok(x.clone())
+        let _ = server;
+        faulty(f, "finish_snapshot", || self.finish_one(snapshot, labels))
+    }
+
+    /// One recorded call for the whole batch, as DigitalOcean's one listing and one call per tag.
+    async fn finish_snapshots(&self, items: &[SnapshotToFinish]) -> Result<Vec<Result<Snapshot>>> {
+        let f = self.call("finish_snapshots").await;
+        faulty(f, "finish_snapshots", || {
+            Ok(items
+                .iter()
+                .map(|i| self.finish_one(&i.snapshot, &i.labels))
+                .collect())
         })
     }
 

@@ -44,6 +44,12 @@ impl Client {
         })
     }
 
+    /// How long a request sent now would wait for the rate budget (the job's admission
+    /// follows it).
+    pub(crate) fn queue_wait(&self) -> std::time::Duration {
+        self.http.queue_wait()
+    }
+
     /// GET `path` with `query`.
     pub(crate) async fn get<T: DeserializeOwned>(
         &self,
@@ -89,12 +95,39 @@ impl Client {
         &self,
         path: &str,
         key: &str,
-        mut query: Vec<(&str, String)>,
+        query: Vec<(&str, String)>,
     ) -> Result<Vec<T>> {
-        query.push(("per_page", PER_PAGE.to_string()));
         let mut out = Vec::new();
+        let complete = self
+            .list_while(path, key, query, MAX_PAGES, |page: Vec<T>| {
+                out.extend(page);
+                true
+            })
+            .await?;
+        if complete {
+            Ok(out)
+        } else {
+            Err(Error::new(
+                ErrorKind::Other,
+                format!("digitalocean GET {path}: more than {MAX_PAGES} pages"),
+            ))
+        }
+    }
+
+    /// GETs the pages of a list whose items are under `key` one by one, handing each to `page`,
+    /// until `page` says it has seen enough (`false`), the list ends, or `max_pages` were read.
+    /// Returns whether the list ended (or `page` stopped it) within `max_pages`.
+    pub(crate) async fn list_while<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        mut query: Vec<(&str, String)>,
+        max_pages: usize,
+        mut page: impl FnMut(Vec<T>) -> bool,
+    ) -> Result<bool> {
+        query.push(("per_page", PER_PAGE.to_string()));
         let mut next: Option<String> = None;
-        for _ in 0..MAX_PAGES {
+        for _ in 0..max_pages {
             let resp = match &next {
                 None => {
                     self.http
@@ -109,14 +142,17 @@ impl Client {
             };
             let mut body = resp.body;
             let items = body.get_mut(key).map(serde_json::Value::take);
-            if let Some(items) = items.filter(|i| !i.is_null()) {
-                let items: Vec<T> = serde_json::from_value(items).map_err(|e| {
+            let items: Vec<T> = match items.filter(|i| !i.is_null()) {
+                Some(items) => serde_json::from_value(items).map_err(|e| {
                     Error::new(
                         ErrorKind::Other,
                         format!("digitalocean GET {path}: unexpected {key} in the answer: {e}"),
                     )
-                })?;
-                out.extend(items);
+                })?,
+                None => Vec::new(),
+            };
+            if !page(items) {
+                return Ok(true);
             }
             let links: Links = body
                 .get_mut("links")
@@ -125,13 +161,10 @@ impl Client {
                 .unwrap_or_default();
             match links.pages.and_then(|p| p.next) {
                 Some(n) if next.as_ref() != Some(&n) => next = Some(n),
-                _ => return Ok(out),
+                _ => return Ok(true),
             }
         }
-        Err(Error::new(
-            ErrorKind::Other,
-            format!("digitalocean GET {path}: more than {MAX_PAGES} pages"),
-        ))
+        Ok(false)
     }
 }
 

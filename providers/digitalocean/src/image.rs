@@ -2,23 +2,113 @@
 //! carrying our tags), and DigitalOcean's own backups.
 //!
 //! A snapshot is the droplet action `snapshot` (201 `{action}`), which never tells the image
-//! id. Once the action completed, [`finish`] finds the image in
-//! `GET /v2/droplets/{id}/snapshots` by its `created_at` (equal to the action's `started_at`),
-//! with the name as a cross-check, and tags it. Backups are images of type `backup`: nothing
-//! here lists, tags or deletes one.
+//! id. Once the action completed, [`finish_many`] finds the image and tags it. For a job over
+//! many droplets that is one listing of the droplets for the whole batch (each droplet lists
+//! its `snapshot_ids`: the one that is new since the droplet was listed is the action's) and
+//! one call per tag for all the batch's images; for a few, or when that is ambiguous (a
+//! concurrent run's twin), `GET /v2/droplets/{id}/snapshots` finds it by its `created_at`
+//! (equal to the action's `started_at`), with the name as a cross-check. Backups are images of
+//! type `backup`: nothing here lists, tags or deletes one.
+//!
+//! What listings told is not asked again ([`Seen`]): a snapshot listed as ours is deleted
+//! without a read first, and a tag that a listed image or droplet still carries is not read to
+//! see whether it can go.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
 
 use bootstrap_core::model::LABEL_MANAGED_BY;
 use bootstrap_core::schedule::{Every, Schedule};
 use bootstrap_core::{
     Created, Error, ErrorKind, Labels, Operation, Result, Server, Snapshot, SnapshotStatus,
+    SnapshotToFinish,
 };
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::client::{Client, id_of};
-use crate::schema::{ActionEnvelope, Image, ImageEnvelope, TAG_SEP};
+use crate::client::{Client, PER_PAGE, id_of};
+use crate::schema::{ActionEnvelope, Droplet, Image, ImageEnvelope, TAG_SEP};
 use crate::server::filter_tag;
 use crate::tags;
+
+/// Resources per `POST /v2/tags/{tag}/resources`: the document sets no limit; a bounded body.
+const TAGGED_PER_CALL: usize = 50;
+
+/// What listings told this adapter: the snapshot images of each listed droplet, our snapshots
+/// as listed (with their tags), and the tags known to exist.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    droplet_images: Mutex<HashMap<String, Vec<i64>>>,
+    ours: Mutex<HashMap<String, Vec<String>>>,
+    tags: Mutex<HashSet<String>>,
+}
+
+impl Seen {
+    /// Notes the listed droplets' images and tags.
+    pub(crate) fn droplets(&self, listed: &[Droplet]) {
+        if let Ok(mut m) = self.droplet_images.lock() {
+            for d in listed {
+                if let Some(ids) = &d.snapshot_ids {
+                    m.insert(d.id.to_string(), ids.clone());
+                }
+            }
+        }
+        self.tags_exist(listed.iter().flat_map(|d| d.tags.iter().flatten()));
+    }
+
+    /// Notes the listed snapshots that are ours, with their tags.
+    pub(crate) fn snapshots(&self, listed: &[Snapshot]) {
+        let ours: Vec<(String, Vec<String>)> = listed
+            .iter()
+            .filter(|s| {
+                s.labels.get(LABEL_MANAGED_BY) == Some(bootstrap_core::model::MANAGED_BY_VALUE)
+            })
+            .map(|s| (s.id.clone(), s.labels.to_flat_tags(TAG_SEP)))
+            .collect();
+        self.tags_exist(ours.iter().flat_map(|(_, t)| t));
+        if let Ok(mut o) = self.ours.lock() {
+            o.extend(ours);
+        }
+    }
+
+    fn tags_exist<'a>(&self, tags: impl Iterator<Item = &'a String>) {
+        if let Ok(mut t) = self.tags.lock() {
+            t.extend(tags.cloned());
+        }
+    }
+
+    fn tag_exists(&self, tag: &str) -> bool {
+        self.tags.lock().is_ok_and(|t| t.contains(tag))
+    }
+
+    /// How many droplets the last listings showed.
+    fn droplet_count(&self) -> usize {
+        self.droplet_images.lock().map_or(0, |m| m.len())
+    }
+
+    /// The images droplet `id` had when it was listed.
+    fn images_of(&self, id: &str) -> Option<Vec<i64>> {
+        self.droplet_images.lock().ok()?.get(id).cloned()
+    }
+
+    /// The tags of our snapshot `id`, when a listing showed it.
+    fn ours_tags(&self, id: &str) -> Option<Vec<String>> {
+        self.ours.lock().ok()?.get(id).cloned()
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut o) = self.ours.lock() {
+            o.remove(id);
+        }
+    }
+
+    /// Whether one of our snapshots still known carries `tag`.
+    fn carried(&self, tag: &str) -> bool {
+        self.ours
+            .lock()
+            .is_ok_and(|o| o.values().any(|t| t.iter().any(|x| x == tag)))
+    }
+}
 
 /// Whether `image` is a slug or the number of an image DigitalOcean has.
 pub(crate) async fn exists(c: &Client, image: &str) -> Result<bool> {
@@ -98,43 +188,141 @@ pub(crate) async fn create(
     })
 }
 
-/// Finds the image the snapshot action made and tags it with `labels`. Idempotent: a snapshot
-/// with an id is only (re)tagged.
-pub(crate) async fn finish(
+/// Finds the images the snapshot actions made and tags them, each item answered on its own: an
+/// image not listed yet is a `Transient` error (the core tries again later). Idempotent: a
+/// snapshot with an id is only (re)tagged.
+///
+/// Where the batch has more snapshots than the droplets' listing has pages, that one listing
+/// finds them all: a droplet's image that is new since the droplet was listed is its action's.
+/// Otherwise (and where two are new: a concurrent run's twin) the droplet's own snapshot list
+/// tells, by the action's start. Each tag then takes one call (per 50 images) for the batch.
+pub(crate) async fn finish_many(
     c: &Client,
-    server: &Server,
-    snapshot: &Snapshot,
-    labels: &Labels,
-) -> Result<Snapshot> {
-    let image = if snapshot.id.is_empty() {
-        let images: Vec<Image> = c
+    seen: &Seen,
+    items: &[SnapshotToFinish],
+) -> Result<Vec<Result<Snapshot>>> {
+    let unfound = items.iter().filter(|i| i.snapshot.id.is_empty()).count();
+    let pages = seen.droplet_count().div_ceil(PER_PAGE as usize).max(1);
+    let now: HashMap<String, Vec<i64>> = if unfound > pages {
+        let droplets: Vec<Droplet> = c
             .list_all(
-                &format!("/v2/droplets/{}/snapshots", id_of(&server.id)?),
-                "snapshots",
-                vec![],
+                "/v2/droplets",
+                "droplets",
+                vec![("tag_name", filter_tag(&Labels::managed()))],
             )
             .await?;
-        pick(images, snapshot).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!(
-                    "snapshot {} of droplet {} (started {}) is not among its snapshots yet",
-                    snapshot.name, server.id, snapshot.created
-                ),
-            )
-        })?
+        droplets
+            .into_iter()
+            .map(|d| (d.id.to_string(), d.snapshot_ids.unwrap_or_default()))
+            .collect()
     } else {
-        c.get::<ImageEnvelope>(&format!("/v2/images/{}", id_of(&snapshot.id)?), &[])
-            .await?
-            .image
+        HashMap::new()
     };
-    let id = image.id.to_string();
-    for t in labels.to_flat_tags(TAG_SEP) {
-        tags::attach(c, &t, &[(id.clone(), "image")]).await?;
+    let mut out: Vec<Result<Snapshot>> = Vec::with_capacity(items.len());
+    for i in items {
+        out.push(if i.snapshot.id.is_empty() {
+            let new: Option<Vec<i64>> = now
+                .get(&i.server.id)
+                .zip(seen.images_of(&i.server.id))
+                .map(|(after, before)| {
+                    after
+                        .iter()
+                        .filter(|x| !before.contains(x))
+                        .copied()
+                        .collect()
+                });
+            match new.as_deref() {
+                Some([id]) => Ok(Snapshot {
+                    id: id.to_string(),
+                    status: SnapshotStatus::Available,
+                    ..i.snapshot.clone()
+                }),
+                Some([]) => Err(not_listed_yet(&i.server, &i.snapshot)),
+                _ => find(c, &i.server, &i.snapshot).await.map(Image::snapshot),
+            }
+        } else {
+            Ok(i.snapshot.clone())
+        });
     }
-    let mut done = image.snapshot();
-    done.labels = labels.clone();
-    Ok(done)
+    // One call per tag (and per 50 images) for every image found.
+    let mut by_tag: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (n, i) in items.iter().enumerate() {
+        if out[n].is_ok() {
+            for t in i.labels.to_flat_tags(TAG_SEP) {
+                by_tag.entry(t).or_default().push(n);
+            }
+        }
+    }
+    for (tag, carriers) in by_tag {
+        let resources: Vec<(String, &str)> = carriers
+            .iter()
+            .filter_map(|n| out[*n].as_ref().ok().map(|s| (s.id.clone(), "image")))
+            .collect();
+        if let Err(e) = attach_many(c, seen, &tag, &resources).await {
+            for n in carriers {
+                out[n] = Err(Error::new(e.kind().clone(), e.to_string()));
+            }
+        }
+    }
+    for (r, i) in out.iter_mut().zip(items) {
+        if let Ok(s) = r {
+            s.labels = i.labels.clone();
+            s.status = SnapshotStatus::Available;
+        }
+    }
+    let done: Vec<Snapshot> = out
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    seen.snapshots(&done);
+    Ok(out)
+}
+
+/// Puts `tag` on `resources`, making the tag first unless a listing showed it exists (or it
+/// was deleted since: the call answers 404, and the tag is made then).
+async fn attach_many(
+    c: &Client,
+    seen: &Seen,
+    tag: &str,
+    resources: &[(String, &str)],
+) -> Result<()> {
+    if !seen.tag_exists(tag) {
+        tags::ensure(c, tag).await?;
+        seen.tags_exist(std::iter::once(&tag.to_owned()));
+    }
+    for chunk in resources.chunks(TAGGED_PER_CALL) {
+        match tags::attach_existing(c, tag, chunk).await {
+            Err(e) if e.is_not_found() => {
+                tags::ensure(c, tag).await?;
+                tags::attach_existing(c, tag, chunk).await?;
+            }
+            r => r?,
+        }
+    }
+    Ok(())
+}
+
+/// The action is done but the droplet does not list its image yet: may pass.
+fn not_listed_yet(server: &Server, snapshot: &Snapshot) -> Error {
+    Error::new(
+        ErrorKind::Transient,
+        format!(
+            "snapshot {} of droplet {} (started {}) is not among its snapshots yet",
+            snapshot.name, server.id, snapshot.created
+        ),
+    )
+}
+
+/// The image the action made, from the droplet's own snapshot list.
+async fn find(c: &Client, server: &Server, snapshot: &Snapshot) -> Result<Image> {
+    let images: Vec<Image> = c
+        .list_all(
+            &format!("/v2/droplets/{}/snapshots", id_of(&server.id)?),
+            "snapshots",
+            vec![],
+        )
+        .await?;
+    pick(images, snapshot).ok_or_else(|| not_listed_yet(server, snapshot))
 }
 
 /// The image made by the action: `created_at` equal to its `started_at`, and the same name. A
@@ -153,32 +341,53 @@ fn pick(images: Vec<Image>, snapshot: &Snapshot) -> Option<Image> {
 }
 
 /// Deletes one of our snapshots (one already gone is fine), then its slot tag once nothing
-/// carries it. A backup, or an image without our tag, is refused.
-pub(crate) async fn delete(c: &Client, id: &str) -> Result<()> {
+/// carries it. A backup, or an image without our tag, is refused. One a listing showed as ours
+/// is deleted without a read first; a tag that one of our listed snapshots, or (the deployment's)
+/// a droplet still carries (`on_a_droplet`), is kept without a read.
+pub(crate) async fn delete(
+    c: &Client,
+    seen: &Seen,
+    id: &str,
+    on_a_droplet: &(dyn Fn(&str) -> bool + Send + Sync),
+) -> Result<()> {
     let path = format!("/v2/images/{}", id_of(id)?);
-    let Some(image) = c.get_opt::<ImageEnvelope>(&path).await?.map(|e| e.image) else {
-        return Ok(());
+    let tags = match seen.ours_tags(id) {
+        Some(tags) => {
+            c.delete(&path).await?;
+            tags
+        }
+        None => {
+            let Some(image) = c.get_opt::<ImageEnvelope>(&path).await?.map(|e| e.image) else {
+                return Ok(());
+            };
+            let ours = Labels::from_flat_tags(image.tags.iter().flatten(), TAG_SEP)
+                .get(LABEL_MANAGED_BY)
+                == Some(bootstrap_core::model::MANAGED_BY_VALUE);
+            if !image.is_snapshot() || !ours {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "image {id} ({}) is a {} not tagged {LABEL_MANAGED_BY}{TAG_SEP}bootstrap: bootstrap never deletes it",
+                        image.name, image.kind
+                    ),
+                ));
+            }
+            c.delete(&path).await?;
+            image.tags.unwrap_or_default()
+        }
     };
-    let ours = Labels::from_flat_tags(image.tags.iter().flatten(), TAG_SEP).get(LABEL_MANAGED_BY)
-        == Some(bootstrap_core::model::MANAGED_BY_VALUE);
-    if !image.is_snapshot() || !ours {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "image {id} ({}) is a {} not tagged {LABEL_MANAGED_BY}{TAG_SEP}bootstrap: bootstrap never deletes it",
-                image.name, image.kind
-            ),
-        ));
-    }
-    c.delete(&path).await?;
+    seen.forget(id);
     // Its slot tag was its own; its deployment tag goes too once nothing carries it and no
     // firewall applies to it (a deployment destroyed with --delete-snapshots).
     let slot = format!("{}{TAG_SEP}", bootstrap_core::schedule::LABEL_SLOT);
     let deployment = format!("{}{TAG_SEP}", bootstrap_core::model::LABEL_DEPLOYMENT);
-    for t in image.tags.iter().flatten() {
+    for t in &tags {
+        if seen.carried(t) {
+            continue;
+        }
         if t.starts_with(&slot) {
             tags::delete_if_unused(c, t).await?;
-        } else if t.starts_with(&deployment) {
+        } else if t.starts_with(&deployment) && !on_a_droplet(t) {
             let fws = crate::firewall::list(c).await?;
             let targeted = fws
                 .iter()

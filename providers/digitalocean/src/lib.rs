@@ -43,7 +43,8 @@ use async_trait::async_trait;
 use bootstrap_core::model::{LABEL_DEPLOYMENT, LABEL_SSH_KEY};
 use bootstrap_core::{
     Created, Firewall, FirewallRule, FirewallSpec, Labels, Operation, OperationStatus, Provider,
-    PublicKeyInfo, Result, Secret, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
+    PublicKeyInfo, Result, Secret, Server, ServerSpec, Snapshot, SnapshotToFinish, SshKey,
+    SshKeySpec,
 };
 
 use crate::client::Client;
@@ -77,6 +78,9 @@ pub struct DigitalOcean {
     droplet_tags: Mutex<BTreeMap<String, Vec<String>>>,
     /// Tags of droplets this adapter deleted, to remove once nothing carries them.
     dropped_tags: Mutex<BTreeSet<String>>,
+    /// What listings told: droplets' images, our snapshots, tags that exist (spares a job
+    /// reads and finds its new images in one listing).
+    seen: image::Seen,
     /// The doctl context whose token is in use, for output.
     context: Option<String>,
 }
@@ -98,6 +102,7 @@ impl DigitalOcean {
             keys: Mutex::default(),
             droplet_tags: Mutex::default(),
             dropped_tags: Mutex::default(),
+            seen: image::Seen::default(),
             context: None,
         })
     }
@@ -173,7 +178,7 @@ impl Provider for DigitalOcean {
     /// made before the key is uploaded (see [`Provider::create_ssh_key`]). Such a tag whose key
     /// is gone or is not `bootstrap-<name>` marks nothing of ours: it is deleted on the way.
     async fn list_ssh_keys(&self, selector: &Labels) -> Result<Vec<SshKey>> {
-        for s in server::list_by_labels(&self.client, selector).await? {
+        for s in server::list_by_labels(&self.client, selector, &self.seen).await? {
             self.saw(&s);
         }
         let mut ids: Vec<String> = self
@@ -311,7 +316,7 @@ impl Provider for DigitalOcean {
     }
 
     async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>> {
-        let servers = server::list_by_labels(&self.client, selector).await?;
+        let servers = server::list_by_labels(&self.client, selector, &self.seen).await?;
         for s in &servers {
             self.saw(s);
         }
@@ -350,12 +355,23 @@ impl Provider for DigitalOcean {
         action::status(&self.client, op).await
     }
 
+    /// The account's action listing, newest first, instead of one read per action.
+    async fn operation_statuses(&self, ops: &[Operation]) -> Result<Vec<OperationStatus>> {
+        action::statuses(&self.client, ops).await
+    }
+
+    fn queue_wait(&self) -> std::time::Duration {
+        self.client.queue_wait()
+    }
+
     async fn set_server_labels(&self, server: &Server, labels: &Labels) -> Result<()> {
         server::set_labels(&self.client, server, labels).await
     }
 
     async fn list_snapshots(&self, selector: &Labels) -> Result<Vec<Snapshot>> {
-        image::list_by_labels(&self.client, selector).await
+        let listed = image::list_by_labels(&self.client, selector).await?;
+        self.seen.snapshots(&listed);
+        Ok(listed)
     }
 
     async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>> {
@@ -377,11 +393,31 @@ impl Provider for DigitalOcean {
         snapshot: &Snapshot,
         labels: &Labels,
     ) -> Result<Snapshot> {
-        image::finish(&self.client, server, snapshot, labels).await
+        let item = SnapshotToFinish {
+            server: server.clone(),
+            snapshot: snapshot.clone(),
+            labels: labels.clone(),
+        };
+        let mut done = image::finish_many(&self.client, &self.seen, &[item]).await?;
+        done.pop().unwrap_or_else(|| {
+            Err(bootstrap_core::Error::new(
+                bootstrap_core::ErrorKind::Other,
+                "finishing the snapshot answered nothing",
+            ))
+        })
+    }
+
+    async fn finish_snapshots(&self, items: &[SnapshotToFinish]) -> Result<Vec<Result<Snapshot>>> {
+        image::finish_many(&self.client, &self.seen, items).await
     }
 
     async fn delete_snapshot(&self, id: &str) -> Result<()> {
-        image::delete(&self.client, id).await
+        let on_a_droplet = |tag: &str| {
+            self.droplet_tags
+                .lock()
+                .is_ok_and(|d| d.values().any(|t| t.iter().any(|x| x == tag)))
+        };
+        image::delete(&self.client, &self.seen, id, &on_a_droplet).await
     }
 
     /// The droplet's backups (`GET /v2/droplets/{id}/backups`). They do not outlive it:

@@ -224,6 +224,9 @@ pub(crate) struct Droplet {
     /// Orders racing droplets of one deployment.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub created_at: Option<OffsetDateTime>,
+    /// The ids of the droplet's snapshot images.
+    #[serde(default)]
+    pub snapshot_ids: Option<Vec<i64>>,
 }
 
 /// `networks`.

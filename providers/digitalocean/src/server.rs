@@ -103,13 +103,20 @@ pub(crate) async fn get(c: &Client, id: &str) -> Result<Option<Server>> {
     Ok(r.map(|e| e.droplet.into()))
 }
 
-/// Every droplet carrying the selector's main tag (the flows check the other labels).
-pub(crate) async fn list_by_labels(c: &Client, selector: &Labels) -> Result<Vec<Server>> {
+/// Every droplet carrying the selector's main tag (the flows check the other labels), noting
+/// in `seen` each one's snapshot images and tags (a job then finds its new images in one
+/// listing).
+pub(crate) async fn list_by_labels(
+    c: &Client,
+    selector: &Labels,
+    seen: &image::Seen,
+) -> Result<Vec<Server>> {
     let tag = filter_tag(selector);
     tags::check(&tag)?;
     let droplets: Vec<Droplet> = c
         .list_all("/v2/droplets", "droplets", vec![("tag_name", tag)])
         .await?;
+    seen.droplets(&droplets);
     Ok(droplets
         .into_iter()
         .map(Server::from)

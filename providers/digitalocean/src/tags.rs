@@ -83,6 +83,16 @@ pub(crate) async fn ensure(c: &Client, tag: &str) -> Result<()> {
 /// Puts `tag` on resources (`(id, type)`, type `droplet` or `image`), creating the tag first.
 pub(crate) async fn attach(c: &Client, tag: &str, resources: &[(String, &str)]) -> Result<()> {
     ensure(c, tag).await?;
+    attach_existing(c, tag, resources).await
+}
+
+/// Puts a tag that exists on resources; a missing tag is `ErrorKind::NotFound`.
+pub(crate) async fn attach_existing(
+    c: &Client,
+    tag: &str,
+    resources: &[(String, &str)],
+) -> Result<()> {
+    check(tag)?;
     let _: serde_json::Value = c
         .post(&format!("/v2/tags/{tag}/resources"), &body(resources))
         .await?;

@@ -39,6 +39,11 @@ impl Client {
         })
     }
 
+    /// How long a request sent now would wait for the rate budget.
+    pub(crate) fn queue_wait(&self) -> std::time::Duration {
+        self.http.queue_wait()
+    }
+
     /// GET `path` with `query`.
     pub(crate) async fn get<T: DeserializeOwned>(
         &self,

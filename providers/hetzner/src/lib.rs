@@ -165,6 +165,14 @@ impl Provider for Hetzner {
         server::delete(&self.client, id).await
     }
 
+    async fn operation_statuses(&self, ops: &[Operation]) -> Result<Vec<OperationStatus>> {
+        action::statuses(&self.client, ops).await
+    }
+
+    fn queue_wait(&self) -> std::time::Duration {
+        self.client.queue_wait()
+    }
+
     async fn operation_status(&self, op: &Operation) -> Result<OperationStatus> {
         action::status(&self.client, op).await
     }

@@ -250,7 +250,18 @@ pub(crate) struct ActionEnvelope {
     pub action: ActionW,
 }
 
+/// `GET /actions?id=..`: the actions asked for.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ActionList {
+    pub actions: Vec<ActionW>,
+}
+
 impl ActionW {
+    /// The action's id.
+    pub(crate) fn id(&self) -> i64 {
+        self.id
+    }
+
     pub(crate) fn status(&self) -> OperationStatus {
         match self.status.as_str() {
             "success" => OperationStatus::Succeeded,

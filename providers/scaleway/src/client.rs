@@ -97,6 +97,12 @@ impl Client {
         self.http.get(path, query).await
     }
 
+    /// How long a request sent now would wait for the rate budget: Scaleway sends no rate
+    /// headers, so this stays zero and a 429 gets the retry loop's backoff.
+    pub(crate) fn queue_wait(&self) -> std::time::Duration {
+        self.http.queue_wait()
+    }
+
     /// GET `path`; `None` on 404.
     pub(crate) async fn get_opt<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
         ok_if_missing(self.http.get(path, &[]).await)

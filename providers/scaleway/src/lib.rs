@@ -103,6 +103,8 @@ pub struct Scaleway {
     secret: Secret,
     /// `create --job-image`: the image the `serverless-jobs` engine runs.
     job_image: Option<String>,
+    /// What listings told: root volumes, our snapshots (spares the job a read per server).
+    seen: snapshot::Seen,
 }
 
 impl Scaleway {
@@ -118,6 +120,7 @@ impl Scaleway {
             profile: None,
             secret,
             job_image: None,
+            seen: snapshot::Seen::default(),
         })
     }
 
@@ -208,7 +211,7 @@ impl Provider for Scaleway {
     }
 
     async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>> {
-        server::list_by_labels(&self.client, selector).await
+        server::list_by_labels(&self.client, selector, &self.seen).await
     }
 
     async fn get_server(&self, id: &str) -> Result<Option<Server>> {
@@ -232,16 +235,26 @@ impl Provider for Scaleway {
         Ok(OperationStatus::Succeeded)
     }
 
+    fn queue_wait(&self) -> std::time::Duration {
+        self.client.queue_wait()
+    }
+
     async fn set_server_labels(&self, server: &Server, labels: &Labels) -> Result<()> {
         server::set_labels(&self.client, server, labels).await
     }
 
     async fn list_snapshots(&self, selector: &Labels) -> Result<Vec<Snapshot>> {
-        snapshot::list_by_labels(&self.client, selector).await
+        let listed = snapshot::list_by_labels(&self.client, selector).await?;
+        self.seen.snapshots(&listed);
+        Ok(listed)
     }
 
     async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>> {
         snapshot::get(&self.client, id).await
+    }
+
+    async fn get_snapshots(&self, ids: &[String]) -> Result<Vec<Option<Snapshot>>> {
+        snapshot::get_many(&self.client, ids).await
     }
 
     async fn create_snapshot(
@@ -250,11 +263,11 @@ impl Provider for Scaleway {
         name: &str,
         labels: &Labels,
     ) -> Result<Created<Snapshot>> {
-        snapshot::create(&self.client, server, name, labels).await
+        snapshot::create(&self.client, &self.seen, server, name, labels).await
     }
 
     async fn delete_snapshot(&self, id: &str) -> Result<()> {
-        snapshot::delete(&self.client, id).await
+        snapshot::delete(&self.client, &self.seen, id).await
     }
 
     async fn list_native_schedules(&self, selector: &Labels) -> Result<Vec<NativeSchedule>> {

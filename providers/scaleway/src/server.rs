@@ -121,14 +121,24 @@ pub(crate) async fn get(c: &Client, id: &str) -> Result<Option<Server>> {
 }
 
 /// Every server carrying all of `selector` (`ListServers?tags=` matches an exact comma-joined
-/// list, so one tag is sent and the rest is checked by the flows).
-pub(crate) async fn list_by_labels(c: &Client, selector: &Labels) -> Result<Vec<Server>> {
+/// list, so one tag is sent and the rest is checked by the flows), noting each one's SBS root
+/// volume in `seen` (a snapshot of it then needs no read of the server).
+pub(crate) async fn list_by_labels(
+    c: &Client,
+    selector: &Labels,
+    seen: &crate::snapshot::Seen,
+) -> Result<Vec<Server>> {
     let mut q = vec![("project", c.project.clone())];
     if let Some(t) = filter_tag(selector) {
         q.push(("tags", t));
     }
     let servers: Vec<crate::schema::ScwServer> =
         c.list_instance(&c.inst("/servers"), "servers", q).await?;
+    for s in &servers {
+        if let Some(root) = s.root_volume().filter(|v| v.volume_type == "sbs_volume") {
+            seen.root(&s.id, &root.id);
+        }
+    }
     Ok(servers
         .into_iter()
         .map(Server::from)

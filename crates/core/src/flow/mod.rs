@@ -3,6 +3,7 @@
 //! Providers only implement primitives; the ordering (key and firewall concurrently, then the
 //! server), idempotency (find by labels before creating), retries, polling and rollback are here.
 
+mod batch;
 mod create;
 mod destroy;
 mod list;

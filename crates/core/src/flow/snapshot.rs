@@ -1,7 +1,10 @@
 //! The snapshot job: for every server carrying a schedule, take the snapshot of the current slot
 //! if it is missing, wait until it is usable, then delete our snapshots beyond KEEP, oldest
 //! first by creation time. Stateless: the schedule lives in the server's labels, the slot in the
-//! snapshot's, so it can run from any machine, twice, or twice at once.
+//! snapshot's, so it can run from any machine, twice, or twice at once. Two runs that took the
+//! same slot at the same moment leave twins; the next run's listing sees them and every run
+//! keeps the same one (the oldest, then the lowest id), so no run re-reads a server's snapshots
+//! after taking one (issue 12: the job of 1,000 servers within Hetzner's 3,600 requests an hour).
 
 use std::collections::BTreeMap;
 
@@ -10,14 +13,14 @@ use futures::StreamExt;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::{FlowConfig, wait_operations};
+use super::FlowConfig;
+use super::batch::{Admission, Waiter, Watch};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     LABEL_DEPLOYMENT, Labels, Server, Snapshot, SnapshotStatus, only_matching, only_ours,
 };
-use crate::poll::wait_until;
 use crate::progress::Progress;
-use crate::provider::Provider;
+use crate::provider::{Provider, SnapshotToFinish};
 use crate::retry::retry;
 use crate::schedule::{LABEL_ENGINE, LABEL_SLOT, Schedule, slot_name, to_prune};
 
@@ -28,7 +31,8 @@ pub struct JobOptions {
     pub at: OffsetDateTime,
     /// Only say what would happen.
     pub dry_run: bool,
-    /// Servers handled at once.
+    /// Most calls in flight at once (`--concurrency`): a ceiling, below which the job follows
+    /// the provider's rate budget.
     pub concurrency: usize,
 }
 
@@ -139,6 +143,12 @@ pub fn snapshot_name(deployment: &str, slot: &str) -> String {
 }
 
 /// Runs the job over every managed server with a schedule.
+///
+/// Within the rate budget of a cloud for a thousand servers: one paginated listing of servers and
+/// one of snapshots, then per server only what changes something (its snapshot, its deletions);
+/// every wait goes through one [`Waiter`] that polls the whole job's operations in batched calls;
+/// and calls go out through an [`Admission`] that follows the rate budget, `--concurrency` being
+/// its ceiling. A server's `--timeout` runs from its first call.
 pub async fn snapshot_run(
     p: &dyn Provider,
     cfg: &FlowConfig,
@@ -175,164 +185,259 @@ pub async fn snapshot_run(
             Some((s, d, snaps))
         })
         .collect();
-    let mut reports: Vec<ServerReport> = futures::stream::iter(work)
-        .map(|(server, deployment, snaps)| async move {
-            Deadline::after(cfg.timeout)
-                .scope(one_server(
-                    p,
-                    cfg,
-                    opts,
-                    progress,
-                    &server,
-                    &deployment,
-                    snaps,
-                ))
-                .await
-        })
-        .buffer_unordered(opts.concurrency.max(1))
-        .filter_map(|r| async move { r })
-        .collect()
-        .await;
-    reports.sort_by(|a, b| a.deployment.cmp(&b.deployment));
-    Ok(reports)
-}
-
-/// Handles one server; `None` when it carries no schedule.
-async fn one_server(
-    p: &dyn Provider,
-    cfg: &FlowConfig,
-    opts: &JobOptions,
-    progress: &dyn Progress,
-    server: &Server,
-    deployment: &str,
-    snaps: Vec<Snapshot>,
-) -> Option<ServerReport> {
-    let mut report = ServerReport {
-        deployment: deployment.to_owned(),
-        server: server.id.clone(),
-        schedule: String::new(),
-        slot: String::new(),
-        outcome: Outcome::UpToDate,
-        pruned: Vec::new(),
-        kept: snaps.len(),
-    };
-    let schedule = match Schedule::from_labels(&server.labels) {
-        Ok(Some(s)) => s,
-        Ok(None) => return None,
-        Err(e) => {
-            report.outcome = Outcome::Failed {
-                error: e.to_string(),
-            };
-            return Some(report);
-        }
-    };
-    report.schedule = schedule.to_string();
-    let slot = slot_name(schedule.slot(opts.at));
-    report.slot.clone_from(&slot);
-    if let Some(engine) = server
-        .labels
-        .get(LABEL_ENGINE)
-        .filter(|e| *e != "job" && !p.engine_runs_the_job(e))
-    {
-        report.outcome = Outcome::Skipped {
-            reason: format!("kept by the provider's {engine} policy"),
-        };
-        return Some(report);
-    }
-    match run_slot(
+    let job = Job {
         p,
         cfg,
         opts,
         progress,
-        server,
-        deployment,
-        &schedule,
-        &slot,
-        snaps,
-        &mut report,
-    )
-    .await
-    {
-        Ok(()) => {}
-        Err(e) => {
-            report.outcome = Outcome::Failed {
-                error: e.to_string(),
-            }
-        }
-    }
-    Some(report)
+        waiter: Waiter::new(p, cfg),
+        admission: Admission::new(p, opts.concurrency),
+    };
+    // Every server starts at once; the admission, not the stream, bounds the calls in flight,
+    // so that servers waiting for their snapshot hold no slot.
+    let n = work.len().max(1);
+    let servers = async {
+        let reports: Vec<ServerReport> = futures::stream::iter(work)
+            .map(|(server, deployment, snaps)| {
+                let job = &job;
+                async move { job.one_server(&server, &deployment, snaps).await }
+            })
+            .buffer_unordered(n)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
+        job.waiter.close();
+        reports
+    };
+    let (mut reports, ()) = futures::join!(servers, job.waiter.run());
+    reports.sort_by(|a, b| a.deployment.cmp(&b.deployment));
+    Ok(reports)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_slot(
-    p: &dyn Provider,
-    cfg: &FlowConfig,
-    opts: &JobOptions,
-    progress: &dyn Progress,
-    server: &Server,
-    deployment: &str,
-    schedule: &Schedule,
-    slot: &str,
-    mut snaps: Vec<Snapshot>,
-    report: &mut ServerReport,
-) -> Result<()> {
-    let r = &cfg.retry;
-    let in_slot = |s: &Snapshot| s.labels.get(LABEL_SLOT) == Some(slot);
-    let is_broken = |s: &Snapshot| matches!(s.status, SnapshotStatus::Other(_));
-    // A snapshot of the slot that failed (or is going away) does not fill it.
-    let has_slot = |s: &Snapshot| in_slot(s) && !is_broken(s);
-    let mut selector = Labels::managed();
-    selector.insert(LABEL_DEPLOYMENT, deployment);
+/// What every server of one run shares.
+struct Job<'a> {
+    p: &'a dyn Provider,
+    cfg: &'a FlowConfig,
+    opts: &'a JobOptions,
+    progress: &'a dyn Progress,
+    waiter: Waiter<'a>,
+    admission: Admission<'a>,
+}
 
-    // Such a broken snapshot is ours and unusable: it goes, so that the slot can be taken again
-    // (on AWS a failed AMI also holds the slot's name).
-    let broken: Vec<Snapshot> = snaps
-        .iter()
-        .filter(|s| in_slot(s) && is_broken(s))
-        .cloned()
-        .collect();
-    if !opts.dry_run {
-        for b in &broken {
-            progress.warn(&format!(
-                "{deployment}: deleting snapshot {} of this slot, which is {:?}",
-                b.name, b.status
-            ));
-            retry(r, "delete snapshot", || p.delete_snapshot(&b.id)).await?;
-            report.pruned.push(b.name.clone());
+/// A server's turn with the [`Admission`]: the first call takes it (and starts the server's
+/// `--timeout`), each call after that takes a new one.
+type Turn<'a> = Option<tokio::sync::SemaphorePermit<'a>>;
+
+impl Job<'_> {
+    /// Handles one server; `None` when it carries no schedule.
+    async fn one_server(
+        &self,
+        server: &Server,
+        deployment: &str,
+        snaps: Vec<Snapshot>,
+    ) -> Option<ServerReport> {
+        let mut report = ServerReport {
+            deployment: deployment.to_owned(),
+            server: server.id.clone(),
+            schedule: String::new(),
+            slot: String::new(),
+            outcome: Outcome::UpToDate,
+            pruned: Vec::new(),
+            kept: snaps.len(),
+        };
+        let schedule = match Schedule::from_labels(&server.labels) {
+            Ok(Some(s)) => s,
+            Ok(None) => return None,
+            Err(e) => {
+                report.outcome = Outcome::Failed {
+                    error: e.to_string(),
+                };
+                return Some(report);
+            }
+        };
+        report.schedule = schedule.to_string();
+        let slot = slot_name(schedule.slot(self.opts.at));
+        report.slot.clone_from(&slot);
+        if let Some(engine) = server
+            .labels
+            .get(LABEL_ENGINE)
+            .filter(|e| *e != "job" && !self.p.engine_runs_the_job(e))
+        {
+            report.outcome = Outcome::Skipped {
+                reason: format!("kept by the provider's {engine} policy"),
+            };
+            return Some(report);
         }
-        snaps.retain(|s| !broken.iter().any(|b| b.id == s.id));
+        let plan = plan_slot(&schedule, &slot, snaps);
+        if plan.is_nothing() {
+            report.kept = plan.snaps.len();
+            return Some(report);
+        }
+        // The server's turn comes when the budget allows; its --timeout runs from then on.
+        let turn = if self.opts.dry_run {
+            None
+        } else {
+            self.admission.turn().await
+        };
+        let done = Deadline::after(self.cfg.timeout)
+            .scope(self.run_slot(
+                server,
+                deployment,
+                &schedule,
+                &slot,
+                plan,
+                turn,
+                &mut report,
+            ))
+            .await;
+        if let Err(e) = done {
+            report.outcome = Outcome::Failed {
+                error: e.to_string(),
+            };
+        }
+        Some(report)
     }
 
-    if !snaps.iter().any(has_slot) {
-        if opts.dry_run {
-            report.outcome = Outcome::WouldCreate;
-            // The new one counts towards KEEP.
-            let keep = schedule.keep.saturating_sub(1);
-            report.pruned = prune_list(&snaps, keep)
-                .into_iter()
-                .map(|s| s.name)
-                .collect();
-            report.kept = snaps.len() + 1 - report.pruned.len();
-            return Ok(());
+    /// One call of the job, on the server's turn if it still holds it, else on a new one.
+    async fn call<'t, T, F, Fut>(&'t self, turn: &mut Turn<'t>, what: &str, f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let held = match turn.take() {
+            Some(t) => Some(t),
+            None if self.opts.dry_run => None,
+            None => self.admission.turn().await,
+        };
+        let r = retry(&self.cfg.retry, what, f).await;
+        drop(held);
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_slot<'t>(
+        &'t self,
+        server: &Server,
+        deployment: &str,
+        schedule: &Schedule,
+        slot: &str,
+        plan: SlotPlan,
+        mut turn: Turn<'t>,
+        report: &mut ServerReport,
+    ) -> Result<()> {
+        let p = self.p;
+        let progress = self.progress;
+        let SlotPlan {
+            mut snaps,
+            broken,
+            twins,
+            create,
+            ..
+        } = plan;
+        let mut selector = Labels::managed();
+        selector.insert(LABEL_DEPLOYMENT, deployment);
+
+        // A broken snapshot of the slot is ours and unusable: it goes, so that the slot can be
+        // taken again (on AWS a failed AMI also holds the slot's name).
+        if !self.opts.dry_run {
+            for b in &broken {
+                progress.warn(&format!(
+                    "{deployment}: deleting snapshot {} of this slot, which is {:?}",
+                    b.name, b.status
+                ));
+                self.call(&mut turn, "delete snapshot", || p.delete_snapshot(&b.id))
+                    .await?;
+                report.pruned.push(b.name.clone());
+            }
+            snaps.retain(|s| !broken.iter().any(|b| b.id == s.id));
         }
+        // Two runs took the slot at the same time (seen by the next run's listing): every run
+        // keeps the same one, the oldest, then the lowest id.
+        for extra in &twins {
+            if !self.opts.dry_run {
+                self.call(&mut turn, "delete snapshot", || {
+                    p.delete_snapshot(&extra.id)
+                })
+                .await?;
+            }
+            report.pruned.push(extra.name.clone());
+            snaps.retain(|s| s.id != extra.id);
+        }
+
+        if create {
+            if self.opts.dry_run {
+                report.outcome = Outcome::WouldCreate;
+                // The new one counts towards KEEP.
+                let keep = schedule.keep.saturating_sub(1);
+                let prune = prune_list(&snaps, keep);
+                report.kept = snaps.len() + 1 - prune.len();
+                report.pruned.extend(prune.into_iter().map(|s| s.name));
+                return Ok(());
+            }
+            let made = self
+                .take_snapshot(server, deployment, slot, &selector, &mut turn)
+                .await?;
+            report.outcome = Outcome::Created {
+                id: made.id.clone(),
+            };
+            snaps.retain(|s| s.id != made.id);
+            snaps.push(made);
+        }
+
+        // Retention, only after the slot's snapshot exists and is usable.
+        let prune = prune_list(&snaps, schedule.keep);
+        let n = prune.len();
+        for s in prune {
+            if !self.opts.dry_run {
+                progress.step(&format!("{deployment}: deleting old snapshot {}", s.name));
+                self.call(&mut turn, "delete snapshot", || p.delete_snapshot(&s.id))
+                    .await?;
+            }
+            report.pruned.push(s.name);
+        }
+        report.kept = snaps.len() - n;
+        Ok(())
+    }
+
+    /// Takes the slot's snapshot, waits until it is usable and finishes it; returns it as it is
+    /// now (available).
+    async fn take_snapshot<'t>(
+        &'t self,
+        server: &Server,
+        deployment: &str,
+        slot: &str,
+        selector: &Labels,
+        turn: &mut Turn<'t>,
+    ) -> Result<Snapshot> {
+        let p = self.p;
         let name = snapshot_name(deployment, slot);
-        progress.step(&format!("{deployment}: taking snapshot {name}"));
+        self.progress
+            .step(&format!("{deployment}: taking snapshot {name}"));
         let mut labels = selector.clone();
         labels.insert(LABEL_SLOT, slot);
+        let in_slot = |s: &Snapshot| s.labels.get(LABEL_SLOT) == Some(slot);
         // Not retried blindly: a lost answer may still have made the snapshot, and the slot
-        // check below (and the next run) finds it.
-        let (snapshot, pending) = match p.create_snapshot(server, &name, &labels).await {
+        // check of the next run finds it.
+        let held = match turn.take() {
+            Some(t) => Some(t),
+            None => self.admission.turn().await,
+        };
+        let created = p.create_snapshot(server, &name, &labels).await;
+        drop(held);
+        let (snapshot, pending) = match created {
             Ok(created) => (created.resource, created.pending),
             // The name is taken (AWS: AMI names are unique): by another run taking the same
             // slot right now, whose snapshot this run then waits for, or by something not ours.
+            // Only here is the deployment's list read again.
             Err(e) if e.kind() == &ErrorKind::Conflict => {
                 let found = only_ours(
-                    retry(r, "list snapshots", || p.list_snapshots(&selector)).await?,
-                    &selector,
+                    self.call(turn, "list snapshots", || p.list_snapshots(selector))
+                        .await?,
+                    selector,
                     p.description().ownership.snapshot,
                 )
                 .into_iter()
-                .find(|s| has_slot(s));
+                .find(|s| in_slot(s) && !is_broken(s));
                 match found {
                     Some(s) => (s, Vec::new()),
                     None => {
@@ -347,73 +452,90 @@ async fn run_slot(
             }
             Err(e) => return Err(e),
         };
-        let id = snapshot.id.clone();
-        let deadline = super::flow_deadline(cfg);
-        wait_operations(p, &pending, cfg, deadline).await?;
-        // Where the provider reports an operation, its success means the snapshot is usable
-        // (Hetzner); otherwise poll the snapshot's own state (AWS).
+        let deadline = super::flow_deadline(self.cfg);
+        // Where the provider reports operations, their success means the snapshot is usable
+        // (Hetzner); otherwise the snapshot's own state tells (AWS, Scaleway).
         if pending.is_empty() {
-            let what = format!("snapshot {name} ({id}) to be available");
-            wait_until(&cfg.poll, deadline, &what, || async {
-                match retry(r, &what, || p.get_snapshot(&id)).await? {
-                    Some(s) if s.status == SnapshotStatus::Available => Ok(Some(())),
-                    Some(s) if matches!(s.status, SnapshotStatus::Other(_)) => Err(Error::new(
-                        ErrorKind::ActionFailed,
-                        format!("snapshot {name} ended as {:?}", s.status),
-                    )),
-                    Some(_) => Ok(None),
-                    None => Err(Error::new(
-                        ErrorKind::ActionFailed,
-                        format!("snapshot {name} disappeared"),
-                    )),
-                }
-            })
-            .await?;
+            if snapshot.status != SnapshotStatus::Available {
+                self.waiter
+                    .wait(Watch::Snapshot(snapshot.id.clone(), name.clone()), deadline)
+                    .await?;
+            }
+        } else {
+            for op in pending {
+                self.waiter.wait(Watch::Op(op), deadline).await?;
+            }
         }
         // Where the image id only appears now (DigitalOcean), the provider finds the image and
-        // tags it; retried, so that a snapshot never stays untagged and unprunable.
-        let finished = retry(r, "finish snapshot", || {
-            p.finish_snapshot(server, &snapshot, &labels)
-        })
-        .await?;
-        report.outcome = Outcome::Created { id: finished.id };
-        // Re-read: another run may have taken the same slot at the same time.
-        snaps = only_ours(
-            retry(r, "list snapshots", || p.list_snapshots(&selector)).await?,
-            &selector,
-            p.description().ownership.snapshot,
-        );
-        let mut twins: Vec<Snapshot> = snaps.iter().filter(|s| has_slot(s)).cloned().collect();
-        if twins.len() > 1 {
-            // Every run keeps the same one: the oldest, then the lowest id.
-            twins.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
-            for extra in &twins[1..] {
-                if extra.status == SnapshotStatus::Available {
-                    retry(r, "delete snapshot", || p.delete_snapshot(&extra.id)).await?;
-                    report.pruned.push(extra.name.clone());
-                    snaps.retain(|s| s.id != extra.id);
-                }
-            }
-            if let Outcome::Created { id } = &report.outcome
-                && *id != twins[0].id
-            {
-                report.outcome = Outcome::UpToDate;
-            }
-        }
+        // tags it, for all the job's snapshots whose waits ended together at once (one listing,
+        // one call per tag); tried again until the deadline, so that a snapshot never stays
+        // untagged and unprunable.
+        let item = SnapshotToFinish {
+            server: server.clone(),
+            snapshot,
+            labels,
+        };
+        let mut finished = self.waiter.finish(item, deadline).await?;
+        finished.status = SnapshotStatus::Available;
+        Ok(finished)
     }
+}
 
-    // Retention, only after the slot's snapshot exists and is usable.
-    let prune = prune_list(&snaps, schedule.keep);
-    let n = prune.len();
-    for s in prune {
-        if !opts.dry_run {
-            progress.step(&format!("{deployment}: deleting old snapshot {}", s.name));
-            retry(r, "delete snapshot", || p.delete_snapshot(&s.id)).await?;
-        }
-        report.pruned.push(s.name);
+/// A snapshot that failed (or is going away) does not fill its slot.
+fn is_broken(s: &Snapshot) -> bool {
+    matches!(s.status, SnapshotStatus::Other(_))
+}
+
+/// What a server needs in this slot, decided from the listing alone.
+struct SlotPlan {
+    /// Our snapshots of the server's deployment.
+    snaps: Vec<Snapshot>,
+    /// Ours in this slot that ended unusable: deleted, then the slot is taken again.
+    broken: Vec<Snapshot>,
+    /// Usable twins in this slot beyond the one every run keeps.
+    twins: Vec<Snapshot>,
+    /// Whether the slot's snapshot must be taken.
+    create: bool,
+    /// KEEP.
+    keep: u32,
+}
+
+impl SlotPlan {
+    /// Nothing to create, delete or prune: no call at all.
+    fn is_nothing(&self) -> bool {
+        !self.create
+            && self.broken.is_empty()
+            && self.twins.is_empty()
+            && prune_list(&self.snaps, self.keep).is_empty()
     }
-    report.kept = snaps.len() - n;
-    Ok(())
+}
+
+fn plan_slot(schedule: &Schedule, slot: &str, snaps: Vec<Snapshot>) -> SlotPlan {
+    let in_slot = |s: &Snapshot| s.labels.get(LABEL_SLOT) == Some(slot);
+    let broken: Vec<Snapshot> = snaps
+        .iter()
+        .filter(|s| in_slot(s) && is_broken(s))
+        .cloned()
+        .collect();
+    let mut filled: Vec<Snapshot> = snaps
+        .iter()
+        .filter(|s| in_slot(s) && !is_broken(s))
+        .cloned()
+        .collect();
+    filled.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+    let twins: Vec<Snapshot> = filled
+        .iter()
+        .skip(1)
+        .filter(|s| s.status == SnapshotStatus::Available)
+        .cloned()
+        .collect();
+    SlotPlan {
+        create: filled.is_empty(),
+        keep: schedule.keep,
+        snaps,
+        broken,
+        twins,
+    }
 }
 
 /// Our usable snapshots beyond `keep`, oldest first by creation time. Snapshots still being

@@ -621,7 +621,7 @@ async fn a_snapshot_whose_id_comes_after_the_wait_is_found_and_tagged_even_after
     let p = FakeProvider::new().deferring_snapshots();
     scheduled(&p, "web1", 2).await;
     // The first finishing attempt fails; the retry tags it.
-    p.fail_next("finish_snapshot", Fault::Transient);
+    p.fail_next("finish_snapshots", Fault::Transient);
     let r = run_job(&p, 0).await;
     let Outcome::Created { id } = &r[0].outcome else {
         panic!("{r:?}")
@@ -882,4 +882,104 @@ async fn destroy_deletes_the_key_beside_the_server_wait() {
         "{sent:?}"
     );
     assert_eq!(p.count(&Labels::managed()), 0);
+}
+
+#[tokio::test]
+async fn the_job_over_many_servers_lists_once_polls_in_batches_and_never_rereads() {
+    let p = FakeProvider::new();
+    let n = 30;
+    for i in 0..n {
+        scheduled(&p, &format!("web{i}"), 1).await;
+    }
+    run_job(&p, 0).await;
+    let before = p.calls().len();
+    let r = run_job(&p, 1).await;
+    assert_eq!(r.len(), n);
+    assert!(
+        r.iter()
+            .all(|s| matches!(s.outcome, Outcome::Created { .. }) && s.pruned.len() == 1),
+        "{r:?}"
+    );
+    let calls = p.calls()[before..].to_vec();
+    let count = |name: &str| calls.iter().filter(|c| *c == name).count();
+    assert_eq!(count("list_servers"), 1, "{calls:?}");
+    assert_eq!(
+        count("list_snapshots"),
+        1,
+        "no per-server re-read: {calls:?}"
+    );
+    assert_eq!(
+        count("get_snapshot") + count("operation_status"),
+        0,
+        "{calls:?}"
+    );
+    assert_eq!(count("create_snapshot"), n);
+    assert_eq!(count("delete_snapshot"), n);
+    // Each action runs for two checks: the waits of all servers share their rounds.
+    let polls = count("operation_statuses");
+    assert!(
+        (3..n).contains(&polls),
+        "{polls} batched checks for {n} actions"
+    );
+    // The fake records finish_snapshots, which sends nothing where the id is known at create
+    // (the default, e.g. Hetzner's).
+    let sent = calls.len() - count("finish_snapshots");
+    assert!(sent <= 3 * n, "{sent} calls for {n} servers");
+    for i in 0..n {
+        let left = ours(&p, &format!("web{i}"));
+        assert_eq!(left.len(), 1, "KEEP=1 leaves only today's: {left:?}");
+        assert_eq!(left[0].labels.get(LABEL_SLOT), Some("20261126T0300Z"));
+    }
+}
+
+/// DigitalOcean's shape: the image id and labels only come when the snapshot is finished. The
+/// snapshots whose actions ended in the same round are finished by one batched call, not one
+/// call each.
+#[tokio::test]
+async fn the_job_finishes_snapshots_whose_waits_ended_together_in_one_batch() {
+    let p = FakeProvider::new().deferring_snapshots();
+    let n = 30;
+    for i in 0..n {
+        scheduled(&p, &format!("web{i}"), 1).await;
+    }
+    run_job(&p, 0).await;
+    let before = p.calls().len();
+    let r = run_job(&p, 1).await;
+    assert!(
+        r.iter().all(
+            |s| matches!(&s.outcome, Outcome::Created { id } if !id.is_empty())
+                && s.pruned.len() == 1
+        ),
+        "{r:?}"
+    );
+    let calls = p.calls()[before..].to_vec();
+    let count = |name: &str| calls.iter().filter(|c| *c == name).count();
+    assert_eq!(count("finish_snapshot"), 0, "never one by one: {calls:?}");
+    let batches = count("finish_snapshots");
+    assert!(
+        (1..n / 3).contains(&batches),
+        "{batches} finishing batches for {n} snapshots"
+    );
+    for i in 0..n {
+        let left = ours(&p, &format!("web{i}"));
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].labels.get(LABEL_SLOT), Some("20261126T0300Z"));
+    }
+}
+
+#[tokio::test]
+async fn a_twin_left_by_a_concurrent_run_is_resolved_by_the_next_run_keeping_the_oldest() {
+    let p = FakeProvider::new();
+    scheduled(&p, "web1", 2).await;
+    run_job(&p, 0).await;
+    // A second run took the same slot at the same moment: a twin, younger by the fake's clock.
+    let first = ours(&p, "web1")[0].clone();
+    let twin = p.add_snapshot("web1-twin", first.labels.clone(), -1);
+    let r = run_job(&p, 0).await;
+    assert_eq!(r[0].outcome, Outcome::UpToDate, "{r:?}");
+    let left: Vec<String> = ours(&p, "web1").into_iter().map(|s| s.id).collect();
+    // The older one stays, as every run decides; the younger twin goes.
+    assert_eq!(left, std::slice::from_ref(&first.id));
+    assert_ne!(twin, first.id);
+    assert_eq!(r[0].pruned, ["web1-twin"]);
 }

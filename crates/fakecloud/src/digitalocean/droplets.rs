@@ -9,7 +9,9 @@
 //! - droplet actions answer 201 `{action}`: `snapshot` (the image appears once the action
 //!   completes, with `created_at` = the action's `started_at`; its id is never returned),
 //!   `enable_backups` and `change_backup_policy` (the policy is kept as `backup_policy_fake`);
-//! - `GET /v2/actions/{id}` is an observation that may complete the action (the kit's clock).
+//! - `GET /v2/actions/{id}` is an observation that may complete the action (the kit's clock);
+//!   `GET /v2/actions` lists every action of the account, newest first (the order the API
+//!   gives, which the document does not state), each one on the page served observed.
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -17,6 +19,7 @@ use serde_json::{Value, json};
 use super::api::{Answer, Req, no_content, not_found, num, page, unprocessable};
 use super::catalog::{REGIONS, SIZES, region, size};
 use super::state::{State, has_tag, items, push, strings, valid_tag};
+use crate::page::Paging;
 
 /// Largest `user_data` the API accepts, in bytes.
 pub const USER_DATA_LIMIT: usize = 64 * 1024;
@@ -43,6 +46,29 @@ fn images_of(s: &State, d: &Value, key: &str) -> Vec<Value> {
                 .collect()
         })
         .collect()
+}
+
+/// A droplet as the API renders it, `new` until its create action completes.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn droplet_json(
+    id: i64,
+    name: &str,
+    region_slug: &str,
+    size_slug: &str,
+    image: Value,
+    tags: &[String],
+    created: &str,
+    ipv6: bool,
+) -> Value {
+    let octet = id % 250;
+    let features = if ipv6 { json!(["ipv6"]) } else { json!([]) };
+    json!({"id": id, "name": name, "memory": 1024, "vcpus": 1, "disk": 25, "locked": false,
+        "status": "new", "kernel": null, "created_at": created, "features": features,
+        "backup_ids": [], "next_backup_window": null, "snapshot_ids": [], "image": image,
+        "volume_ids": [], "size": size(size_slug), "size_slug": size_slug,
+        "networks": {"v4": [{"ip_address": format!("203.0.113.{octet}"), "netmask": "255.255.255.0", "gateway": "203.0.113.1", "type": "public"}],
+                     "v6": [{"ip_address": format!("2001:db8::{id:x}"), "netmask": 64, "gateway": "2001:db8::1", "type": "public"}]},
+        "region": region(region_slug), "tags": tags, "vpc_uuid": "760e09ef-dc84-11e8-981e-3cfdfeaae000"})
 }
 
 fn create(s: &mut State, body: &Value) -> Answer {
@@ -79,20 +105,17 @@ fn create(s: &mut State, body: &Value) -> Answer {
     // Droplet create makes missing tags.
     s.tags.extend(tags.iter().cloned());
     let id = s.id();
-    let octet = id % 250;
     let t = s.tick();
-    let features = if body["ipv6"] == true {
-        json!(["ipv6"])
-    } else {
-        json!([])
-    };
-    let d = json!({"id": id, "name": name, "memory": 1024, "vcpus": 1, "disk": 25, "locked": false,
-        "status": "new", "kernel": null, "created_at": t, "features": features,
-        "backup_ids": [], "next_backup_window": null, "snapshot_ids": [], "image": image,
-        "volume_ids": [], "size": size(size_slug), "size_slug": size_slug,
-        "networks": {"v4": [{"ip_address": format!("203.0.113.{octet}"), "netmask": "255.255.255.0", "gateway": "203.0.113.1", "type": "public"}],
-                     "v6": [{"ip_address": format!("2001:db8::{id:x}"), "netmask": 64, "gateway": "2001:db8::1", "type": "public"}]},
-        "region": region(region_slug), "tags": tags, "vpc_uuid": "760e09ef-dc84-11e8-981e-3cfdfeaae000"});
+    let d = droplet_json(
+        id,
+        name,
+        region_slug,
+        size_slug,
+        image,
+        &tags,
+        &t,
+        body["ipv6"] == true,
+    );
     s.droplets.insert(id, d.clone());
     if let Some(u) = user_data {
         s.user_data.insert(id, u.to_owned());
@@ -177,6 +200,22 @@ pub(super) fn route(s: &mut State, r: &Req) -> Option<Answer> {
             Some(n) if s.droplets.contains_key(&n) => action(s, n, &r.body),
             _ => not_found(),
         },
+        ("GET", ["v2", "actions"]) => {
+            // Every action of the account, newest first; each one served is an observation.
+            let ids: Vec<i64> = s.actions.keys().rev().copied().collect();
+            if let Ok(p) = Paging::parse(r.q("page"), r.q("per_page"), 20, 200) {
+                for n in p.slice(ids.clone()).items {
+                    if s.actions.get_mut(&n).is_some_and(|(_, t)| t.observe()) {
+                        s.complete(n);
+                    }
+                }
+            }
+            let items = ids
+                .iter()
+                .filter_map(|n| s.actions.get(n).map(|(a, _)| a.clone()))
+                .collect();
+            page(s, r, "actions", items)
+        }
         ("GET", ["v2", "actions", id]) => {
             let Some(n) = num(id).filter(|n| s.actions.contains_key(n)) else {
                 return Some(not_found());

@@ -9,7 +9,7 @@
 //! - `droplets`: create 202 (status `new` until its action completes), `?tag_name=` lists,
 //!   delete by id, and the `DELETE /v2/droplets?tag_name=` trap; droplet actions 201 `{action}`
 //!   (`snapshot` returns no image id; `enable_backups`, `change_backup_policy`);
-//!   `GET /v2/actions/{id}` on the kit's clock ([`Pace`]);
+//!   `GET /v2/actions/{id}` and `GET /v2/actions` (newest first) on the kit's clock ([`Pace`]);
 //! - `keys`: 201 on upload, 422 "already in use" for a duplicate, get by id or fingerprint,
 //!   listing limited to 10 requests a minute;
 //! - `firewalls`: a `tags` target must exist, `PUT` resets the targets, rules through
@@ -206,6 +206,47 @@ impl FakeDo {
         if let Some(i) = s.images.get_mut(&id) {
             push(&mut i["tags"], json!(tag));
         }
+    }
+
+    /// Adds an active droplet carrying `tags` (made if missing), as if created earlier (in
+    /// fra1, s-1vcpu-1gb, Ubuntu 24.04); returns its id.
+    pub fn insert_droplet(&self, name: &str, tags: &[&str]) -> i64 {
+        let mut s = self.state();
+        let id = s.id();
+        let t = s.tick();
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+        s.tags.extend(tags.iter().cloned());
+        let image = s
+            .images
+            .values()
+            .find(|i| i["slug"] == "ubuntu-24-04-x64")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let mut d = droplets::droplet_json(id, name, "fra1", "s-1vcpu-1gb", image, &tags, &t, true);
+        d["status"] = json!("active");
+        s.droplets.insert(id, d);
+        id
+    }
+
+    /// Adds a snapshot image of droplet `droplet` carrying `tags` (made if missing), as if its
+    /// snapshot action completed at `created_at` (RFC 3339); returns its id.
+    pub fn insert_snapshot(
+        &self,
+        droplet: i64,
+        name: &str,
+        tags: &[&str],
+        created_at: &str,
+    ) -> i64 {
+        let mut s = self.state();
+        let id = s.id();
+        let mut img = images::image_json(id, name, "snapshot", "Ubuntu", created_at, None);
+        img["tags"] = json!(tags);
+        s.tags.extend(tags.iter().map(|t| (*t).to_owned()));
+        s.images.insert(id, img);
+        if let Some(d) = s.droplets.get_mut(&droplet) {
+            push(&mut d["snapshot_ids"], json!(id));
+        }
+        id
     }
 
     /// Adds an image of type `backup` of a droplet, as DigitalOcean's backups make.

@@ -102,6 +102,12 @@ pub struct World {
     /// When set, transitions take this instead of `polls` observations (`--action-ms`: wall
     /// time, for people and benchmarks).
     pub pace: Option<Pace>,
+    /// Listings a new snapshot is left out of (0: listed at once). Listings are served from an
+    /// index that follows writes with a delay: a batched check must not take a snapshot
+    /// missing from one for gone.
+    pub list_lag: u32,
+    /// Listings left before each new snapshot appears in them, by id.
+    unlisted: BTreeMap<String, u32>,
 }
 
 /// The fake, served while it lives.
@@ -989,9 +995,16 @@ fn block(
                     w.snapshots.get_mut(id).unwrap()["status"] = json!("available");
                 }
             }
+            // The index behind listings lags: a snapshot made moments ago is left out.
+            let hidden: Vec<String> = w.unlisted.keys().cloned().collect();
+            w.unlisted.retain(|_, n| {
+                *n = n.saturating_sub(1);
+                *n > 0
+            });
             let items: Vec<Value> = w
                 .snapshots
                 .values()
+                .filter(|v| !hidden.iter().any(|h| v["id"] == json!(h)))
                 .filter(|v| in_zone(v, zone) && block_tags_match(v, q))
                 .cloned()
                 .collect();
@@ -1017,6 +1030,10 @@ fn block(
                 "project_id": b["project_id"], "status": "creating", "tags": b["tags"].clone(),
                 "created_at": created, "updated_at": now, "class": "sbs", "zone": zone});
             w.start_transition(&id);
+            if w.list_lag > 0 {
+                let lag = w.list_lag;
+                w.unlisted.insert(id.clone(), lag);
+            }
             w.snapshots.insert(id, s.clone());
             // The live API answers 200 here.
             ok(200, s)
