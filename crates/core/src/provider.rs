@@ -141,13 +141,9 @@ pub trait Provider: Send + Sync {
 
     /// One check of many operations, answered in the order given: where the cloud reads several
     /// in one call (Hetzner `GET /actions?id=1&id=2`), a job over many servers polls them all for
-    /// the price of a few calls. The default checks them one by one.
+    /// the price of a few calls. The default checks them side by side, one call each.
     async fn operation_statuses(&self, ops: &[Operation]) -> Result<Vec<OperationStatus>> {
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            out.push(self.operation_status(op).await?);
-        }
-        Ok(out)
+        futures::future::try_join_all(ops.iter().map(|op| self.operation_status(op))).await
     }
 
     /// How long a request sent now would wait for the provider's rate budget (the core HTTP

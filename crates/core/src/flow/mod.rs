@@ -84,33 +84,56 @@ impl std::fmt::Display for ResourceRef {
 /// Ids of resources that already existed, which a rollback must leave alone.
 pub type Existing = BTreeSet<(&'static str, String)>;
 
-/// Waits until every operation succeeded; a failed one is `ErrorKind::ActionFailed`.
+/// Waits until every operation succeeded; a failed one is `ErrorKind::ActionFailed`. The
+/// operations still running are checked together, in one call where the cloud reads several at
+/// once ([`Provider::operation_statuses`], Hetzner `GET /actions?id=..&id=..`).
 pub(crate) async fn wait_operations(
     p: &dyn Provider,
     ops: &[Operation],
     cfg: &FlowConfig,
     deadline: Instant,
 ) -> Result<()> {
-    for op in ops {
-        let what = format!("{} action {} ({})", p.name(), op.id, op.what);
-        wait_until(&cfg.poll, deadline, &what, || async {
-            // The status check has had its retries: its error ends the wait as itself.
-            let status = match retry(&cfg.retry, &what, || p.operation_status(op)).await {
-                Ok(s) => s,
-                Err(e) => return Err(final_error(e)),
-            };
-            match status {
-                OperationStatus::Running => Ok(None),
-                OperationStatus::Succeeded => Ok(Some(())),
-                OperationStatus::Failed(msg) => Err(Error::new(
-                    ErrorKind::ActionFailed,
-                    format!("{what} failed: {msg}"),
-                )),
-            }
-        })
-        .await?;
+    if ops.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let names = |ops: &[Operation]| {
+        ops.iter()
+            .map(|op| format!("{} ({})", op.id, op.what))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let what = format!("{} action {}", p.name(), names(ops));
+    let pending = std::sync::Mutex::new(ops.to_vec());
+    wait_until(&cfg.poll, deadline, &what, || async {
+        let now: Vec<Operation> = pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        // The status check has had its retries: its error ends the wait as itself.
+        let statuses = match retry(&cfg.retry, &what, || p.operation_statuses(&now)).await {
+            Ok(s) => s,
+            Err(e) => return Err(final_error(e)),
+        };
+        let mut running = Vec::new();
+        for (op, status) in now.into_iter().zip(statuses) {
+            match status {
+                OperationStatus::Running => running.push(op),
+                OperationStatus::Succeeded => {}
+                OperationStatus::Failed(msg) => {
+                    return Err(Error::new(
+                        ErrorKind::ActionFailed,
+                        format!("{} action {} ({}) failed: {msg}", p.name(), op.id, op.what),
+                    ));
+                }
+            }
+        }
+        let done = running.is_empty();
+        *pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = running;
+        Ok(done.then_some(()))
+    })
+    .await
 }
 
 /// An error that has had its retries, so that a poll reports it instead of polling on until a

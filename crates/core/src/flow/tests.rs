@@ -792,7 +792,7 @@ fn rounds_before_first_poll(
     let sent = p.sent();
     let poll = sent
         .iter()
-        .filter(|(n, _)| n == "operation_status" || n == "get_server")
+        .filter(|(n, _)| n.starts_with("operation_status") || n == "get_server")
         .map(|(_, t)| *t)
         .min()
         .expect("the flow polled");
