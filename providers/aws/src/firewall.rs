@@ -156,10 +156,10 @@ fn permissions_for(rules: &[FirewallRule]) -> Vec<IpPermission> {
 /// The ingress rules of security groups this run created and has not authorized yet: they are
 /// sent beside `RunInstances` ([`pay`]), so that they cost no round trip of their own.
 #[derive(Debug, Default)]
-pub(crate) struct Owed(Mutex<HashMap<String, Vec<FirewallRule>>>);
+pub(crate) struct Owed(Mutex<HashMap<String, (String, Vec<FirewallRule>)>>);
 
 impl Owed {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<FirewallRule>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (String, Vec<FirewallRule>)>> {
         // Poisoned only if a thread panicked while inserting; the map is still whole.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -195,7 +195,8 @@ pub(crate) async fn create(
     )?;
     let id = out.group_id().unwrap_or_default().to_owned();
     if !permissions(spec).is_empty() {
-        owed.lock().insert(id.clone(), spec.inbound.clone());
+        owed.lock()
+            .insert(id.clone(), (spec.name.clone(), spec.inbound.clone()));
     }
     Ok(Firewall {
         id,
@@ -209,7 +210,7 @@ pub(crate) async fn create(
 /// One call, all rules: EC2 adds all or none, and answers a repeat (an earlier attempt whose
 /// answer was lost) with `InvalidPermission.Duplicate`, which is success.
 pub(crate) async fn pay(ec2: &Client, owed: &Owed, id: &str) -> Result<()> {
-    let Some(rules) = owed.lock().get(id).cloned() else {
+    let Some((name, rules)) = owed.lock().get(id).cloned() else {
         return Ok(());
     };
     let added = done_unless_failed(
@@ -230,9 +231,9 @@ pub(crate) async fn pay(ec2: &Client, owed: &Owed, id: &str) -> Result<()> {
         // for a moment. That passes, so the core's retry asks again.
         Err(e) if e.kind() == &ErrorKind::NotFound => Err(Error::new(
             ErrorKind::Transient,
-            format!("{e} (security group {id} was not visible yet)"),
+            format!("{e} (security group {name} ({id}) was not visible yet)"),
         )),
-        Err(e) => Err(e.context(format!("adding the rules of security group {id}"))),
+        Err(e) => Err(e.context(format!("adding the rules of security group {name} ({id})"))),
     }
 }
 
