@@ -544,7 +544,7 @@ fn aws_failed_rollback_prints_a_destroy_command_with_the_region_that_finishes_th
 }
 
 #[test]
-fn aws_a_new_security_group_not_visible_yet_is_made_again_not_fatal() {
+fn aws_a_new_security_group_not_visible_yet_gets_its_rules_on_the_next_attempt() {
     let moto = Moto::start();
     let proxy = Ec2Proxy::start(&moto.url());
     let view = Ec2View::new(&moto.url());
@@ -558,9 +558,20 @@ fn aws_a_new_security_group_not_visible_yet_is_made_again_not_fatal() {
         Some(1),
     );
     create(&b, "lag", &["--image", NOBLE_NEWEST]).expect_code(0);
-    assert_eq!(proxy.calls_of("CreateSecurityGroup").len(), 2);
-    assert_eq!(proxy.calls_of("DeleteSecurityGroup").len(), 1);
-    assert_eq!(view.security_groups("lag").len(), 1, "the first group went");
+    // The rules go beside the launch; refused there, they are sent again when the instance is
+    // completed, to the same group: none is made again or deleted.
+    assert_eq!(proxy.calls_of("CreateSecurityGroup").len(), 1);
+    assert_eq!(proxy.calls_of("AuthorizeSecurityGroupIngress").len(), 2);
+    assert!(proxy.calls_of("DeleteSecurityGroup").is_empty());
+    let groups = view.security_groups("lag");
+    assert_eq!(groups.len(), 1);
+    assert!(
+        groups[0]
+            .ip_permissions()
+            .iter()
+            .any(|p| p.from_port() == Some(22)),
+        "the group has its SSH rule: {groups:?}"
+    );
     assert_eq!(view.live_instances("lag").len(), 1);
 }
 

@@ -32,6 +32,7 @@ mod prism;
 mod race;
 mod readme;
 mod remembers;
+mod rounds;
 mod scaleway;
 mod scaleway_prism;
 mod scenario;

@@ -1147,3 +1147,81 @@ fn user_data_over_scaleways_cap_is_refused_offline() {
     assert!(fake.w().user_data[&id].len() > 64 * 1024);
     destroy(&b, &url, "web1", &[]).expect_code(0);
 }
+
+/// The new group's rules go beside the server's create and the IPs and user-data in one round
+/// after it (issue 12). A rule refused there is owed, and sent again before `poweron`; a failed
+/// call of that round is sent again on the core's retry, and nothing that answered is sent twice:
+/// one rule, two IPs, the user-data once, no boot without it.
+#[test]
+fn a_refused_rule_or_user_data_is_sent_again_before_poweron_and_nothing_twice() {
+    let fake = FakeScaleway::start();
+    let b = bin();
+    let url = fake.url();
+    let fault = fakecloud::Fault::Status(500, "internal_error");
+    fake.fail_matching(
+        "POST",
+        "/instance/v1/zones/*/security_groups/*/rules",
+        fault,
+        1,
+    );
+    fake.fail_matching(
+        "PATCH",
+        "/instance/v1/zones/*/servers/*/user_data",
+        fault,
+        1,
+    );
+    create(&b, &url, "web1", &[]).expect_code(0);
+
+    let s = server_named(&fake, "web1");
+    assert_eq!(s["state"], "running");
+    let id = s["id"].as_str().unwrap().to_owned();
+    let w = fake.w();
+    let rules = &w.rules[s["security_group"]["id"].as_str().unwrap()];
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0]["ip_range"], "203.0.113.7/32");
+    let ips: Vec<&Value> = w.ips.values().collect();
+    assert_eq!(ips.len(), 2, "{ips:?}");
+    for ip in &ips {
+        assert_eq!(
+            ip["server"]["id"],
+            id.as_str(),
+            "attached as reserved: {ip}"
+        );
+        let tag = format!("bootstrap-server={id}");
+        assert!(tags_of(ip).contains(&tag), "tagged with its server: {ip}");
+    }
+    assert!(w.user_data[&id].starts_with("#cloud-config"));
+    assert!(w.booted_without_user_data.is_empty());
+    drop(w);
+    // The kit's log: refused calls included, in the order they finished.
+    let log = fake.kit().request_log();
+    let path_of = |p: &str| p.split('?').next().unwrap_or_default().to_owned();
+    let count = |method: &str, end: &str| {
+        log.iter()
+            .filter(|l| l.0 == method && path_of(&l.1).ends_with(end))
+            .count()
+    };
+    // Each refused once, then sent again; the IPs and the volume's tag once each.
+    assert_eq!(count("POST", "/rules"), 2, "{log:#?}");
+    assert_eq!(count("PATCH", "/user_data/cloud-init"), 2, "{log:#?}");
+    assert_eq!(count("POST", "/ips"), 2, "{log:#?}");
+    let volume_tags = log
+        .iter()
+        .filter(|l| l.0 == "PATCH" && l.1.contains("/volumes/"))
+        .count();
+    assert_eq!(volume_tags, 1, "{log:#?}");
+    // Power on once, after the rule and the user-data are in.
+    let last_ok = |method: &str, end: &str| {
+        log.iter()
+            .rposition(|l| l.0 == method && path_of(&l.1).ends_with(end) && l.2 < 300)
+            .unwrap()
+    };
+    assert_eq!(count("POST", "/action"), 1, "{log:#?}");
+    let poweron = last_ok("POST", "/action");
+    assert!(
+        last_ok("POST", "/rules") < poweron && last_ok("PATCH", "/user_data/cloud-init") < poweron,
+        "{log:#?}"
+    );
+    destroy(&b, &url, "web1", &[]).expect_code(0);
+    assert_eq!(fake.orphans(), Vec::<String>::new());
+}

@@ -1,10 +1,13 @@
 //! Security groups: created tagged in the default VPC (or `--vpc` / the `--subnet`'s VPC), then
-//! opened for the spec's inbound rules only. EC2 gives a new VPC security group one egress rule,
+//! opened for the spec's inbound rules only, beside the instance's launch ([`pay`]). EC2 gives a new VPC security group one egress rule,
 //! all traffic to `0.0.0.0/0`, which is the outbound policy the core asks for; no inbound rule
 //! exists until we add one.
 //!
 //! A security group cannot be deleted while an instance (even a `shutting-down` one) uses it:
 //! EC2 answers `DependencyViolation`, which is `ErrorKind::InUse`, and the core polls.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::config::http::HttpResponse;
@@ -150,13 +153,26 @@ fn permissions_for(rules: &[FirewallRule]) -> Vec<IpPermission> {
         .collect()
 }
 
-/// Creates the tagged group and its ingress rules. All or nothing: when the rules cannot be
-/// added, the group just made is deleted again (best effort; if that fails too, it carries the
-/// deployment's tags and the core's rollback finds it), so no group without its rules is left
-/// for a later run to reuse.
+/// The ingress rules of security groups this run created and has not authorized yet: they are
+/// sent beside `RunInstances` ([`pay`]), so that they cost no round trip of their own.
+#[derive(Debug, Default)]
+pub(crate) struct Owed(Mutex<HashMap<String, (String, Vec<FirewallRule>)>>);
+
+impl Owed {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (String, Vec<FirewallRule>)>> {
+        // Poisoned only if a thread panicked while inserting; the map is still whole.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Creates the tagged group; its ingress rules are owed ([`Owed`]) and authorized by [`pay`]
+/// beside the instance's launch, or by `complete_server` if that attempt failed. Until then
+/// the group lets nothing in. A run cut off in between leaves a group without its rules, which
+/// the rollback deletes, or a re-run finds and gives its rules like any group it finds.
 pub(crate) async fn create(
     ec2: &Client,
     opts: &AwsOptions,
+    owed: &Owed,
     spec: &FirewallSpec,
 ) -> Result<Firewall> {
     let vpc = vpc_for(ec2, opts).await?;
@@ -178,39 +194,9 @@ pub(crate) async fn create(
             .await,
     )?;
     let id = out.group_id().unwrap_or_default().to_owned();
-    let perms = permissions(spec);
-    if !perms.is_empty() {
-        let added = done_unless_failed(
-            "AuthorizeSecurityGroupIngress",
-            DUPLICATE,
-            ec2.authorize_security_group_ingress()
-                .group_id(&id)
-                .set_ip_permissions(Some(perms))
-                .send()
-                .await,
-        );
-        if let Err(e) = added {
-            // The message names the group either way, so that nobody looks for it in vain.
-            let fate = match delete(ec2, &id).await {
-                Ok(()) => format!("security group {} ({id}) deleted again", spec.name),
-                Err(d) => {
-                    tracing::warn!(group = %id, error = %d, "could not delete the security group whose rules failed; the rollback will");
-                    format!(
-                        "security group {} ({id}) left for the rollback: {d}",
-                        spec.name
-                    )
-                }
-            };
-            // EC2 is eventually consistent: a group just created can be unknown to the next
-            // call for a moment. That may pass, so the core's retry makes the group again.
-            if e.kind() == &ErrorKind::NotFound {
-                return Err(Error::new(
-                    ErrorKind::Transient,
-                    format!("{e} (the new security group was not visible yet; {fate})"),
-                ));
-            }
-            return Err(e.context(fate));
-        }
+    if !permissions(spec).is_empty() {
+        owed.lock()
+            .insert(id.clone(), (spec.name.clone(), spec.inbound.clone()));
     }
     Ok(Firewall {
         id,
@@ -218,6 +204,37 @@ pub(crate) async fn create(
         labels: tags::labels(out.tags()),
         inbound: spec.inbound.clone(),
     })
+}
+
+/// Authorizes the ingress rules group `id` still owes; a group that owes none costs nothing.
+/// One call, all rules: EC2 adds all or none, and answers a repeat (an earlier attempt whose
+/// answer was lost) with `InvalidPermission.Duplicate`, which is success.
+pub(crate) async fn pay(ec2: &Client, owed: &Owed, id: &str) -> Result<()> {
+    let Some((name, rules)) = owed.lock().get(id).cloned() else {
+        return Ok(());
+    };
+    let added = done_unless_failed(
+        "AuthorizeSecurityGroupIngress",
+        DUPLICATE,
+        ec2.authorize_security_group_ingress()
+            .group_id(id)
+            .set_ip_permissions(Some(permissions_for(&rules)))
+            .send()
+            .await,
+    );
+    match added {
+        Ok(()) => {
+            owed.lock().remove(id);
+            Ok(())
+        }
+        // EC2 is eventually consistent: a group just created can be unknown to the next call
+        // for a moment. That passes, so the core's retry asks again.
+        Err(e) if e.kind() == &ErrorKind::NotFound => Err(Error::new(
+            ErrorKind::Transient,
+            format!("{e} (security group {name} ({id}) was not visible yet)"),
+        )),
+        Err(e) => Err(e.context(format!("adding the rules of security group {name} ({id})"))),
+    }
 }
 
 /// Makes each wanted port allow exactly its sources: new sources are authorized first, then the

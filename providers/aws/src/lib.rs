@@ -7,7 +7,7 @@
 //! | core | EC2 |
 //! |---|---|
 //! | SSH key | key pair (`ImportKeyPair`), id = its name |
-//! | firewall | security group with TCP 22 ingress from the given CIDRs |
+//! | firewall | security group with TCP 22 ingress from the given CIDRs (authorized beside `RunInstances`) |
 //! | server | instance (`RunInstances`), states polled through [`Provider::get_server`] |
 //! | labels | tags, plus a `Name` tag |
 //! | operation | none: EC2 answers with states, not actions |
@@ -121,6 +121,8 @@ pub struct Aws {
     opts: AwsOptions,
     /// AMIs resolved by the option check, passed on to `RunInstances`.
     images: std::sync::Arc<image::Cache>,
+    /// Ingress rules of groups this run created, authorized beside `RunInstances`.
+    owed: std::sync::Arc<firewall::Owed>,
 }
 
 impl Aws {
@@ -141,6 +143,7 @@ impl Aws {
             },
             opts,
             images: std::sync::Arc::default(),
+            owed: std::sync::Arc::default(),
         })
     }
 
@@ -187,7 +190,7 @@ impl Provider for Aws {
 
     async fn create_firewall(&self, spec: &FirewallSpec) -> Result<Created<Firewall>> {
         Ok(Created::ready(
-            firewall::create(&self.ec2, &self.opts, spec).await?,
+            firewall::create(&self.ec2, &self.opts, &self.owed, spec).await?,
         ))
     }
 
@@ -218,9 +221,26 @@ impl Provider for Aws {
     }
 
     async fn create_server(&self, spec: &ServerSpec) -> Result<Created<Server>> {
-        Ok(Created::ready(
-            server::create(&self.ec2, &self.images, &self.opts, spec).await?,
-        ))
+        // The new group's rules beside the launch: a failure there leaves them owed, for
+        // `complete_server`; the instance is not reachable before it runs anyway.
+        let rules = async {
+            match spec.firewall_ids.first() {
+                Some(g) => firewall::pay(&self.ec2, &self.owed, g).await,
+                None => Ok(()),
+            }
+        };
+        let (server, _) = futures::join!(
+            server::create(&self.ec2, &self.images, &self.opts, spec),
+            rules
+        );
+        Ok(Created::ready(server?))
+    }
+
+    async fn complete_server(&self, _server: &Server, spec: &ServerSpec) -> Result<Vec<Operation>> {
+        if let Some(g) = spec.firewall_ids.first() {
+            firewall::pay(&self.ec2, &self.owed, g).await?;
+        }
+        Ok(Vec::new())
     }
 
     async fn delete_server(&self, id: &str) -> Result<Vec<Operation>> {

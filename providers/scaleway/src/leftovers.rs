@@ -14,7 +14,7 @@ use crate::schema::{BlockVolume, ScwImage, ScwIp, ScwServer, labels_of};
 use crate::{LABEL_SERVER, tags};
 
 /// The labels that tie a leftover to `server`: managed, its deployment, its id.
-fn server_labels(server: &ScwServer) -> Labels {
+pub(crate) fn server_labels(server: &ScwServer) -> Labels {
     let own = labels_of(&server.tags);
     let mut l = Labels::managed();
     if let Some(d) = own.deployment_name() {
@@ -25,29 +25,34 @@ fn server_labels(server: &ScwServer) -> Labels {
 }
 
 /// Tags the server's SBS volumes and its own flexible IPs with its id, so that they can be
-/// found and deleted once it is gone. Idempotent.
+/// found and deleted once it is gone; all at once, each call let finish. Idempotent.
 pub(crate) async fn mark(c: &Client, server: &ScwServer) -> Result<()> {
     let labels = server_labels(server);
-    for v in server.sbs_volume_ids() {
-        let _: serde_json::Value = c
-            .patch(
-                &c.block(&format!("/volumes/{v}")),
-                &json!({ "tags": tags(&labels) }),
-            )
-            .await?;
-    }
-    for ip in &server.public_ips {
-        let l = labels_of(&ip.tags);
-        if l.get(LABEL_MANAGED_BY) == Some(MANAGED_BY_VALUE) && l.get(LABEL_SERVER).is_none() {
-            let _: serde_json::Value = c
-                .patch(
-                    &c.inst(&format!("/ips/{}", ip.id)),
-                    &json!({ "tags": tags(&labels) }),
-                )
-                .await?;
+    let body = json!({ "tags": tags(&labels) });
+    let volumes = server
+        .sbs_volume_ids()
+        .into_iter()
+        .map(|v| c.block(&format!("/volumes/{v}")));
+    let ips = server
+        .public_ips
+        .iter()
+        .filter(|ip| {
+            let l = labels_of(&ip.tags);
+            l.get(LABEL_MANAGED_BY) == Some(MANAGED_BY_VALUE) && l.get(LABEL_SERVER).is_none()
+        })
+        .map(|ip| c.inst(&format!("/ips/{}", ip.id)));
+    let patches = volumes.chain(ips).map(|path| {
+        let body = &body;
+        async move {
+            let _: serde_json::Value = c.patch(&path, body).await?;
+            Ok::<_, bootstrap_core::Error>(())
         }
-    }
-    Ok(())
+    });
+    futures::future::join_all(patches)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>>>()
+        .map(drop)
 }
 
 /// The project's Block volumes carrying `tag` (`key=value`; the API matches any one tag).

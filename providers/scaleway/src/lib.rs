@@ -12,15 +12,17 @@
 //!   (`/instance/v1/zones/{zone}`), Block (`/block/v1/zones/{zone}`) and Marketplace APIs under
 //!   one base URL, and both pagination styles (`X-Total-Count`; `total_count`).
 //! - [`ApiError`] (`error.rs`) keeps Scaleway's `{type, message, resource, resource_id, fields}`.
-//! - One module per resource: `security_group.rs`, `server.rs` (create stopped, then user-data
-//!   and `poweron` in [`Provider::complete_server`]), `snapshot.rs` (Block snapshots of the SBS
+//! - One module per resource: `security_group.rs`, `server.rs` (create stopped, then IPs,
+//!   user-data and `poweron` in [`Provider::complete_server`]), `snapshot.rs` (Block snapshots of the SBS
 //!   root volume), `image.rs` (`--from-snapshot`), `leftovers.rs` (what `terminate` leaves
 //!   billed: the SBS volume and flexible IPs), [`jobs`] (the `serverless-jobs` snapshot engine:
 //!   a Serverless Jobs definition with a cron schedule and its Secret Manager secret).
-//!   `schema.rs` holds the wire types.
+//!   `schema.rs` holds the wire types; `cache.rs` what one run passes on between primitives
+//!   instead of asking again (a new server, a new group's rules, what an image id is).
 //! - No SSH key resource: IAM keys are project-wide (Scaleway installs every project key on
 //!   every new server of the project), so the deployment's key goes in through cloud-init only.
 
+mod cache;
 pub mod cli;
 mod client;
 pub mod config;
@@ -43,6 +45,7 @@ use bootstrap_core::{
     Snapshot, SshKey, SshKeySpec,
 };
 
+use crate::cache::Cache;
 use crate::client::Client;
 
 pub use crate::client::DEFAULT_ENDPOINT;
@@ -97,6 +100,8 @@ pub(crate) fn filter_tag(selector: &Labels) -> Option<String> {
 #[derive(Debug)]
 pub struct Scaleway {
     client: Client,
+    /// What this run resolved or still owes, passed on between primitives.
+    cache: Cache,
     /// The scw profile whose values are in use, for output.
     profile: Option<String>,
     /// The secret key again, for the `serverless-jobs` engine's Secret Manager secret.
@@ -111,6 +116,7 @@ impl Scaleway {
     /// An adapter for `project` in `zone` at `endpoint` (default [`DEFAULT_ENDPOINT`]).
     pub fn new(secret: Secret, project: &str, zone: &str, endpoint: Option<&str>) -> Result<Self> {
         Ok(Self {
+            cache: Cache::default(),
             client: Client::new(
                 secret.clone(),
                 project.to_owned(),
@@ -162,7 +168,7 @@ impl Provider for Scaleway {
         image: &str,
         location: &str,
     ) -> Result<()> {
-        server::check_options(&self.client, server_type, image, location).await
+        server::check_options(&self.client, &self.cache, server_type, image, location).await
     }
 
     // No key resource (see the crate doc): the flows never call these.
@@ -190,7 +196,7 @@ impl Provider for Scaleway {
     }
 
     async fn create_firewall(&self, spec: &FirewallSpec) -> Result<Created<Firewall>> {
-        security_group::create(&self.client, spec).await
+        security_group::create(&self.client, &self.cache, spec).await
     }
 
     async fn update_firewall_rules(
@@ -219,11 +225,11 @@ impl Provider for Scaleway {
     }
 
     async fn create_server(&self, spec: &ServerSpec) -> Result<Created<Server>> {
-        server::create(&self.client, spec).await
+        server::create(&self.client, &self.cache, spec).await
     }
 
     async fn complete_server(&self, server: &Server, spec: &ServerSpec) -> Result<Vec<Operation>> {
-        server::complete(&self.client, server, spec).await
+        server::complete(&self.client, &self.cache, server, spec).await
     }
 
     async fn delete_server(&self, id: &str) -> Result<Vec<Operation>> {

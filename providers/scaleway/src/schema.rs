@@ -113,16 +113,13 @@ pub(crate) struct ScwIp {
     pub id: String,
     #[serde(default)]
     pub address: String,
+    /// `inet` or `inet6`, as a server lists its IPs (an `/ips` answer has `type` instead).
+    #[serde(default)]
+    pub family: String,
     #[serde(default)]
     pub tags: Vec<String>,
     #[serde(default)]
     pub server: Option<Ref>,
-}
-
-/// `{ip}`.
-#[derive(Debug, Deserialize)]
-pub(crate) struct IpEnvelope {
-    pub ip: ScwIp,
 }
 
 /// A security group.

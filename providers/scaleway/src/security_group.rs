@@ -1,6 +1,7 @@
 //! Security groups (`/security_groups`): the cloud firewall, created `stateful: true` with inbound
 //! `drop` and outbound `accept` (all sent explicitly), one `accept` rule per source, tagged;
-//! passed to the server by id. Updates touch only the rules for bootstrap's own ports.
+//! passed to the server by id. A new group's rules are sent beside the server's create
+//! ([`pay`]). Updates touch only the rules for bootstrap's own ports.
 
 use bootstrap_core::model::Protocol;
 use bootstrap_core::{
@@ -9,6 +10,7 @@ use bootstrap_core::{
 use ipnet::IpNet;
 use serde_json::json;
 
+use crate::cache::Cache;
 use crate::client::{Client, uuid};
 use crate::schema::{ScwRule, ScwSecurityGroup, SecurityGroupEnvelope, labels_of};
 use crate::{filter_tag, leftovers, tags};
@@ -22,21 +24,22 @@ pub(crate) async fn list_by_labels(c: &Client, selector: &Labels) -> Result<Vec<
     let groups: Vec<ScwSecurityGroup> = c
         .list_instance(&c.inst("/security_groups"), "security_groups", q)
         .await?;
-    let mut out = Vec::new();
-    for g in groups {
-        let labels = labels_of(&g.tags);
-        if !labels.matches(selector) {
-            continue;
-        }
-        let rules = rules_of(c, &g.id).await?;
-        out.push(Firewall {
+    let ours: Vec<ScwSecurityGroup> = groups
+        .into_iter()
+        .filter(|g| labels_of(&g.tags).matches(selector))
+        .collect();
+    // Each group's rules at once: a re-run's read stage waits for one round, not one a group.
+    let rules = futures::future::try_join_all(ours.iter().map(|g| rules_of(c, &g.id))).await?;
+    Ok(ours
+        .into_iter()
+        .zip(rules)
+        .map(|(g, rules)| Firewall {
+            labels: labels_of(&g.tags),
             id: g.id,
             name: g.name,
-            labels,
             inbound: inbound(&rules),
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 async fn rules_of(c: &Client, id: &str) -> Result<Vec<ScwRule>> {
@@ -119,9 +122,15 @@ async fn add_rule(c: &Client, id: &str, rule: &FirewallRule, source: &IpNet) -> 
     Ok(())
 }
 
-/// Creates the group and its rules. A rule refused leaves no half-made group behind: it is
-/// removed before the error returns, so that a retry starts clean.
-pub(crate) async fn create(c: &Client, spec: &FirewallSpec) -> Result<Created<Firewall>> {
+/// Creates the group, closed: its inbound policy is `drop` and it has no rule yet. The rules
+/// are owed (see [`crate::cache::Cache::owe`]) and sent beside the server's create by [`pay`],
+/// so that they cost no round trip of their own; the server is created stopped and only powered
+/// on once they are in (`complete_server` pays what is still owed first).
+pub(crate) async fn create(
+    c: &Client,
+    cache: &Cache,
+    spec: &FirewallSpec,
+) -> Result<Created<Firewall>> {
     let made: SecurityGroupEnvelope = c
         .post(
             &c.inst("/security_groups"),
@@ -138,25 +147,37 @@ pub(crate) async fn create(c: &Client, spec: &FirewallSpec) -> Result<Created<Fi
         )
         .await?;
     let g = made.security_group;
-    for rule in &spec.inbound {
-        for source in &rule.sources {
-            if let Err(e) = add_rule(c, &g.id, rule, source).await {
-                if let Err(d) = c
-                    .delete(&c.inst(&format!("/security_groups/{}", g.id)))
-                    .await
-                {
-                    tracing::warn!("removing half-made security group {}: {d}", g.id);
-                }
-                return Err(e.context(format!("adding a rule to security group {}", g.name)));
-            }
-        }
-    }
+    cache.owe(&g.id, spec.inbound.clone());
     Ok(Created::ready(Firewall {
         id: g.id,
         name: g.name,
         labels: labels_of(&g.tags),
         inbound: spec.inbound.clone(),
     }))
+}
+
+/// Gives group `id` the rules it still owes, if any. A fresh group has none of ours: one `POST`
+/// per rule and source, all at once. After an attempt that failed some may exist, so the rules
+/// are then made exact like a re-run's ([`set_rules`]). A group that owes nothing costs nothing.
+pub(crate) async fn pay(c: &Client, cache: &Cache, id: &str) -> Result<()> {
+    let Some(owed) = cache.owed(id) else {
+        return Ok(());
+    };
+    let r = if owed.fresh {
+        let adds = owed
+            .rules
+            .iter()
+            .flat_map(|rule| rule.sources.iter().map(move |s| add_rule(c, id, rule, s)));
+        futures::future::join_all(adds)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()
+            .map(drop)
+    } else {
+        set_rules(c, id, &owed.rules).await
+    };
+    cache.settle(id, &r);
+    r.map_err(|e| e.context(format!("adding the rules of security group {id}")))
 }
 
 /// Makes each wanted port allow exactly its sources: adds what is missing, then removes the
@@ -166,7 +187,13 @@ pub(crate) async fn set_inbound_rules(
     fw: &Firewall,
     wanted: &[FirewallRule],
 ) -> Result<Vec<Operation>> {
-    let id = uuid(&fw.id)?;
+    set_rules(c, &fw.id, wanted).await?;
+    Ok(Vec::new())
+}
+
+/// [`set_inbound_rules`] for a group known by id.
+async fn set_rules(c: &Client, id: &str, wanted: &[FirewallRule]) -> Result<()> {
+    let id = uuid(id)?;
     let rules = rules_of(c, id).await?;
     for w in wanted {
         let same: Vec<&ScwRule> = rules
@@ -198,7 +225,7 @@ pub(crate) async fn set_inbound_rules(
             }
         }
     }
-    Ok(Vec::new())
+    Ok(())
 }
 
 /// Deletes the group; still attached to a server is `InUse`. Before it goes, the deployment's

@@ -328,7 +328,15 @@ impl World {
             .filter(|ip| ip["server"]["id"] == json!(id))
             .cloned()
             .collect();
-        s["public_ip"] = ips.first().cloned().unwrap_or(Value::Null);
+        // The document's `public_ip` is an object, never null: a server without IPs has none.
+        match ips.first() {
+            Some(ip) => s["public_ip"] = ip.clone(),
+            None => {
+                if let Some(o) = s.as_object_mut() {
+                    o.remove("public_ip");
+                }
+            }
+        }
         s["public_ips"] = json!(ips);
         s
     }
@@ -888,7 +896,15 @@ fn instance(
                     );
                 }
             };
-            let ip = json!({"id": id, "address": address.split('/').next().unwrap(), "prefix": address, "family": family, "type": b["type"], "dynamic": false, "tags": b["tags"].clone(), "project": PROJECT, "server": null, "zone": zone});
+            // `server`: the IP is attached to that server as it is reserved (CreateIp).
+            let server = match b["server"].as_str() {
+                Some(sid) => match w.servers.get(sid) {
+                    Some(s) => json!({"id": sid, "name": s["name"]}),
+                    None => return not_found("instance_server", sid),
+                },
+                None => Value::Null,
+            };
+            let ip = json!({"id": id, "address": address.split('/').next().unwrap(), "prefix": address, "family": family, "type": b["type"], "dynamic": false, "tags": b["tags"].clone(), "project": PROJECT, "server": server, "zone": zone});
             w.ips.insert(id, ip.clone());
             ok(201, json!({"ip": ip_out(&ip)}))
         }
