@@ -1,4 +1,5 @@
-//! The `fakecloud` command: `fakecloud <provider> --listen 127.0.0.1:PORT [--action-ms N]` serves
+//! The `fakecloud` command: `fakecloud <provider> --listen 127.0.0.1:PORT [--action-ms N]
+//! [--latency-ms N]` serves
 //! one provider's fake until SIGTERM or Ctrl-C. The first line on stdout is the URL to give
 //! `bootstrap --endpoint`, so scripts and tests can read it and start; everything else goes to
 //! stderr. One subcommand per provider, all sharing [`Serve`].
@@ -44,6 +45,10 @@ pub struct Serve {
     /// third poll, as in the tests).
     #[arg(long, value_name = "N")]
     pub action_ms: Option<u64>,
+    /// Every request takes this many milliseconds longer, half before the fake does the work
+    /// and half before the answer leaves, as over a network (default: none).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub latency_ms: u64,
 }
 
 impl Serve {
@@ -51,6 +56,11 @@ impl Serve {
     pub fn pace(&self) -> Pace {
         self.action_ms
             .map_or_else(Pace::default, |ms| Pace::Wall(Duration::from_millis(ms)))
+    }
+
+    /// The latency the flags ask for.
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.latency_ms)
     }
 }
 
@@ -122,6 +132,7 @@ pub fn run(cli: &Cli) -> Result<(), Error> {
         ..FakeConfig::default()
     };
     let fake = FakeHetzner::start_on(serve.listen, config)?;
+    fake.set_latency(serve.latency());
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", fake.url())?;
     out.flush()?;
@@ -140,6 +151,7 @@ fn run_digitalocean(serve: &Serve) -> Result<(), Error> {
         return Err(Error::NotLoopback(serve.listen));
     }
     let fake = crate::digitalocean::FakeDo::start_on(serve.listen, serve.pace())?;
+    fake.kit().set_latency(serve.latency());
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", fake.url())?;
     out.flush()?;
@@ -158,6 +170,10 @@ fn run_scaleway(serve: &Serve) -> Result<(), Error> {
         return Err(Error::NotLoopback(serve.listen));
     }
     let fake = crate::scaleway::FakeScaleway::start_on(serve.listen)?;
+    if serve.action_ms.is_some() {
+        fake.set_pace(serve.pace());
+    }
+    fake.kit().set_latency(serve.latency());
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", fake.url())?;
     out.flush()?;

@@ -7,13 +7,19 @@
 //! take a rate-limit token, run the router, then replace the answer or drop the connection after
 //! it did the work, add the rate-limit headers and log the exchange. A dropped connection is the
 //! connection future going out of scope (`tokio::select!`), so no HTTP code is written here.
+//!
+//! A set latency ([`Server::set_latency`]) is a network between client and cloud: half of it
+//! passes before the request reaches the pipeline, the other half before the answer leaves, so
+//! a client sees every call take at least that long and the work happens in the middle. The log
+//! keeps when each request arrived and when its answer left, which is how the benchmark counts
+//! round trips.
 
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -50,6 +56,10 @@ pub struct LoggedRequest {
     /// The response body, if any (for `DropAfter`, what would have been sent): JSON, or the
     /// text of any other (EC2's XML) as a string.
     pub response: Option<Value>,
+    /// When the request arrived, before the first half of the latency.
+    pub arrived: Instant,
+    /// When the answer left (or the connection was dropped), after the whole latency.
+    pub answered: Instant,
 }
 
 /// How a fake's server is set up; [`Builder::start`] starts it.
@@ -134,6 +144,7 @@ impl Builder {
                 rules: Rules::default(),
                 log: vec![],
                 rate: self.rate,
+                latency: Duration::ZERO,
             }),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -221,6 +232,12 @@ impl Server {
             .set(limit, refill_per_sec, remaining);
     }
 
+    /// Adds `latency` to every request from now on: half before the work, half before the
+    /// answer leaves (a network in between; zero, the default, for none).
+    pub fn set_latency(&self, latency: Duration) {
+        self.control.lock().latency = latency;
+    }
+
     /// Every answered (or dropped) request, in the order they finished.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.control.lock().log.clone()
@@ -275,6 +292,7 @@ struct Inner {
     rules: Rules,
     log: Vec<LoggedRequest>,
     rate: RateLimit,
+    latency: Duration,
 }
 
 impl Control {
@@ -374,6 +392,12 @@ async fn pipeline(
     ctl: Arc<Control>,
     app: Router,
 ) -> Option<Response<Body>> {
+    let arrived = Instant::now();
+    let latency = ctl.lock().latency;
+    // Half of the network on the way in, the other half on the way out.
+    let way_in = latency / 2;
+    let way_out = latency - way_in;
+    sleep_nonzero(way_in).await;
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(Body::new(body), MAX_BODY).await else {
         return Some((ctl.error)(
@@ -396,6 +420,8 @@ async fn pipeline(
     };
     let log = |status: u16, response: Option<Value>| {
         ctl.lock().log.push(LoggedRequest {
+            arrived,
+            answered: Instant::now(),
             n,
             method: parts.method.to_string(),
             path: parts
@@ -416,6 +442,7 @@ async fn pipeline(
         |code: u16| StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let answer = match fault {
         Some(Fault::Drop) => {
+            sleep_nonzero(way_out).await;
             log(0, None);
             return None;
         }
@@ -438,6 +465,7 @@ async fn pipeline(
                 Some(Fault::StatusAfter(code, error)) => (ctl.error)(status(code), error),
                 Some(Fault::DropAfter) => {
                     let (_, body) = read(answer).await;
+                    sleep_nonzero(way_out).await;
                     log(0, logged_response(&body));
                     return None;
                 }
@@ -454,8 +482,16 @@ async fn pipeline(
             }
         }
     }
+    sleep_nonzero(way_out).await;
     log(head.status.as_u16(), logged_response(&body));
     Some(Response::from_parts(head, Body::from(body)))
+}
+
+/// Sleeps for `d` unless it is zero (no timer, no yield, when there is no latency).
+async fn sleep_nonzero(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
 }
 
 /// An answer's head and its whole body.

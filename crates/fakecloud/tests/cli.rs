@@ -173,3 +173,78 @@ fn refuses_to_listen_beyond_loopback() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a loopback address"), "{err}");
 }
+
+/// One request to the Scaleway fake (`X-Auth-Token`, which `http_request` does not send):
+/// the status and the JSON answer.
+fn scw(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use std::io::{Read as _, Write as _};
+    let rest = base.strip_prefix("http://").unwrap();
+    let (host, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let body = body.map(ToString::to_string).unwrap_or_default();
+    let mut conn = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        conn,
+        "{method} {prefix}{path} HTTP/1.1\r\nHost: {host}\r\nX-Auth-Token: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or_default();
+    (status, json)
+}
+
+#[test]
+fn scaleway_action_ms_and_latency_ms_take_wall_time() {
+    let fake = Running::start(&[
+        "scaleway",
+        "--listen",
+        "127.0.0.1:0",
+        "--action-ms",
+        "400",
+        "--latency-ms",
+        "100",
+    ]);
+    let zone = format!("{}/instance/v1/zones/fr-par-1", fake.url);
+    let body = json!({"name": "web1", "commercial_type": "DEV1-S", "image": "debian_bookworm",
+        "project": fakecloud::scaleway::PROJECT,
+        "volumes": {"0": {"volume_type": "sbs_volume", "size": 10_000_000_000u64}}});
+    let t = Instant::now();
+    let (status, r) = scw(&zone, "POST", "/servers", Some(&body));
+    assert_eq!(status, 201, "{r:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(100),
+        "{:?}",
+        t.elapsed()
+    );
+    let id = r["server"]["id"].as_str().unwrap().to_owned();
+    let on = json!({"action": "poweron"});
+    let (status, _) = scw(&zone, "POST", &format!("/servers/{id}/action"), Some(&on));
+    assert_eq!(status, 202);
+    let started = Instant::now();
+    let mut polls = 0;
+    loop {
+        let (_, s) = scw(&zone, "GET", &format!("/servers/{id}"), None);
+        if s["server"]["state"] == "running" {
+            break;
+        }
+        polls += 1;
+        assert!(started.elapsed() < Duration::from_secs(10), "never running");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(polls >= 2, "running after {polls} polls");
+    assert_eq!(fake.terminate().code(), Some(0));
+}

@@ -213,3 +213,41 @@ fn form_bodies_and_text_answers_are_logged() {
     assert!(s.requests().is_empty());
     assert_eq!(s.request_count(), 1);
 }
+
+#[test]
+fn latency_holds_every_answer_and_the_log_times_it() {
+    let (s, made) = start(RateLimit::new(HeaderStyle::None, 100, 1.0));
+    s.set_latency(Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    let url = s.url();
+    let t = std::thread::spawn(move || http_request(&url, "POST", "/things", None, None));
+    // Half the latency passes before the work: nothing is made yet.
+    std::thread::sleep(Duration::from_millis(80));
+    assert_eq!(
+        made.load(Ordering::SeqCst),
+        0,
+        "not done before half the latency"
+    );
+    assert_eq!(t.join().unwrap().unwrap().status, 201);
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let logged = &s.requests()[0];
+    let held = logged.answered - logged.arrived;
+    assert!(
+        held >= Duration::from_millis(300) && held <= took,
+        "{held:?} of {took:?}"
+    );
+
+    // Back to none: the next call is quick, and arrives after the first one's answer.
+    s.set_latency(Duration::ZERO);
+    let t1 = std::time::Instant::now();
+    assert_eq!(post_thing(&s).unwrap().status, 201);
+    assert!(
+        t1.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t1.elapsed()
+    );
+    let log = s.requests();
+    assert!(log[1].arrived >= log[0].answered);
+}

@@ -31,6 +31,7 @@ mod jobs;
 
 pub use jobs::REGIONS;
 
+use crate::clock::{Pace, Timer};
 use crate::fault::Fault;
 use crate::ratelimit::{HeaderStyle, RateLimit};
 use crate::server::{Builder, Server};
@@ -90,14 +91,17 @@ pub struct World {
     pub secrets: BTreeMap<String, Value>,
     /// Secret Manager versions by secret id, oldest first (`data` is the base64 payload).
     pub secret_versions: BTreeMap<String, Vec<Value>>,
-    /// Observations (GETs) left before a transition, by resource id.
-    pending: BTreeMap<String, u32>,
+    /// The clock of each pending transition, by resource id.
+    pending: BTreeMap<String, Timer>,
     /// Requests, in order.
     pub log: Vec<Logged>,
     /// Largest page served (the live API's is 100).
     pub max_page: usize,
     /// Observations a transition takes.
     pub polls: u32,
+    /// When set, transitions take this instead of `polls` observations (`--action-ms`: wall
+    /// time, for people and benchmarks).
+    pub pace: Option<Pace>,
 }
 
 /// The fake, served while it lives.
@@ -193,6 +197,12 @@ impl FakeScaleway {
         &self.server
     }
 
+    /// Makes the transitions started from now on (a server starting or stopping, a Block
+    /// snapshot being made) take `pace` instead of the tests' observations.
+    pub fn set_pace(&self, pace: Pace) {
+        self.w().pace = Some(pace);
+    }
+
     /// Answers every `n`th request from now on with the live API's 429: no rate headers.
     pub fn throttle_every(&self, n: u64) {
         let seen = std::sync::atomic::AtomicU64::new(0);
@@ -228,19 +238,20 @@ impl World {
             .unwrap()
     }
 
+    /// Starts the clock of a transition of `id` (a server starting or stopping, a snapshot
+    /// being made).
+    fn start_transition(&mut self, id: &str) {
+        let pace = self.pace.unwrap_or(Pace::Polls(self.polls));
+        self.pending.insert(id.to_owned(), Timer::start(pace));
+    }
+
     /// One observation of `id`: true when its transition is due now.
     fn observe(&mut self, id: &str) -> bool {
-        match self.pending.get_mut(id) {
-            Some(0) => {
-                self.pending.remove(id);
-                true
-            }
-            Some(n) => {
-                *n -= 1;
-                false
-            }
-            None => false,
+        let done = self.pending.get_mut(id).is_some_and(Timer::observe);
+        if done {
+            self.pending.remove(id);
         }
+        done
     }
 
     fn tick_server(&mut self, id: &str) {
@@ -705,18 +716,17 @@ fn instance(
             };
             let state = s["state"].as_str().unwrap_or("").to_owned();
             let action = b["action"].as_str().unwrap_or("poweron").to_owned();
-            let polls = w.polls;
             match (action.as_str(), state.as_str()) {
                 ("poweron", "stopped") => {
                     if !w.user_data.contains_key(*id) {
                         w.booted_without_user_data.push((*id).to_owned());
                     }
                     w.servers.get_mut(*id).unwrap()["state"] = json!("starting");
-                    w.pending.insert((*id).to_owned(), polls);
+                    w.start_transition(id);
                 }
                 ("terminate", "running" | "starting" | "stopped") => {
                     w.servers.get_mut(*id).unwrap()["state"] = json!("stopping");
-                    w.pending.insert((*id).to_owned(), polls);
+                    w.start_transition(id);
                 }
                 ("poweroff", "running") => {
                     w.servers.get_mut(*id).unwrap()["state"] = json!("stopped");
@@ -1006,8 +1016,7 @@ fn block(
             let s = json!({"id": id, "name": b["name"], "parent_volume": {"id": vid}, "size": 20_000_000_000u64,
                 "project_id": b["project_id"], "status": "creating", "tags": b["tags"].clone(),
                 "created_at": created, "updated_at": now, "class": "sbs", "zone": zone});
-            let polls = w.polls;
-            w.pending.insert(id.clone(), polls);
+            w.start_transition(&id);
             w.snapshots.insert(id, s.clone());
             // The live API answers 200 here.
             ok(200, s)
