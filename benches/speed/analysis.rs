@@ -270,10 +270,13 @@ fn xml_ids(xml: &str, out: &mut BTreeSet<String>) {
         let Some(close) = rest.find('>') else { break };
         let tag = &rest[..close];
         rest = &rest[close + 1..];
-        if tag.ends_with("Id") && tag != "requestId" && !tag.contains(' ') && !tag.contains('/') {
-            if let Some(end) = rest.find('<') {
-                out.insert(rest[..end].to_owned());
-            }
+        if tag.ends_with("Id")
+            && tag != "requestId"
+            && !tag.contains(' ')
+            && !tag.contains('/')
+            && let Some(end) = rest.find('<')
+        {
+            out.insert(rest[..end].to_owned());
         }
     }
 }
@@ -306,10 +309,10 @@ fn json_done(api: Api, v: &Value, out: &mut BTreeSet<String>) {
         Value::Array(a) => a.iter().for_each(|x| json_done(api, x, out)),
         Value::Object(m) => {
             let status = m.get("status").or_else(|| m.get("state"));
-            if let (Some(id), Some(Value::String(s))) = (m.get("id").and_then(scalar), status) {
-                if finished.contains(&s.as_str()) {
-                    out.insert(id);
-                }
+            if let (Some(id), Some(Value::String(s))) = (m.get("id").and_then(scalar), status)
+                && finished.contains(&s.as_str())
+            {
+                out.insert(id);
             }
             m.values().for_each(|x| json_done(api, x, out));
         }
@@ -369,8 +372,7 @@ fn starts_operation(api: Api, n: &Node<'_>) -> bool {
                 || (r.method == "POST" && path.ends_with("/actions"))
         }
         Api::Scaleway => {
-            (r.method == "POST" && path.ends_with("/action"))
-                || (r.method == "POST" && path.ends_with("/snapshots"))
+            r.method == "POST" && (path.ends_with("/action") || path.ends_with("/snapshots"))
         }
         Api::Aws => matches!(
             action_of(r),

@@ -3,7 +3,9 @@
 //! call, and plays the timing moto leaves out: an instance is `pending` for the operation's
 //! duration after `RunInstances`, `shutting-down` for as long after `TerminateInstances`, and an
 //! image made by `CreateImage` is `pending` as long (moto has them `running`, `terminated` and
-//! `available` at once).
+//! `available` at once). moto has no Data Lifecycle Manager: the proxy answers its listing
+//! (`GET /policies`, which `destroy` makes to find native schedules) with none, as DLM does
+//! for a deployment on the job engine.
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
