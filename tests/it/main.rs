@@ -9,6 +9,7 @@ mod aws;
 mod aws_proxy;
 #[cfg(feature = "aws")]
 mod aws_snapshots;
+mod bench;
 mod cli;
 mod completions;
 mod context;

@@ -124,6 +124,28 @@ impl FakeDo {
         lock(&self.state)
     }
 
+    // ----- seeding (no request is logged) -----
+
+    /// Adds an `active` droplet shaped like `template` (a droplet as the API renders it) under a
+    /// new id, with `name` and `tags` (made if missing); returns its id. For benchmarks that
+    /// need many servers without creating each through the API.
+    pub fn insert_droplet_like(&self, template: &Value, name: &str, tags: &[String]) -> i64 {
+        let mut s = self.state();
+        let id = s.id();
+        let created = s.tick();
+        let mut d = template.clone();
+        d["id"] = json!(id);
+        d["name"] = json!(name);
+        d["status"] = json!("active");
+        d["created_at"] = json!(created);
+        d["tags"] = json!(tags);
+        d["snapshot_ids"] = json!([]);
+        d["backup_ids"] = json!([]);
+        s.tags.extend(tags.iter().cloned());
+        s.droplets.insert(id, d);
+        id
+    }
+
     // ----- inspection -----
 
     /// SSH keys as JSON.

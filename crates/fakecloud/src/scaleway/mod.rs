@@ -203,6 +203,49 @@ impl FakeScaleway {
         &self.server
     }
 
+    /// Adds a running server shaped like the server `template` (same zone, type and group),
+    /// named `name` and tagged `tags`, with a root volume of its own; returns its id, or `None`
+    /// when there is no such template. No request is logged: for benchmarks that need many
+    /// servers without creating each through the API.
+    pub fn insert_server_like(
+        &self,
+        template: &str,
+        name: &str,
+        tags: &[String],
+    ) -> Option<String> {
+        let mut w = self.w();
+        let mut s = w.servers.get(template)?.clone();
+        let id = w.uuid();
+        let vid = w.uuid();
+        let old_vid = s["volumes"]["0"]["id"].as_str().unwrap_or("").to_owned();
+        let mut vol = w
+            .volumes
+            .get(&old_vid)
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        vol["id"] = json!(vid);
+        vol["name"] = json!(format!("{name}-root"));
+        vol["status"] = json!("in_use");
+        vol["references"] =
+            json!([{"product_resource_type": "instance_server", "product_resource_id": id}]);
+        s["id"] = json!(id);
+        s["name"] = json!(name);
+        s["state"] = json!("running");
+        s["tags"] = json!(tags);
+        s["volumes"]["0"]["id"] = json!(vid);
+        let gid = s["security_group"]["id"].as_str().unwrap_or("").to_owned();
+        if let Some(arr) = w
+            .groups
+            .get_mut(&gid)
+            .and_then(|g| g["servers"].as_array_mut())
+        {
+            arr.push(json!({"id": id, "name": name}));
+        }
+        w.volumes.insert(vid, vol);
+        w.servers.insert(id.clone(), s);
+        Some(id)
+    }
+
     /// Makes the transitions started from now on (a server starting or stopping, a Block
     /// snapshot being made) take `pace` instead of the tests' observations.
     pub fn set_pace(&self, pace: Pace) {
