@@ -66,6 +66,9 @@ pub struct CreateFailure {
     pub error: Error,
     /// What the rollback removed, or why it could not finish.
     pub rollback: std::result::Result<Teardown, Error>,
+    /// The provider refused the server type, image or location in the read stage, before any
+    /// call that changes anything: a usage error, like the offline checks.
+    pub options_refused: bool,
 }
 
 /// Runs the create flow. `cancel` resolving (Ctrl-C, SIGTERM, SIGHUP) stops it and rolls back.
@@ -99,7 +102,14 @@ pub async fn create(
                 ));
             }
             let rollback = rollback(p, plan, &ledger, cfg, progress).await;
-            Err(CreateFailure { error, rollback })
+            let options_refused = ledger
+                .options_refused
+                .load(std::sync::atomic::Ordering::Relaxed);
+            Err(CreateFailure {
+                error,
+                rollback,
+                options_refused,
+            })
         }
     }
 }
@@ -111,6 +121,8 @@ pub async fn create(
 pub(crate) struct Ledger {
     run: String,
     inner: Mutex<LedgerInner>,
+    /// The read stage's option check refused the input.
+    options_refused: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -126,6 +138,7 @@ impl Ledger {
         Self {
             run: format!("{n:016x}"),
             inner: Mutex::default(),
+            options_refused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -251,6 +264,7 @@ async fn read_stage(
     native: Option<&NativeScheduleSpec>,
     selector: &Labels,
     cfg: &FlowConfig,
+    ledger: &Ledger,
 ) -> Result<Found> {
     let desc = p.description();
     let s = &plan.server;
@@ -260,7 +274,14 @@ async fn read_stage(
                 retry(&cfg.retry, "check server options", || {
                     p.check_server_options(&s.server_type, &s.image, &s.location)
                 })
-                .await?;
+                .await
+                .inspect_err(|e| {
+                    if e.kind() == &ErrorKind::InvalidInput {
+                        ledger
+                            .options_refused
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })?;
             }
             Ok(())
         },
@@ -318,7 +339,7 @@ async fn run(
     } else {
         "looking up what exists"
     });
-    let found = read_stage(p, plan, native.as_ref(), &selector, cfg).await?;
+    let found = read_stage(p, plan, native.as_ref(), &selector, cfg, ledger).await?;
 
     // Key and firewall together, except where key names are unique (Hetzner, EC2): there the
     // key goes first, so that a run racing another with a different key stops at the key,
@@ -344,7 +365,6 @@ async fn run(
             &selector,
             cfg,
             progress,
-            deadline,
             ledger,
             found.firewall,
         )
@@ -391,13 +411,16 @@ async fn run(
         progress.done(&format!("snapshot schedule {} ({})", made.name, made.id));
         Ok(Some(made))
     };
-    let (key, (firewall, fw_made), native_schedule) = if desc.unique_key_names {
+    // Each branch runs to its end even when another fails: one cut off between two of its
+    // calls (DigitalOcean's tag, then its key) would leave what the first call made unrecorded.
+    let (key, fw, sched) = if desc.unique_key_names {
         let key = key_stage.await?;
-        let (fw, sched) = tokio::try_join!(firewall_stage, schedule_stage)?;
-        (key, fw, sched)
+        let (fw, sched) = tokio::join!(firewall_stage, schedule_stage);
+        (Ok(key), fw, sched)
     } else {
-        tokio::try_join!(key_stage, firewall_stage, schedule_stage)?
+        tokio::join!(key_stage, firewall_stage, schedule_stage)
     };
+    let (key, (firewall, fw_made), native_schedule) = (key?, fw?, sched?);
 
     progress.step("creating server");
     let mut spec: ServerSpec = plan.server.clone();
@@ -485,52 +508,52 @@ async fn run(
             p.complete_server(&server, spec)
         })
         .await?;
-        wait_operations(p, &ops, cfg, deadline).await
-    };
-    tokio::try_join!(race_check, started)?;
-    // A re-run that found the server but had to make its firewall (the old one was deleted by
-    // hand) applies the new one, so the server is not left unprotected.
-    if fw_made && !server_made {
-        progress.step(&format!(
-            "applying firewall {} to server {}",
-            firewall.id, server.id
-        ));
-        let ops = retry(&cfg.retry, "attach firewall", || {
-            p.attach_firewall(&server, &firewall)
-        })
-        .await?;
         wait_operations(p, &ops, cfg, deadline).await?;
-        let mut labels = server.labels.clone();
-        labels.insert(LABEL_FIREWALL, firewall.id.clone());
-        retry(&cfg.retry, "set server labels", || {
-            p.set_server_labels(&server, &labels)
-        })
-        .await?;
-    }
-    let what = format!("server {} to be running", server.id);
-    // Some clouds are eventually consistent (EC2): a server just created can be unknown to a
-    // get for a while. Not seen yet is only "gone" once it was seen, or after the provider's
-    // grace period.
-    let unseen_until = crate::deadline::after(desc.visibility_grace);
-    let seen = std::sync::atomic::AtomicBool::new(!server_made);
-    let server = wait_until(&cfg.poll, deadline, &what, || async {
-        match retry(&cfg.retry, &what, || p.get_server(&server.id)).await? {
-            Some(s) => {
-                seen.store(true, std::sync::atomic::Ordering::Relaxed);
-                Ok((s.status == ServerStatus::Running).then_some(s))
-            }
-            None if !seen.load(std::sync::atomic::Ordering::Relaxed)
-                && Instant::now() < unseen_until =>
-            {
-                Ok(None)
-            }
-            None => Err(Error::new(
-                ErrorKind::NotFound,
-                format!("server {} disappeared while starting", server.id),
-            )),
+        // A re-run that found the server but had to make its firewall (the old one was deleted
+        // by hand) applies the new one, so the server is not left unprotected.
+        if fw_made && !server_made {
+            progress.step(&format!(
+                "applying firewall {} to server {}",
+                firewall.id, server.id
+            ));
+            let ops = retry(&cfg.retry, "attach firewall", || {
+                p.attach_firewall(&server, &firewall)
+            })
+            .await?;
+            wait_operations(p, &ops, cfg, deadline).await?;
+            let mut labels = server.labels.clone();
+            labels.insert(LABEL_FIREWALL, firewall.id.clone());
+            retry(&cfg.retry, "set server labels", || {
+                p.set_server_labels(&server, &labels)
+            })
+            .await?;
         }
-    })
-    .await?;
+        let what = format!("server {} to be running", server.id);
+        // Some clouds are eventually consistent (EC2): a server just created can be unknown to
+        // a get for a while. Not seen yet is only "gone" once it was seen, or after the
+        // provider's grace period.
+        let unseen_until = crate::deadline::after(desc.visibility_grace);
+        let seen = std::sync::atomic::AtomicBool::new(!server_made);
+        wait_until(&cfg.poll, deadline, &what, || async {
+            match retry(&cfg.retry, &what, || p.get_server(&server.id)).await? {
+                Some(s) => {
+                    seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Ok((s.status == ServerStatus::Running).then_some(s))
+                }
+                None if !seen.load(std::sync::atomic::Ordering::Relaxed)
+                    && Instant::now() < unseen_until =>
+                {
+                    Ok(None)
+                }
+                None => Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("server {} disappeared while starting", server.id),
+                )),
+            }
+        })
+        .await
+    };
+    let ((), server) = tokio::try_join!(race_check, started)?;
     if server_made {
         // Once more, now that every run that started with this one has made its server: a
         // run that listed before another's create landed decides here, the same way.
@@ -670,10 +693,10 @@ async fn ensure_firewall(
     selector: &Labels,
     cfg: &FlowConfig,
     progress: &dyn Progress,
-    deadline: Instant,
     ledger: &Ledger,
     looked_up: Option<Created<Firewall>>,
 ) -> Result<(Firewall, bool)> {
+    let deadline = super::flow_deadline(cfg);
     let labelled = FirewallSpec {
         labels: with_run(&spec.labels, ledger),
         ..spec.clone()

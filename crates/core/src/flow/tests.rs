@@ -692,6 +692,7 @@ async fn a_racing_run_with_another_key_stops_before_making_anything() {
     let (ra, rb) = tokio::join!(run_create(&p, &a), run_create(&p, &b));
     let won = ra.expect("the first run completes");
     let lost = rb.expect_err("the second one stops");
+    assert!(!lost.options_refused, "a conflict, not refused options");
     assert!(lost.rollback.unwrap().removed.is_empty());
     assert_eq!(p.servers().len(), 1);
     assert_eq!(p.servers()[0].id, won.server.id);
@@ -839,6 +840,7 @@ async fn refused_options_fail_the_read_stage_before_anything_is_made() {
     p.fail_next("check_server_options", Fault::Invalid);
     let f = run_create(&p, &plan("web1", key(1))).await.unwrap_err();
     assert_eq!(f.error.kind(), &ErrorKind::InvalidInput);
+    assert!(f.options_refused);
     assert!(f.rollback.unwrap().removed.is_empty());
     assert!(
         !p.calls().iter().any(|c| c.starts_with("create_")),
