@@ -139,6 +139,14 @@ fn aws_racing_creates_leave_one_server() {
 fn a_second_run_on_one_machine_waits_for_the_lock_and_says_whose_it_is() {
     let c = crate::scenario::hetzner::Hetzner::start();
     let b = c.bin();
+    // The first run's server create answers after 3 s, so that it surely holds the lock when
+    // the second starts (a create on its critical path is otherwise done in a blink).
+    c.kit().fail_matching(
+        "POST",
+        "/servers",
+        fakecloud::Fault::Delay(Duration::from_secs(3)),
+        1,
+    );
     let first = spawn_create(&c, &b, "lock1");
     // The first holds the lock once its lock file names it.
     let lock = b.state_dir().join("hetzner").join(".lock1.lock");

@@ -118,6 +118,10 @@ pub struct Description {
     /// key before making the firewall, so that a run racing another with a different key stops
     /// before it made a firewall the other run could adopt; elsewhere the two are made together.
     pub unique_key_names: bool,
+    /// Whether `destroy` may delete the key while the server made with it is still being
+    /// deleted (Hetzner, EC2: a key is only read when a server is created). DigitalOcean links
+    /// its key to droplets through tags that are cleaned up once the droplet is gone.
+    pub key_goes_beside_server: bool,
     /// How long a server this run created may stay invisible to `get_server` before it counts
     /// as gone (EC2's eventual consistency); zero where the API is consistent.
     pub visibility_grace: Duration,

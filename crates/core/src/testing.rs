@@ -37,6 +37,7 @@ pub const FAKE_DESCRIPTION: Description = Description {
     ownership: OwnershipModel::LABELS,
     key_resource: true,
     unique_key_names: true,
+    key_goes_beside_server: true,
     visibility_grace: std::time::Duration::from_secs(60),
     flags: &[],
     create_flags: &[],

@@ -84,6 +84,7 @@ pub static DESCRIPTION: Description = Description {
     ownership: OwnershipModel::LABELS,
     key_resource: true,
     unique_key_names: true,
+    key_goes_beside_server: true,
     // EC2 is eventually consistent: an instance RunInstances just returned can be unknown to
     // DescribeInstances for a few seconds.
     visibility_grace: std::time::Duration::from_secs(60),

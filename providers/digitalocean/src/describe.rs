@@ -33,6 +33,7 @@ pub static DESCRIPTION: Description = Description {
     },
     key_resource: true,
     unique_key_names: false,
+    key_goes_beside_server: false,
     visibility_grace: std::time::Duration::ZERO,
     flags: &[],
     create_flags: &[],

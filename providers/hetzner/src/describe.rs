@@ -24,6 +24,7 @@ pub static DESCRIPTION: Description = Description {
     ownership: OwnershipModel::LABELS,
     key_resource: true,
     unique_key_names: true,
+    key_goes_beside_server: true,
     visibility_grace: std::time::Duration::ZERO,
     flags: &[],
     create_flags: &[],

@@ -90,6 +90,7 @@ pub static DESCRIPTION: Description = Description {
     },
     key_resource: false,
     unique_key_names: false,
+    key_goes_beside_server: false,
     visibility_grace: Duration::ZERO,
     flags: &[ZONE_FLAG],
     create_flags: &[JOB_IMAGE_FLAG],

@@ -315,7 +315,8 @@ async fn teardown_all(
         .filter(|s| !kept_id("server", &s.id))
         .collect();
     // A key goes only when no managed server outside this teardown was created with it. A key
-    // is only read when a server is created, so it goes beside the server's wait.
+    // is only read when a server is created, so it goes beside the server's wait where the
+    // provider allows ([`crate::Description::key_goes_beside_server`]).
     // Without the listing of every managed server no key can be proven unused.
     let managed = if keys.is_empty() {
         Vec::new()
@@ -402,8 +403,14 @@ async fn teardown_all(
         }
         Ok::<_, Error>(())
     };
-    let (servers_done, (keys_done, keys_removed, keys_kept)) =
-        tokio::join!(server_stage, key_stage);
+    let (servers_done, (keys_done, keys_removed, keys_kept)) = if desc.key_goes_beside_server {
+        tokio::join!(server_stage, key_stage)
+    } else {
+        match server_stage.await {
+            Ok(()) => (Ok(()), key_stage.await),
+            Err(e) => (Err(e), (Ok(()), Vec::new(), Vec::new())),
+        }
+    };
     // Reported in teardown order (servers, firewalls, keys), whatever finished first.
     out.removed.extend(gone);
     out.removed.extend(keys_removed);
