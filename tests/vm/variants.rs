@@ -26,6 +26,8 @@ use crate::support::Bin;
 struct Tunnel {
     holder: Child,
     wireguard: Child,
+    /// wireguard-go's control socket, which a killed wireguard-go leaves behind.
+    socket: std::path::PathBuf,
 }
 
 impl Tunnel {
@@ -35,7 +37,10 @@ impl Tunnel {
             .args(["--net", "sleep", "infinity"])
             .spawn()
             .expect("unshare (util-linux)");
-        let ifname = format!("wgvm{}", std::process::id() % 100_000);
+        // A name of its own for each tunnel: a killed wireguard-go leaves its socket behind.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ifname = format!("wgvm{}x{n}", std::process::id() % 100_000);
         let wireguard = Command::new("wireguard-go")
             .args(["-f", &ifname])
             .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")
@@ -43,7 +48,12 @@ impl Tunnel {
             .stderr(Stdio::null())
             .spawn()
             .expect("wireguard-go");
-        let t = Tunnel { holder, wireguard };
+        let socket = std::path::PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
+        let t = Tunnel {
+            holder,
+            wireguard,
+            socket,
+        };
         // `wg-quick strip` gives the config `wg` reads (no Address line), then the endpoint.
         let stripped = Command::new("wg-quick")
             .arg("strip")
@@ -77,7 +87,7 @@ impl Tunnel {
         let path = dir.path().join("wg.conf");
         std::fs::write(&path, conf).unwrap();
         let end = Instant::now() + Duration::from_secs(10);
-        while !std::path::Path::new(&format!("/var/run/wireguard/{ifname}.sock")).exists() {
+        while !t.socket.exists() {
             assert!(Instant::now() < end, "wireguard-go made no {ifname}");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -104,6 +114,7 @@ impl Drop for Tunnel {
             let _ = c.kill();
             let _ = c.wait();
         }
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -215,6 +226,13 @@ fn aws_user_data_with_docker_and_wireguard_boots_and_verifies() {
             "{id} missing"
         );
     }
+    // verify replaced the server's WireGuard key (made on the server) and rewrote the client
+    // config; the server switches 2 s after verify ends. The tunnel comes up again from the
+    // rewritten config, as verify tells the user, and SSH works through it.
+    drop(tunnel);
+    std::thread::sleep(Duration::from_secs(5));
+    let tunnel = Tunnel::up(&d.dir().join("wg-bootstrap.conf"), vm.port("udp", 51820));
+    let reach = Reach::Tunnel(tunnel.pid(), "10.213.7.1".to_owned());
     let up = d.run_at(&reach, &["ssh", d.name, "--", "uptime"]);
     up.expect_code(0);
     assert!(up.stdout().contains("load average"), "{}", up.stdout());
@@ -230,6 +248,7 @@ fn aws_user_data_with_docker_and_wireguard_boots_and_verifies() {
         .expect("ssh");
     assert!(!outside.status.success(), "ssh worked outside the tunnel");
 
+    // (Bookworm's busybox wget segfaults on `-T`: `busybox timeout` bounds it instead.)
     // Docker: a container from a local image (busybox from the Debian mirror, no registry)
     // publishing 8080, and a container asking the metadata address. The guard table counts
     // those packets before (priority -10) and after (priority 10) the filter hooks: dropped in
@@ -250,11 +269,11 @@ fn aws_user_data_with_docker_and_wireguard_boots_and_verifies() {
         }\n\
         NFT\n\
         echo '=== metadata'\n\
-        docker run --rm bootstrap-vmtest:1 /bin/busybox wget -q -T 3 -O- http://169.254.169.254/latest/meta-data/ 2>&1 </dev/null || echo \"exit $?\"\n\
+        docker run --rm bootstrap-vmtest:1 /bin/busybox timeout 5 /bin/busybox wget -q -O- http://169.254.169.254/latest/meta-data/ 2>&1 </dev/null || echo \"exit $?\"\n\
         echo '=== counters'\n\
         nft list table ip vmguard\n\
         echo '=== served'\n\
-        docker exec web /bin/busybox wget -q -T 3 -O- http://127.0.0.1:8080/ </dev/null\n";
+        docker exec web /bin/busybox timeout 5 /bin/busybox wget -q -O- http://127.0.0.1:8080/ </dev/null\n";
     let (code, out, err) = d.root(&reach, setup);
     eprintln!("docker:\n{out}{err}");
     assert_eq!(code, 0, "{out}{err}");
