@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use super::analysis::Analysis;
 use super::clouds::Bucket;
-use super::run::{Facts, Options, describe};
+use super::run::{Facts, Options};
 
 /// How the run was set up, for the table's header.
 #[derive(Clone, Debug)]
@@ -19,8 +19,11 @@ pub struct Settings {
     op: Duration,
     snapshot: Duration,
     quick: bool,
-    bin: std::path::PathBuf,
+    /// The binary's size, stripped, and how it was measured.
+    size: (u64, &'static str),
+    release: bool,
     clean_build: Option<String>,
+    parallel: bool,
 }
 
 impl From<&Options> for Settings {
@@ -30,8 +33,10 @@ impl From<&Options> for Settings {
             op: o.op,
             snapshot: o.snapshot,
             quick: o.quick,
-            bin: o.bin.clone(),
+            size: stripped_size(&o.bin),
+            release: o.bin.components().any(|c| c.as_os_str() == "release"),
             clean_build: o.clean_build.clone(),
+            parallel: o.parallel,
         }
     }
 }
@@ -68,7 +73,8 @@ impl Row {
             run: run.to_owned(),
             servers,
             facts: facts.clone(),
-            bucket: bucket.map(|b| b.least_time(analysis.calls)),
+            // A request answered 429 took no token.
+            bucket: bucket.map(|b| b.least_time(analysis.calls - analysis.throttled)),
             analysis,
         }
     }
@@ -143,12 +149,8 @@ impl Report {
         }
     }
 
-    /// Adds a row and prints it (with its critical path when `verbose`).
-    pub fn push(&mut self, row: Row, verbose: bool) {
-        eprintln!("{}", row.line());
-        if verbose {
-            eprintln!("  {}", describe(&row.analysis));
-        }
+    /// Adds a row.
+    pub fn add(&mut self, row: Row) {
         self.rows.push(row);
     }
 
@@ -162,8 +164,13 @@ impl Report {
             .unwrap_or_default();
         let _ = writeln!(
             m,
-            "\n## {date}{}\n",
-            if s.quick { " (--quick)" } else { "" }
+            "\n## {date}{}{}\n",
+            if s.quick { " (--quick)" } else { "" },
+            if s.parallel {
+                " (providers in parallel)"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(m, "- commit: {}", commit());
         let _ = writeln!(
@@ -172,17 +179,12 @@ impl Report {
             std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
             cpu_model()
         );
-        let size = std::fs::metadata(&s.bin).map_or(0, |m| m.len());
+        let (size, how) = s.size;
         let _ = writeln!(
             m,
-            "- binary: {} bytes ({:.1} MB), {} build{}",
-            size,
+            "- binary: {size} bytes ({:.1} MB, {how}), {} build{}",
             size as f64 / 1e6,
-            if s.bin.components().any(|c| c.as_os_str() == "release") {
-                "release"
-            } else {
-                "debug"
-            },
+            if s.release { "release" } else { "debug" },
             s.clean_build
                 .as_ref()
                 .map_or_else(String::new, |t| format!("; clean release build: {t}")),
@@ -284,10 +286,32 @@ binary against `fakecloud` (Hetzner, DigitalOcean, Scaleway) and moto behind a l
   goes after its server is gone; Scaleway powers on after the user-data; a DigitalOcean snapshot
   image is listed after its action completed). Each call costs what it took, latency included.
   `benches/speed/analysis.rs` has the rules.
-- **rate budget**: the least time the cloud's bucket allows for the calls the job made, starting
-  full: (calls - bucket size) / refill rate.
+- **rate budget**: the least time the cloud's bucket allows for the calls the job made (those
+  answered 429 took no token), starting full: (calls - bucket size) / refill rate.
 - **wall ÷ ...**: how far the command is from that bound (1.00: at it).
 ";
+
+/// The size of the binary without symbols, as `cargo build --release` makes it (`strip =
+/// true`; `cargo bench` links the same code but keeps the symbols): a stripped copy's size, or
+/// the file's own when `strip` is not there.
+fn stripped_size(bin: &Path) -> (u64, &'static str) {
+    let own = std::fs::metadata(bin).map_or(0, |m| m.len());
+    let Ok(dir) = tempfile::tempdir() else {
+        return (own, "as built");
+    };
+    let copy = dir.path().join("stripped");
+    let stripped = std::process::Command::new("strip")
+        .arg("-o")
+        .arg(&copy)
+        .arg(bin)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    match std::fs::metadata(&copy) {
+        Ok(m) if stripped => (m.len(), "stripped"),
+        _ => (own, "as built"),
+    }
+}
 
 /// The commit measured, `-dirty` when the work tree has changes.
 fn commit() -> String {

@@ -39,6 +39,8 @@ pub struct Options {
     pub verbose: bool,
     /// Print every call of each run, with its times.
     pub calls: bool,
+    /// Run the providers at the same time, each in a thread with its own clouds.
+    pub parallel: bool,
     /// `--quick` was given.
     pub quick: bool,
 }
@@ -72,6 +74,7 @@ table to BENCHMARKS.md.
   --bin PATH             the bootstrap binary (default: the one cargo built)
   --verbose              print each run's critical path
   --calls                print every call of each run (start and end, seconds)
+  --parallel             run the providers at the same time (each with its own clouds)
 ";
 
 /// Parses the arguments (`cargo bench` adds `--bench`, which is ignored).
@@ -96,6 +99,7 @@ pub fn parse(args: &[String]) -> Result<Options> {
         bin: PathBuf::from(env!("CARGO_BIN_EXE_bootstrap")),
         verbose: false,
         calls: false,
+        parallel: false,
         quick: false,
     };
     if args.iter().any(|a| a == "--quick") {
@@ -134,6 +138,7 @@ pub fn parse(args: &[String]) -> Result<Options> {
             "--bin" => o.bin = PathBuf::from(value()?),
             "--verbose" => o.verbose = true,
             "--calls" => o.calls = true,
+            "--parallel" => o.parallel = true,
             "-h" | "--help" => bail!("{USAGE}"),
             other => bail!("unknown option {other}\n\n{USAGE}"),
         }
@@ -250,16 +255,62 @@ fn create_args(cloud: &dyn Cloud, name: &str) -> Vec<String> {
 /// A cloud that does not start, or a setup step (the job's template deployment) that fails.
 pub fn run(o: &Options) -> Result<Report> {
     let mut report = Report::new(Settings::from(o));
-    for p in &o.providers {
-        eprintln!("== {p}");
-        for row in create_destroy(o, p)? {
-            report.push(row, o.verbose);
+    // A copy of its own: a build in the same target dir may replace the original meanwhile.
+    let copy = tempfile::tempdir()?;
+    let bin = copy.path().join("bootstrap");
+    std::fs::copy(&o.bin, &bin).with_context(|| format!("copy {}", o.bin.display()))?;
+    let o = &Options { bin, ..o.clone() };
+    if o.parallel {
+        let done: Vec<Result<Vec<Row>>> = std::thread::scope(|s| {
+            let runs: Vec<_> = o
+                .providers
+                .iter()
+                .map(|p| s.spawn(move || provider(o, p, &|row| eprintln!("{}", row.line()))))
+                .collect();
+            runs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a provider's run panicked")))
+                })
+                .collect()
+        });
+        for rows in done {
+            for row in rows? {
+                report.add(row);
+            }
         }
-        for &n in &o.sizes {
-            report.push(job(o, p, n)?, o.verbose);
+    } else {
+        for p in &o.providers {
+            eprintln!("== {p}");
+            for row in provider(o, p, &|row| report_line(row, o.verbose))? {
+                report.add(row);
+            }
         }
     }
     Ok(report)
+}
+
+/// Prints a row as it is measured (with its critical path when `verbose`).
+fn report_line(row: &Row, verbose: bool) {
+    eprintln!("{}", row.line());
+    if verbose {
+        eprintln!("  {}", describe(&row.analysis));
+    }
+}
+
+/// Every run of one provider, each row shown as it is measured.
+fn provider(o: &Options, p: &str, show: &(dyn Fn(&Row) + Sync)) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for row in create_destroy(o, p)? {
+        show(&row);
+        rows.push(row);
+    }
+    for &n in &o.sizes {
+        let row = job(o, p, n)?;
+        show(&row);
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 /// `create` then `destroy` of one deployment, each measured.
