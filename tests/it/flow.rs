@@ -333,13 +333,25 @@ fn rate_limits_are_waited_out_using_the_headers() {
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
     assert_eq!(fake.resources_labelled("bootstrap-deployment", "web1"), 3);
     // The gate keeps an estimate of the bucket from RateLimit-* and the requests in flight, and
-    // waits before sending: the concurrent key and firewall steps must not both spend the last
-    // token. (One 429 is tolerated for a slow machine's timing; the old gate drew four.)
+    // waits before sending. Create's read stage (6 look-ups at once) goes out before any answer
+    // told the bucket, so up to 3 of it may draw 429 (6 requests, 3 tokens); once the headers
+    // are known nothing more may (one tolerated for a slow machine's timing).
     assert!(
         log.len() >= 10,
         "the bucket (3 + 5/s) was really exercised: {log:?}"
     );
-    assert!(limited <= 1, "{limited} requests drew 429: {log:?}");
+    let first_round = 6;
+    let blind = log
+        .iter()
+        .take(first_round)
+        .filter(|(_, _, s)| *s == 429)
+        .count();
+    assert!(blind <= 3, "{blind} of the read stage drew 429: {log:?}");
+    assert!(
+        limited - blind <= 1,
+        "{} requests drew 429 after the bucket was known: {log:?}",
+        limited - blind
+    );
 }
 
 #[test]
