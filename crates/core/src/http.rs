@@ -334,13 +334,16 @@ impl HttpClient {
             };
             match pass {
                 Pass::Go(wait) => break wait,
-                Pass::Later(hint) => {
+                Pass::Later(hint, known) => {
+                    // The reset the API named, not the short look: a reset past the deadline
+                    // ends the request now (it once looked again every 100 ms for 120 s).
+                    let reset = known.unwrap_or(hint);
                     if let Some(d) = Deadline::current()
-                        && d.would_pass(hint)
+                        && d.would_pass(reset)
                     {
                         return Err(d.too_long(
                             what,
-                            hint,
+                            reset,
                             "ratelimit-remaining 0 until ratelimit-reset",
                         ));
                     }
@@ -380,8 +383,9 @@ enum Pass {
     /// Counted as sent: go after this wait (zero: now), the request's place in the queue where
     /// the refill rate is known.
     Go(Duration),
-    /// No token, and no rate to queue by: nothing taken; look again after this.
-    Later(Duration),
+    /// No token, and no rate to queue by: nothing taken; look again after the first, and no
+    /// token is known to come before the second (the reset the API named, if any).
+    Later(Duration, Option<Duration>),
 }
 
 /// The longest a request waiting without a rate sleeps before it looks at the estimate again
@@ -505,10 +509,9 @@ impl Budget {
             self.tokens -= 1.0;
             return Pass::Go(Duration::ZERO);
         }
-        let next = self
-            .until
-            .map_or(LOOK_AGAIN, |u| u.saturating_duration_since(now));
-        Pass::Later(next.clamp(Duration::from_millis(5), LOOK_AGAIN))
+        let reset = self.until.map(|u| u.saturating_duration_since(now));
+        let look = reset.unwrap_or(LOOK_AGAIN);
+        Pass::Later(look.clamp(Duration::from_millis(5), LOOK_AGAIN), reset)
     }
 
     /// Takes one token and says how long until it is there (uncapped: the caller caps the sleep,
@@ -964,6 +967,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reset_past_the_deadline_ends_a_waiting_request_at_once_naming_the_wait() {
+        // DigitalOcean: a request that asks for a token after an answer said "0 left, the next
+        // in 100000 s" must not look again every 100 ms until the gate's 120 s cap: under
+        // `--timeout 5s` it gives up at once, naming the wait (seen in CI: `list` hung 30 s).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let c = HttpClient::new(
+            reqwest::Client::new(),
+            "https://api.example.com/v2/",
+            Auth::Bearer(Secret::new("t")),
+            "test",
+            |_, _, _| None,
+        )
+        .unwrap()
+        .with_rate_limit_style(DO);
+        {
+            let mut g = c.gate.lock().unwrap();
+            let t = Instant::now();
+            g.take(t);
+            g.observe(t, t, Some(&do_headers(0, 100_000)), DO);
+        }
+        let started = Instant::now();
+        let r = crate::deadline::Deadline::after(Duration::from_secs(5))
+            .scope(c.wait_for_gate("list droplets"))
+            .await;
+        let Err(e) = r else {
+            panic!("the request went out")
+        };
+        assert_eq!(e.kind(), &ErrorKind::DeadlineExceeded);
+        assert!(
+            e.to_string().contains("the API asked to wait 1d 3h 46m"),
+            "{e}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
     async fn absolute_urls_are_followed_only_on_the_base_origin() {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let c = HttpClient::new(
@@ -1024,7 +1063,7 @@ mod tests {
         b.observe(t, t, Some(&do_headers(0, 2)), DO);
         for _ in 0..3 {
             assert!(
-                matches!(b.acquire(t, false), Pass::Later(d) if d <= LOOK_AGAIN),
+                matches!(b.acquire(t, false), Pass::Later(d, _) if d <= LOOK_AGAIN),
                 "looks again shortly"
             );
         }
@@ -1040,7 +1079,7 @@ mod tests {
         let reset = b.until.unwrap();
         assert!(reset > t + Duration::from_secs(2), "{:?}", reset - t);
         assert_eq!(b.acquire(reset, true), Pass::Go(Duration::ZERO));
-        assert!(matches!(b.acquire(reset, true), Pass::Later(_)));
+        assert!(matches!(b.acquire(reset, true), Pass::Later(..)));
         // Its answer says 20 are left: the others go at once.
         b.observe(reset, reset, Some(&do_headers(20, 1)), DO);
         assert_eq!(b.acquire(reset, true), Pass::Go(Duration::ZERO));
@@ -1058,7 +1097,7 @@ mod tests {
             assert_eq!(b.acquire(t, false), Pass::Go(Duration::ZERO));
         }
         b.observe(t, t, Some(&do_headers(2, 3)), DO);
-        assert!(matches!(b.acquire(t, false), Pass::Later(_)));
+        assert!(matches!(b.acquire(t, false), Pass::Later(..)));
         let w = b.peek(t);
         assert!(
             w > Duration::from_secs(3) && w <= Duration::from_secs(4),
