@@ -735,7 +735,7 @@ async fn a_rerun_applies_a_new_firewall_to_a_server_that_lost_its_own() {
     assert_ne!(again.firewall.id, first.firewall.id);
     assert_eq!(
         p.firewalls_of(&first.server.id),
-        [again.firewall.id.clone()]
+        std::slice::from_ref(&again.firewall.id)
     );
     assert_eq!(
         p.servers()[0].labels.get(crate::model::LABEL_FIREWALL),
