@@ -36,7 +36,7 @@ use bootstrap_core::describe::{ENGINE_JOB, Limits};
 use bootstrap_core::{
     Created, Defaults, Description, Error, ErrorKind, Firewall, FirewallRule, FirewallSpec, Labels,
     NativeSchedule, NativeScheduleSpec, Operation, OperationStatus, OwnershipModel, Provider,
-    PublicKeyInfo, Result, Server, ServerSpec, Snapshot, SshKey, SshKeySpec,
+    PublicKeyInfo, Result, Server, ServerSpec, Snapshot, SnapshotToFinish, SshKey, SshKeySpec,
 };
 
 pub use config::{AwsOptions, check_instance_type, check_region, check_zone};
@@ -124,6 +124,8 @@ pub struct Aws {
     images: std::sync::Arc<image::Cache>,
     /// Ingress rules of groups this run created, authorized beside `RunInstances`.
     owed: std::sync::Arc<firewall::Owed>,
+    /// Our AMIs as listed, so that pruning one needs no read first.
+    seen: std::sync::Arc<snapshot::Seen>,
 }
 
 impl Aws {
@@ -145,6 +147,7 @@ impl Aws {
             opts,
             images: std::sync::Arc::default(),
             owed: std::sync::Arc::default(),
+            seen: std::sync::Arc::default(),
         })
     }
 
@@ -262,11 +265,36 @@ impl Provider for Aws {
     }
 
     async fn list_snapshots(&self, selector: &Labels) -> Result<Vec<Snapshot>> {
-        snapshot::list(&self.ec2, selector).await
+        snapshot::list(&self.ec2, &self.seen, selector).await
     }
 
     async fn get_snapshot(&self, id: &str) -> Result<Option<Snapshot>> {
         snapshot::get(&self.ec2, id).await
+    }
+
+    async fn get_snapshots(&self, ids: &[String]) -> Result<Vec<Option<Snapshot>>> {
+        snapshot::get_many(&self.ec2, ids).await
+    }
+
+    async fn finish_snapshot(
+        &self,
+        server: &Server,
+        snapshot: &Snapshot,
+        labels: &Labels,
+    ) -> Result<Snapshot> {
+        let item = SnapshotToFinish {
+            server: server.clone(),
+            snapshot: snapshot.clone(),
+            labels: labels.clone(),
+        };
+        snapshot::finish_many(&self.ec2, std::slice::from_ref(&item))
+            .await?
+            .pop()
+            .unwrap_or_else(|| Ok(snapshot.clone()))
+    }
+
+    async fn finish_snapshots(&self, items: &[SnapshotToFinish]) -> Result<Vec<Result<Snapshot>>> {
+        snapshot::finish_many(&self.ec2, items).await
     }
 
     async fn create_snapshot(
@@ -279,7 +307,7 @@ impl Provider for Aws {
     }
 
     async fn delete_snapshot(&self, id: &str) -> Result<()> {
-        snapshot::delete(&self.ec2, id).await
+        snapshot::delete(&self.ec2, &self.seen, id).await
     }
 
     async fn list_native_schedules(&self, selector: &Labels) -> Result<Vec<NativeSchedule>> {

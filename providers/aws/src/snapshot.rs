@@ -1,16 +1,26 @@
 //! Our snapshots on EC2 are AMIs: `CreateImage` of the instance (`NoReboot`, tags on the image),
 //! so that `create --from-snapshot ami-...` launches from one with `RunInstances` like any AMI.
-//! The AMI's EBS snapshots carry the same tags (best effort, right after `CreateImage`: EC2 also
-//! takes them in `CreateImage`'s `TagSpecifications`, moto does not) and go with it: deleting a
-//! snapshot deregisters the AMI, then deletes the EBS snapshots behind it.
+//! The AMI's EBS snapshots carry the same tags (best effort, once the AMI is available: EC2 also
+//! takes them in `CreateImage`'s `TagSpecifications`, moto answers that with an error) and go
+//! with it: deleting a snapshot deregisters the AMI with `DeleteAssociatedSnapshots`, then
+//! deletes itself any EBS snapshot the answer does not report deleted (moto reports none).
+//!
+//! A job over many servers costs per server its `CreateImage` and the `CreateTags` of its EBS
+//! snapshots; the waits read all pending AMIs in one `DescribeImages` (an `image-id` filter,
+//! which unlike `ImageIds` does not fail the whole call for one unknown id), and an AMI the job's
+//! listing showed is deregistered without a read first.
 //!
 //! Only AMIs this account owns (`Owners=self`) and that carry `managed-by=bootstrap` are listed,
 //! and nothing else is ever deregistered. Data Lifecycle Manager's images (the `dlm` engine)
 //! carry the same labels (its `TagsToAdd`), so `snapshot list` and `destroy --delete-snapshots`
 //! see them too.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{Image, ImageState, ResourceType, Tag};
+use aws_sdk_ec2::types::{Filter, Image, ImageState, ResourceType, SnapshotReturnCodes, Tag};
+use bootstrap_core::SnapshotToFinish;
 use bootstrap_core::model::{LABEL_MANAGED_BY, MANAGED_BY_VALUE};
 use bootstrap_core::{Created, Error, ErrorKind, Labels, Result, Server, Snapshot, SnapshotStatus};
 use time::OffsetDateTime;
@@ -67,8 +77,33 @@ fn ours(img: &Image) -> bool {
     tags::labels(img.tags()).get(LABEL_MANAGED_BY) == Some(MANAGED_BY_VALUE)
 }
 
+/// AMIs per `DescribeImages` `image-id` filter: a bounded request.
+const IDS_PER_CALL: usize = 100;
+
+/// Our AMIs as this process last read them, so that deleting one that a listing showed needs no
+/// read first (the job lists every snapshot, then prunes).
+#[derive(Debug, Default)]
+pub(crate) struct Seen(Mutex<HashMap<String, Image>>);
+
+impl Seen {
+    fn note<'a>(&self, imgs: impl IntoIterator<Item = &'a Image>) {
+        if let Ok(mut m) = self.0.lock() {
+            for img in imgs.into_iter().filter(|i| ours(i)) {
+                if let Some(id) = img.image_id() {
+                    m.insert(id.to_owned(), img.clone());
+                }
+            }
+        }
+    }
+
+    /// The AMI as last seen, forgotten (it is being deleted).
+    fn take(&self, id: &str) -> Option<Image> {
+        self.0.lock().ok().and_then(|mut m| m.remove(id))
+    }
+}
+
 /// Our AMIs carrying every label of `selector`, following `NextToken`.
-pub(crate) async fn list(ec2: &Client, selector: &Labels) -> Result<Vec<Snapshot>> {
+pub(crate) async fn list(ec2: &Client, seen: &Seen, selector: &Labels) -> Result<Vec<Snapshot>> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -81,6 +116,7 @@ pub(crate) async fn list(ec2: &Client, selector: &Labels) -> Result<Vec<Snapshot
                 .send()
                 .await,
         )?;
+        seen.note(page.images());
         for img in page.images().iter().filter(|i| ours(i)) {
             let s = from_image(img)?;
             if s.labels.matches(selector) {
@@ -122,6 +158,79 @@ pub(crate) async fn get(ec2: &Client, id: &str) -> Result<Option<Snapshot>> {
         .transpose()
 }
 
+/// Our AMIs among `ids` (this account's, not deregistered), read with `image-id` filters a
+/// hundred at a time, following `NextToken`.
+async fn describe_many(ec2: &Client, ids: &[String]) -> Result<HashMap<String, Image>> {
+    let mut found = HashMap::new();
+    for chunk in ids.chunks(IDS_PER_CALL) {
+        let mut token: Option<String> = None;
+        loop {
+            let page = sdk(
+                "DescribeImages",
+                ec2.describe_images()
+                    .owners("self")
+                    .filters(
+                        Filter::builder()
+                            .name("image-id")
+                            .set_values(Some(chunk.to_vec()))
+                            .build(),
+                    )
+                    .set_next_token(token.take())
+                    .send()
+                    .await,
+            )?;
+            for img in page.images() {
+                if let Some(id) = img.image_id()
+                    && img.state() != Some(&ImageState::Deregistered)
+                {
+                    found.insert(id.to_owned(), img.clone());
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Many AMIs in the order asked, in one call per hundred; one the filtered answer leaves out is
+/// read alone (just made, it may not show in filters yet), `None` when that says it is gone.
+pub(crate) async fn get_many(ec2: &Client, ids: &[String]) -> Result<Vec<Option<Snapshot>>> {
+    let found = describe_many(ec2, ids).await?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(match found.get(id) {
+            Some(img) => Some(from_image(img)?),
+            None => get(ec2, id).await?,
+        });
+    }
+    Ok(out)
+}
+
+/// Tags the EBS snapshots of finished AMIs (one `DescribeImages` for all, then one `CreateTags`
+/// each, side by side: each AMI's tags are its own) and answers each AMI as it is now.
+pub(crate) async fn finish_many(
+    ec2: &Client,
+    items: &[SnapshotToFinish],
+) -> Result<Vec<Result<Snapshot>>> {
+    let ids: Vec<String> = items.iter().map(|i| i.snapshot.id.clone()).collect();
+    let found = describe_many(ec2, &ids).await?;
+    let answers = items.iter().map(|i| {
+        let img = found.get(&i.snapshot.id);
+        async move {
+            let Some(img) = img else {
+                // Not shown by the filter (yet): it was seen available; its tags stay best effort.
+                return Ok(i.snapshot.clone());
+            };
+            tag_backing_snapshots(ec2, img, &i.labels, &i.snapshot.name).await;
+            from_image(img)
+        }
+    });
+    Ok(futures::future::join_all(answers).await)
+}
+
 /// `CreateImage` of `server` without reboot. AMI names are unique per account and region, so a
 /// second run taking the same slot at the same time gets `InvalidAMIName.Duplicate`, which is
 /// `ErrorKind::Conflict`: the core then looks the slot's snapshot up and waits for it.
@@ -142,23 +251,15 @@ pub(crate) async fn create(
             .send()
             .await,
     )?;
-    let id = out.image_id().unwrap_or_default().to_owned();
-    let img = describe(ec2, &id).await?;
-    if let Some(img) = &img {
-        tag_backing_snapshots(ec2, img, labels, name).await;
-    }
-    let snapshot = match &img {
-        Some(img) => from_image(img)?,
-        // Not visible yet (eventual consistency): the core polls get_snapshot.
-        None => Snapshot {
-            id,
-            name: name.to_owned(),
-            created: OffsetDateTime::now_utc(),
-            status: SnapshotStatus::Creating,
-            labels: labels.clone(),
-        },
-    };
-    Ok(Created::ready(snapshot))
+    // Pending until the core's wait reads it (all of a job's AMIs in one call); its EBS
+    // snapshots are tagged once it is available (`finish_many`).
+    Ok(Created::ready(Snapshot {
+        id: out.image_id().unwrap_or_default().to_owned(),
+        name: name.to_owned(),
+        created: OffsetDateTime::now_utc(),
+        status: SnapshotStatus::Creating,
+        labels: labels.clone(),
+    }))
 }
 
 /// Puts the AMI's labels on its EBS snapshots, so that they are recognisable in the console and
@@ -181,12 +282,17 @@ async fn tag_backing_snapshots(ec2: &Client, img: &Image, labels: &Labels, name:
     }
 }
 
-/// Deregisters one of our AMIs, then deletes its EBS snapshots. An AMI without our labels is
-/// refused; a missing one is fine.
-pub(crate) async fn delete(ec2: &Client, id: &str) -> Result<()> {
-    let Some(img) = describe(ec2, id).await? else {
-        // Gone: maybe an earlier try deregistered it and then failed on its EBS snapshots.
-        return delete_orphans(ec2, id).await;
+/// Deregisters one of our AMIs with its EBS snapshots, deleting any the answer does not report
+/// deleted. An AMI without our labels is refused; a missing one is fine. One a listing showed
+/// is not read again.
+pub(crate) async fn delete(ec2: &Client, seen: &Seen, id: &str) -> Result<()> {
+    let img = match seen.take(id) {
+        Some(img) => img,
+        None => match describe(ec2, id).await? {
+            Some(img) => img,
+            // Gone: maybe an earlier try deregistered it and then failed on its EBS snapshots.
+            None => return delete_orphans(ec2, id).await,
+        },
     };
     if !ours(&img) {
         return Err(Error::new(
@@ -196,9 +302,23 @@ pub(crate) async fn delete(ec2: &Client, id: &str) -> Result<()> {
             ),
         ));
     }
-    let snaps = backing_snapshots(&img);
-    match ec2.deregister_image().image_id(id).send().await {
-        Ok(_) => {}
+    let mut snaps = backing_snapshots(&img);
+    match ec2
+        .deregister_image()
+        .image_id(id)
+        .delete_associated_snapshots(true)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let deleted: Vec<&str> = out
+                .delete_snapshot_results()
+                .iter()
+                .filter(|r| r.return_code() == Some(&SnapshotReturnCodes::Success))
+                .filter_map(|r| r.snapshot_id())
+                .collect();
+            snaps.retain(|s| !deleted.contains(&s.as_str()));
+        }
         Err(e) => {
             let e = AwsError::from_sdk("DeregisterImage", e);
             if !matches!(
