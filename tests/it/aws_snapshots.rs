@@ -13,9 +13,15 @@
 //! - a prune whose `DeleteSnapshot` fails after `DeregisterImage` succeeded: the retry finds the
 //!   AMI gone and still deletes its EBS snapshots (found by EC2's `for ami-...` description).
 //!
+//! - the job over 30 instances stays within 3 calls a server: `CreateImage` and the `CreateTags`
+//!   of its EBS snapshots each, the AMIs' waits read in batched `DescribeImages`, and on the
+//!   second day one `DeregisterImage` each without a read first (plus moto's `DeleteSnapshot`).
+//!
 //! What moto cannot show: AMIs are `available` at once (never `pending`), `CreateImage` rejects
 //! `TagSpecifications` for snapshots (so the adapter tags the EBS snapshots with `CreateTags`),
-//! and there is no DLM, so no image taken by a policy.
+//! `DeregisterImage` ignores `DeleteAssociatedSnapshots` (so the adapter deletes the EBS
+//! snapshots the answer does not report deleted), and there is no DLM, so no image taken by a
+//! policy.
 
 use aws_sdk_ec2::types::{Filter, Image};
 use serde_json::Value;
@@ -601,5 +607,122 @@ fn aws_prune_retried_after_a_failed_ebs_delete_leaves_no_orphan() {
             snapshot_exists(&view, &s),
             "today's EBS snapshot {s} is kept"
         );
+    }
+}
+
+#[test]
+fn aws_job_over_30_instances_stays_within_3_calls_a_server() {
+    use aws_sdk_ec2::types::Tag;
+    let moto = Moto::start();
+    let proxy = crate::aws_proxy::Ec2Proxy::start(&moto.url());
+    let view = Ec2View::new(&moto.url());
+    let b = bin(&proxy.url(), None);
+    create(
+        &b,
+        "s0",
+        &["--snapshots", "daily:1", "--snapshot-engine", "job"],
+    )
+    .expect_code(0);
+    // 29 more instances straight to moto, tagged like s0 but for their own deployments.
+    let n = 30;
+    let template = view.instances("s0").remove(0);
+    let ran = view
+        .block(
+            view.client
+                .run_instances()
+                .image_id(template.image_id().unwrap())
+                .instance_type(template.instance_type().unwrap().clone())
+                .min_count(n - 1)
+                .max_count(n - 1)
+                .send(),
+        )
+        .unwrap();
+    for (i, inst) in ran.instances().iter().enumerate() {
+        let name = format!("s{}", i + 1);
+        let tags: Vec<Tag> = template
+            .tags()
+            .iter()
+            .map(|t| {
+                Tag::builder()
+                    .key(t.key().unwrap())
+                    .value(t.value().unwrap().replace("s0", &name))
+                    .build()
+            })
+            .collect();
+        view.block(
+            view.client
+                .create_tags()
+                .resources(inst.instance_id().unwrap())
+                .set_tags(Some(tags))
+                .send(),
+        )
+        .unwrap();
+    }
+    let n = n as usize;
+    for (day, at) in [(1, "2026-11-19T04:00:00Z"), (2, "2026-11-20T04:00:00Z")] {
+        proxy.clear_calls();
+        let out = job(&b, at);
+        let servers = out["servers"].as_array().unwrap();
+        assert_eq!(servers.len(), n, "{out}");
+        assert!(servers.iter().all(|s| s["result"] == "created"), "{out}");
+        let count = |a: &str| proxy.calls_of(a).len();
+        let calls = proxy.calls().len();
+        let describes = count("DescribeImages");
+        eprintln!(
+            "aws job day {day}, {n} servers: {calls} calls ({:.2} a server): {:?}",
+            calls as f64 / n as f64,
+            proxy.actions().iter().fold(
+                std::collections::BTreeMap::<String, usize>::new(),
+                |mut m, a| {
+                    *m.entry(a.clone()).or_default() += 1;
+                    m
+                }
+            )
+        );
+        assert_eq!(count("CreateImage"), n);
+        assert_eq!(count("CreateTags"), n, "the EBS snapshots of each AMI, once");
+        assert!(
+            describes * 5 <= n,
+            "pending AMIs are read together, not one by one: {describes} DescribeImages"
+        );
+        if day == 1 {
+            assert_eq!(count("DeregisterImage"), 0);
+            assert!(calls <= 3 * n, "{calls} calls for {n} servers");
+        } else {
+            // Yesterday's AMI goes without a read first; moto reports no EBS snapshot deleted
+            // by `DeleteAssociatedSnapshots`, so the adapter deletes each itself.
+            assert_eq!(count("DeregisterImage"), n);
+            assert_eq!(count("DeleteSnapshot"), n);
+            assert!(
+                calls - count("DeleteSnapshot") <= 4 * n,
+                "{calls} calls for {n} servers"
+            );
+            let sent = proxy.calls_of("DeregisterImage");
+            assert!(
+                sent.iter()
+                    .all(|c| c.params.get("DeleteAssociatedSnapshots").map(String::as_str)
+                        == Some("true")),
+                "{sent:?}"
+            );
+        }
+    }
+    // Each deployment keeps exactly today's AMI, with its EBS snapshots tagged.
+    let ours = own_images(&view, None);
+    assert_eq!(ours.len(), n);
+    for img in &ours {
+        assert_eq!(tag(img, "bootstrap-slot"), Some("20261120T0300Z"));
+        for s in backing(img) {
+            let snap = view
+                .block(view.client.describe_snapshots().snapshot_ids(&s).send())
+                .unwrap();
+            assert_eq!(
+                snap.snapshots()[0]
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some("bootstrap-deployment"))
+                    .and_then(|t| t.value()),
+                tag(img, "bootstrap-deployment")
+            );
+        }
     }
 }
