@@ -660,6 +660,8 @@ fn aws_job_over_30_instances_stays_within_3_calls_a_server() {
     }
     let n = n as usize;
     for (day, at) in [(1, "2026-11-19T04:00:00Z"), (2, "2026-11-20T04:00:00Z")] {
+        // Retention goes by creation time, which moto keeps to the second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
         proxy.clear_calls();
         let out = job(&b, at);
         let servers = out["servers"].as_array().unwrap();
@@ -680,9 +682,15 @@ fn aws_job_over_30_instances_stays_within_3_calls_a_server() {
             )
         );
         assert_eq!(count("CreateImage"), n);
-        assert_eq!(count("CreateTags"), n, "the EBS snapshots of each AMI, once");
+        assert_eq!(
+            count("CreateTags"),
+            n,
+            "the EBS snapshots of each AMI, once"
+        );
+        // One by one, each AMI would be read at least twice (its wait, its finish): batched,
+        // fewer reads than servers, however moto's pace spreads the waits over rounds.
         assert!(
-            describes * 5 <= n,
+            describes < n,
             "pending AMIs are read together, not one by one: {describes} DescribeImages"
         );
         if day == 1 {
@@ -699,9 +707,11 @@ fn aws_job_over_30_instances_stays_within_3_calls_a_server() {
             );
             let sent = proxy.calls_of("DeregisterImage");
             assert!(
-                sent.iter()
-                    .all(|c| c.params.get("DeleteAssociatedSnapshots").map(String::as_str)
-                        == Some("true")),
+                sent.iter().all(|c| c
+                    .params
+                    .get("DeleteAssociatedSnapshots")
+                    .map(String::as_str)
+                    == Some("true")),
                 "{sent:?}"
             );
         }
