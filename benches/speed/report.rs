@@ -287,7 +287,10 @@ binary against `fakecloud` (Hetzner, DigitalOcean, Scaleway) and moto behind a l
   image is listed after its action completed). Each call costs what it took, latency included.
   `benches/speed/analysis.rs` has the rules.
 - **rate budget**: the least time the cloud's bucket allows for the calls the job made (those
-  answered 429 took no token), starting full: (calls - bucket size) / refill rate.
+  answered 429 took no token), starting full: (calls - bucket size) / refill rate. It counts
+  the calls made, so a job that makes more calls than it needs gets a longer budget: read it with
+  calls per server (at 3 a server, 1,000 Hetzner servers fit the full bucket of 3,600 and the
+  budget is 0).
 - **wall ÷ ...**: how far the command is from that bound (1.00: at it).
 ";
 
