@@ -250,23 +250,29 @@ impl Provider for DigitalOcean {
     async fn delete_ssh_key(&self, id: &str) -> Result<()> {
         let key = ssh_key::get(&self.client, id).await?;
         ssh_key::delete(&self.client, id).await?;
-        tags::delete_if_unused(
-            &self.client,
-            &format!("{LABEL_SSH_KEY}{}{id}", schema::TAG_SEP),
-        )
-        .await?;
-        if let Some(k) = &key
-            && let Some(d) = k.name.strip_prefix("bootstrap-")
-        {
-            tags::delete_if_unused(&self.client, &key_fp_tag(d, &k.fingerprint)).await?;
-            let tag = format!("{LABEL_DEPLOYMENT}{}{d}", schema::TAG_SEP);
-            let targeted = firewall::list(&self.client)
-                .await?
-                .iter()
-                .any(|f| f.labels.to_flat_tags(schema::TAG_SEP).contains(&tag));
-            if !targeted && tags::check(&tag).is_ok() {
-                tags::delete_if_unused(&self.client, &tag).await?;
-            }
+        let id_tag = format!("{LABEL_SSH_KEY}{}{id}", schema::TAG_SEP);
+        let Some((k, d)) = key
+            .as_ref()
+            .and_then(|k| Some((k, k.name.strip_prefix("bootstrap-")?)))
+        else {
+            tags::delete_if_unused(&self.client, &id_tag).await?;
+            return Ok(());
+        };
+        // The key's two tags and the firewall listing side by side: none needs another.
+        let fp_tag = key_fp_tag(d, &k.fingerprint);
+        let (by_id, by_fp, firewalls) = futures::join!(
+            tags::delete_if_unused(&self.client, &id_tag),
+            tags::delete_if_unused(&self.client, &fp_tag),
+            firewall::list(&self.client),
+        );
+        by_id?;
+        by_fp?;
+        let tag = format!("{LABEL_DEPLOYMENT}{}{d}", schema::TAG_SEP);
+        let targeted = firewalls?
+            .iter()
+            .any(|f| f.labels.to_flat_tags(schema::TAG_SEP).contains(&tag));
+        if !targeted && tags::check(&tag).is_ok() {
+            tags::delete_if_unused(&self.client, &tag).await?;
         }
         Ok(())
     }
@@ -305,14 +311,32 @@ impl Provider for DigitalOcean {
             .unwrap_or_default();
         // A key's tag stays until its key goes: it is how a later teardown finds the key.
         let key_tag = format!("{LABEL_SSH_KEY}{}", schema::TAG_SEP);
-        for t in dropped.into_iter().filter(|t| !t.starts_with(&key_tag)) {
-            if tags::delete_if_unused(&self.client, &t).await?
-                && let Ok(mut d) = self.dropped_tags.lock()
-            {
-                d.remove(&t);
+        // Each tag on its own, all side by side.
+        let dropped: Vec<String> = dropped
+            .into_iter()
+            .filter(|t| !t.starts_with(&key_tag))
+            .collect();
+        let gone = futures::future::join_all(
+            dropped
+                .iter()
+                .map(|t| tags::delete_if_unused(&self.client, t)),
+        )
+        .await;
+        let mut first_error = None;
+        for (t, r) in dropped.iter().zip(gone) {
+            match r {
+                Ok(true) => {
+                    if let Ok(mut d) = self.dropped_tags.lock() {
+                        d.remove(t);
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn list_servers(&self, selector: &Labels) -> Result<Vec<Server>> {
