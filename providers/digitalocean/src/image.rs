@@ -23,6 +23,7 @@ use bootstrap_core::{
     Created, Error, ErrorKind, Labels, Operation, Result, Server, Snapshot, SnapshotStatus,
     SnapshotToFinish,
 };
+use futures::StreamExt as _;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -30,6 +31,10 @@ use crate::client::{Client, PER_PAGE, id_of};
 use crate::schema::{ActionEnvelope, Droplet, Image, ImageEnvelope, TAG_SEP};
 use crate::server::filter_tag;
 use crate::tags;
+
+/// Tag calls of one finish in flight at once (the HTTP client's gate keeps them within the
+/// rate budget; this keeps them from opening a connection each).
+const TAG_CALLS_AT_ONCE: usize = 16;
 
 /// Resources per `POST /v2/tags/{tag}/resources`: the document sets no limit; a bounded body.
 const TAGGED_PER_CALL: usize = 50;
@@ -253,12 +258,24 @@ pub(crate) async fn finish_many(
             }
         }
     }
-    for (tag, carriers) in by_tag {
+    // The tags side by side, a few at a time (each deployment's own tag is one call per
+    // image: one after another they made a job's finish take a tenth of a second per server).
+    let calls = by_tag.into_iter().map(|(tag, carriers)| {
         let resources: Vec<(String, &str)> = carriers
             .iter()
             .filter_map(|n| out[*n].as_ref().ok().map(|s| (s.id.clone(), "image")))
             .collect();
-        if let Err(e) = attach_many(c, seen, &tag, &resources).await {
+        async move {
+            let r = attach_many(c, seen, &tag, &resources).await;
+            (carriers, r)
+        }
+    });
+    let failed: Vec<(Vec<usize>, Result<()>)> = futures::stream::iter(calls)
+        .buffer_unordered(TAG_CALLS_AT_ONCE)
+        .collect()
+        .await;
+    for (carriers, r) in failed {
+        if let Err(e) = r {
             for n in carriers {
                 out[n] = Err(Error::new(e.kind().clone(), e.to_string()));
             }
