@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use futures::{StreamExt as _, TryStreamExt as _};
+
 use bootstrap_core::{Error, ErrorKind, Operation, OperationStatus, Result};
 
 use crate::client::{Client, id_of};
@@ -24,15 +26,25 @@ pub(crate) async fn status(c: &Client, op: &Operation) -> Result<OperationStatus
 /// Where each of `ops` stands, in their order: one `GET /actions?id=..&id=..` per 25. An action
 /// the answer leaves out is an error (as hcloud-go's waiter says "actions not found"), never
 /// taken for running.
+async fn read_actions(c: &Client, ids: Vec<i64>) -> Result<ActionList> {
+    let query: Vec<(&str, String)> = ids.iter().map(|i| ("id", i.to_string())).collect();
+    c.get("/actions", &query).await
+}
+
 pub(crate) async fn statuses(c: &Client, ops: &[Operation]) -> Result<Vec<OperationStatus>> {
     let ids = ops
         .iter()
         .map(|op| id_of(&op.id))
         .collect::<Result<Vec<i64>>>()?;
     let mut found: HashMap<i64, OperationStatus> = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(IDS_PER_CALL) {
-        let query: Vec<(&str, String)> = chunk.iter().map(|i| ("id", i.to_string())).collect();
-        let r: ActionList = c.get("/actions", &query).await?;
+    // The calls side by side, a few at a time: a thousand pending actions are 40 calls.
+    let chunks: Vec<Vec<i64>> = ids.chunks(IDS_PER_CALL).map(<[i64]>::to_vec).collect();
+    let answers: Vec<ActionList> = futures::stream::iter(chunks)
+        .map(|q| read_actions(c, q))
+        .buffered(crate::client::PAGES_AT_ONCE)
+        .try_collect()
+        .await?;
+    for r in answers {
         found.extend(r.actions.iter().map(|a| (a.id(), a.status())));
     }
     ids.iter()

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use bootstrap_core::http::{Auth, HttpClient};
 use bootstrap_core::{Error, ErrorKind, Labels, Result, Secret};
+use futures::{StreamExt as _, TryStreamExt as _};
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,6 +19,9 @@ use crate::schema::ListPage;
 
 /// Largest page Hetzner serves (`per_page` maximum).
 const PER_PAGE: i64 = 50;
+
+/// Pages of one listing, or action polls of one check, in flight at once.
+pub(crate) const PAGES_AT_ONCE: usize = 8;
 
 /// Hetzner's API at one base URL with one token.
 #[derive(Debug)]
@@ -86,15 +90,53 @@ impl Client {
         ok_if_missing(self.http.delete(path).await)
     }
 
-    /// GET every page of a list, following `meta.pagination.next_page` until the last one.
+    /// GET every page of a list: where the first page names the last one, the others side by
+    /// side (a few at a time: 1,000 servers are 20 pages, 2 s one after another at 100 ms a
+    /// call), else following `meta.pagination.next_page` until the last one.
     pub(crate) async fn list_all<P: ListPage + DeserializeOwned>(
         &self,
         path: &str,
         mut query: Vec<(&str, String)>,
     ) -> Result<Vec<P::Item>> {
         query.push(("per_page", PER_PAGE.to_string()));
-        let mut out = Vec::new();
-        let mut page = 1;
+        let get = |page: i64| {
+            let mut q = query.clone();
+            q.push(("page", page.to_string()));
+            async move { self.http.get::<P>(path, &q).await }
+        };
+        let first = get(1).await?;
+        let (next, last) = (first.next_page(), first.last_page());
+        let mut out = first.items();
+        let (Some(2), Some(last)) = (next, last) else {
+            return self.list_from::<P>(path, query, next, out).await;
+        };
+        let rest: Vec<P> = futures::stream::iter((2..=last).map(get))
+            .buffered(PAGES_AT_ONCE)
+            .try_collect()
+            .await?;
+        let mut next = None;
+        for p in rest {
+            next = p.next_page();
+            out.extend(p.items());
+        }
+        // Entries added while the pages were read may have made one more page.
+        match next {
+            Some(n) if n > last => self.list_from::<P>(path, query, Some(n), out).await,
+            _ => Ok(out),
+        }
+    }
+
+    /// Follows `next_page` from `next`, appending to `out`.
+    async fn list_from<P: ListPage + DeserializeOwned>(
+        &self,
+        path: &str,
+        query: Vec<(&str, String)>,
+        next: Option<i64>,
+        mut out: Vec<P::Item>,
+    ) -> Result<Vec<P::Item>> {
+        let Some(mut page) = next else {
+            return Ok(out);
+        };
         loop {
             let mut q = query.clone();
             q.push(("page", page.to_string()));

@@ -20,6 +20,8 @@ pub(crate) trait ListPage {
     type Item;
     fn items(self) -> Vec<Self::Item>;
     fn next_page(&self) -> Option<i64>;
+    /// The last page, where the answer tells it (null on the last page itself).
+    fn last_page(&self) -> Option<i64>;
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -32,6 +34,8 @@ pub(crate) struct Meta {
 struct Pagination {
     #[serde(default)]
     next_page: Option<i64>,
+    #[serde(default)]
+    last_page: Option<i64>,
 }
 
 macro_rules! list_page {
@@ -49,6 +53,9 @@ macro_rules! list_page {
             }
             fn next_page(&self) -> Option<i64> {
                 self.meta.pagination.as_ref().and_then(|p| p.next_page)
+            }
+            fn last_page(&self) -> Option<i64> {
+                self.meta.pagination.as_ref().and_then(|p| p.last_page)
             }
         }
     };
