@@ -409,7 +409,10 @@ fn hetzner_reads_the_pages_of_a_long_listing_side_by_side() {
             .unwrap_or_else(|| panic!("page {n} not read: {pages:?}"))
     };
     assert_eq!(pages.len(), 3, "each page once: {pages:?}");
-    assert!(page(2).arrived >= page(1).answered, "the first page tells the last");
+    assert!(
+        page(2).arrived >= page(1).answered,
+        "the first page tells the last"
+    );
     assert!(
         page(3).arrived < page(2).answered && page(2).arrived < page(3).answered,
         "pages 2 and 3 overlap"
