@@ -357,8 +357,8 @@ fn pick(images: Vec<Image>, snapshot: &Snapshot) -> Option<Image> {
         .find(|i| i.name == snapshot.name || i.name.is_empty())
 }
 
-/// Deletes one of our snapshots (one already gone is fine), then its slot tag once nothing
-/// carries it. A backup, or an image without our tag, is refused. One a listing showed as ours
+/// Deletes one of our snapshots (one already gone is fine), then its slot tag (and
+/// `managed-by:bootstrap`) once nothing carries it. A backup, or an image without our tag, is refused. One a listing showed as ours
 /// is deleted without a read first; a tag that one of our listed snapshots, or (the deployment's)
 /// a droplet still carries (`on_a_droplet`), is kept without a read.
 pub(crate) async fn delete(
@@ -398,11 +398,17 @@ pub(crate) async fn delete(
     // firewall applies to it (a deployment destroyed with --delete-snapshots).
     let slot = format!("{}{TAG_SEP}", bootstrap_core::schedule::LABEL_SLOT);
     let deployment = format!("{}{TAG_SEP}", bootstrap_core::model::LABEL_DEPLOYMENT);
+    let managed = format!(
+        "{LABEL_MANAGED_BY}{TAG_SEP}{}",
+        bootstrap_core::model::MANAGED_BY_VALUE
+    );
     for t in &tags {
         if seen.carried(t) {
             continue;
         }
-        if t.starts_with(&slot) {
+        // The slot tag, and `managed-by:bootstrap` when nothing listed carries it (the last
+        // snapshot of the last deployment: `destroy --delete-snapshots` left it, empty).
+        if t.starts_with(&slot) || *t == managed {
             tags::delete_if_unused(c, t).await?;
         } else if t.starts_with(&deployment) && !on_a_droplet(t) {
             let fws = crate::firewall::list(c).await?;
