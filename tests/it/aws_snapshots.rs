@@ -72,6 +72,37 @@ fn job(b: &Bin, at: &str) -> Value {
     serde_json::from_str(&r.stdout()).unwrap()
 }
 
+/// moto behind the recording proxy, with one deployment created on the job engine. Fields drop
+/// in order: the binary's env, the view, the proxy, then moto.
+struct JobCloud {
+    b: Bin,
+    view: Ec2View,
+    proxy: crate::aws_proxy::Ec2Proxy,
+    _moto: Moto,
+}
+
+impl JobCloud {
+    /// `name` created with `--snapshots schedule --snapshot-engine job`.
+    fn with(name: &str, schedule: &str) -> JobCloud {
+        let moto = Moto::start();
+        let proxy = crate::aws_proxy::Ec2Proxy::start(&moto.url());
+        let view = Ec2View::new(&moto.url());
+        let b = bin(&proxy.url(), None);
+        create(
+            &b,
+            name,
+            &["--snapshots", schedule, "--snapshot-engine", "job"],
+        )
+        .expect_code(0);
+        JobCloud {
+            b,
+            view,
+            proxy,
+            _moto: moto,
+        }
+    }
+}
+
 fn tag<'a>(img: &'a Image, key: &str) -> Option<&'a str> {
     img.tags()
         .iter()
@@ -479,16 +510,12 @@ fn aws_dlm_refused_policy_fails_before_launch_and_names_the_role_command() {
 
 #[test]
 fn aws_job_takes_over_the_ami_another_run_made_for_the_same_slot() {
-    let moto = Moto::start();
-    let proxy = crate::aws_proxy::Ec2Proxy::start(&moto.url());
-    let view = Ec2View::new(&moto.url());
-    let b = bin(&proxy.url(), None);
-    create(
-        &b,
-        "web1",
-        &["--snapshots", "daily:2", "--snapshot-engine", "job"],
-    )
-    .expect_code(0);
+    let JobCloud {
+        b,
+        view,
+        proxy,
+        _moto,
+    } = JobCloud::with("web1", "daily:2");
     // EC2 makes the AMI, then answers as it does when another run already took the name: AMI
     // names are unique per account, so of two runs in one slot only one CreateImage succeeds.
     proxy.fail(
@@ -520,16 +547,12 @@ fn aws_job_takes_over_the_ami_another_run_made_for_the_same_slot() {
 
 #[test]
 fn aws_job_fails_without_deleting_when_a_foreign_ami_holds_the_slot_name() {
-    let moto = Moto::start();
-    let proxy = crate::aws_proxy::Ec2Proxy::start(&moto.url());
-    let view = Ec2View::new(&moto.url());
-    let b = bin(&proxy.url(), None);
-    create(
-        &b,
-        "web1",
-        &["--snapshots", "daily:1", "--snapshot-engine", "job"],
-    )
-    .expect_code(0);
+    let JobCloud {
+        b,
+        view,
+        proxy,
+        _moto,
+    } = JobCloud::with("web1", "daily:1");
     // Yesterday's snapshot: retention would delete it once today's exists.
     let first = job(&b, "2026-11-19T04:00:00Z");
     assert_eq!(first["servers"][0]["result"], "created", "{first}");
@@ -563,17 +586,13 @@ fn aws_job_fails_without_deleting_when_a_foreign_ami_holds_the_slot_name() {
 
 #[test]
 fn aws_prune_retried_after_a_failed_ebs_delete_leaves_no_orphan() {
-    let moto = Moto::start();
-    let proxy = crate::aws_proxy::Ec2Proxy::start(&moto.url());
-    let view = Ec2View::new(&moto.url());
-    let mut b = bin(&proxy.url(), None);
+    let JobCloud {
+        mut b,
+        view,
+        proxy,
+        _moto,
+    } = JobCloud::with("web1", "daily:1");
     b.env("BOOTSTRAP_RETRY_MAX", "3");
-    create(
-        &b,
-        "web1",
-        &["--snapshots", "daily:1", "--snapshot-engine", "job"],
-    )
-    .expect_code(0);
     job(&b, "2026-11-19T04:00:00Z");
     let old = own_images(&view, Some("web1")).remove(0);
     let old_backing = backing(&old);
@@ -613,16 +632,12 @@ fn aws_prune_retried_after_a_failed_ebs_delete_leaves_no_orphan() {
 #[test]
 fn aws_job_over_30_instances_stays_within_3_calls_a_server() {
     use aws_sdk_ec2::types::Tag;
-    let moto = Moto::start();
-    let proxy = crate::aws_proxy::Ec2Proxy::start(&moto.url());
-    let view = Ec2View::new(&moto.url());
-    let b = bin(&proxy.url(), None);
-    create(
-        &b,
-        "s0",
-        &["--snapshots", "daily:1", "--snapshot-engine", "job"],
-    )
-    .expect_code(0);
+    let JobCloud {
+        b,
+        view,
+        proxy,
+        _moto,
+    } = JobCloud::with("s0", "daily:1");
     // 29 more instances straight to moto, tagged like s0 but for their own deployments.
     let n = 30;
     let template = view.instances("s0").remove(0);

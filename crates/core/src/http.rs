@@ -966,13 +966,10 @@ mod tests {
         assert!(w > Duration::from_secs(18), "DO: wait for the reset, {w:?}");
     }
 
-    #[tokio::test]
-    async fn a_reset_past_the_deadline_ends_a_waiting_request_at_once_naming_the_wait() {
-        // DigitalOcean: a request that asks for a token after an answer said "0 left, the next
-        // in 100000 s" must not look again every 100 ms until the gate's 120 s cap: under
-        // `--timeout 5s` it gives up at once, naming the wait (seen in CI: `list` hung 30 s).
+    /// A client for `https://api.example.com/v2/` (nothing is sent to it).
+    fn example_client() -> HttpClient {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let c = HttpClient::new(
+        HttpClient::new(
             reqwest::Client::new(),
             "https://api.example.com/v2/",
             Auth::Bearer(Secret::new("t")),
@@ -980,7 +977,14 @@ mod tests {
             |_, _, _| None,
         )
         .unwrap()
-        .with_rate_limit_style(DO);
+    }
+
+    #[tokio::test]
+    async fn a_reset_past_the_deadline_ends_a_waiting_request_at_once_naming_the_wait() {
+        // DigitalOcean: a request that asks for a token after an answer said "0 left, the next
+        // in 100000 s" must not look again every 100 ms until the gate's 120 s cap: under
+        // `--timeout 5s` it gives up at once, naming the wait (seen in CI: `list` hung 30 s).
+        let c = example_client().with_rate_limit_style(DO);
         {
             let mut g = c.gate.lock().unwrap();
             let t = Instant::now();
@@ -1004,15 +1008,7 @@ mod tests {
 
     #[tokio::test]
     async fn absolute_urls_are_followed_only_on_the_base_origin() {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let c = HttpClient::new(
-            reqwest::Client::new(),
-            "https://api.example.com/v2/",
-            Auth::Bearer(Secret::new("t")),
-            "test",
-            |_, _, _| None,
-        )
-        .unwrap();
+        let c = example_client();
         assert_eq!(
             c.url("/droplets").unwrap(),
             "https://api.example.com/v2/droplets"

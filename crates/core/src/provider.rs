@@ -181,33 +181,15 @@ pub trait Provider: Send + Sync {
         labels: &Labels,
     ) -> Result<Created<Snapshot>>;
 
-    /// Finishes a snapshot whose operations are done: where the cloud only tells the image id
-    /// after the wait (DigitalOcean), find the image and put `labels` on it, so that no snapshot
-    /// stays untagged. Idempotent. The default returns the snapshot as created.
-    async fn finish_snapshot(
-        &self,
-        server: &Server,
-        snapshot: &Snapshot,
-        labels: &Labels,
-    ) -> Result<Snapshot> {
-        let _ = (server, labels);
-        Ok(snapshot.clone())
-    }
-
-    /// Finishes many snapshots, answered in the order given, each on its own (one not found yet
-    /// fails alone), so that where finishing costs calls per snapshot (DigitalOcean finds each
-    /// image and tags it), a job finishing many together pays them once per batch: one listing
-    /// to find the images, one call per tag. An error of the whole batch (a listing that
-    /// failed) is the outer one. The default finishes them one by one.
+    /// Finishes snapshots whose waits are done, answered in the order given, each on its own
+    /// (one not found yet fails alone): where the cloud only tells the image id after the wait
+    /// (DigitalOcean), find each image and put its `labels` on it, so that no snapshot stays
+    /// untagged; where labels reach more than the image (EC2's EBS snapshots), put them there.
+    /// A job finishing many together pays once per batch (one listing, one call per tag). An
+    /// error of the whole batch (a listing that failed) is the outer one. Idempotent. The default
+    /// answers each snapshot as created.
     async fn finish_snapshots(&self, items: &[SnapshotToFinish]) -> Result<Vec<Result<Snapshot>>> {
-        let mut out = Vec::with_capacity(items.len());
-        for i in items {
-            out.push(
-                self.finish_snapshot(&i.server, &i.snapshot, &i.labels)
-                    .await,
-            );
-        }
-        Ok(out)
+        Ok(items.iter().map(|i| Ok(i.snapshot.clone())).collect())
     }
 
     /// Deletes a snapshot (one carrying our labels; anything else is refused).

@@ -80,7 +80,7 @@ struct State {
     snapshots: BTreeMap<String, Snapshot>,
     /// Servers that still need `complete_server` (created stopped, without user-data).
     incomplete: Vec<String>,
-    /// Snapshot ids that only become known (and labelled) through `finish_snapshot`.
+    /// Snapshot ids that only become known (and labelled) through `finish_snapshots`.
     unfinished: Vec<String>,
     /// Seconds added to the clock of every new snapshot.
     clock: i64,
@@ -105,7 +105,7 @@ pub struct FakeProvider {
     pub description: &'static Description,
     /// Servers come up stopped and need `complete_server` (Scaleway's shape).
     pub needs_completion: bool,
-    /// A snapshot's id and labels only appear in `finish_snapshot` (DigitalOcean's shape).
+    /// A snapshot's id and labels only appear in `finish_snapshots` (DigitalOcean's shape).
     pub deferred_snapshots: bool,
     /// Server and firewall names need not be unique (DigitalOcean, Scaleway, EC2): racing
     /// runs each get theirs.
@@ -182,7 +182,7 @@ impl FakeProvider {
         self
     }
 
-    /// Snapshot ids appear only in `finish_snapshot` (DigitalOcean's shape).
+    /// Snapshot ids appear only in `finish_snapshots` (DigitalOcean's shape).
     #[must_use]
     pub fn deferring_snapshots(mut self) -> Self {
         self.deferred_snapshots = true;
@@ -838,17 +838,6 @@ impl Provider for FakeProvider {
                 }],
             })
         })
-    }
-
-    async fn finish_snapshot(
-        &self,
-        server: &Server,
-        snapshot: &Snapshot,
-        labels: &Labels,
-    ) -> Result<Snapshot> {
-        let f = self.call("finish_snapshot").await;
-        let _ = server;
-        faulty(f, "finish_snapshot", || self.finish_one(snapshot, labels))
     }
 
     /// One recorded call for the whole batch, as DigitalOcean's one listing and one call per tag.

@@ -276,23 +276,6 @@ impl Provider for Aws {
         snapshot::get_many(&self.ec2, ids).await
     }
 
-    async fn finish_snapshot(
-        &self,
-        server: &Server,
-        snapshot: &Snapshot,
-        labels: &Labels,
-    ) -> Result<Snapshot> {
-        let item = SnapshotToFinish {
-            server: server.clone(),
-            snapshot: snapshot.clone(),
-            labels: labels.clone(),
-        };
-        snapshot::finish_many(&self.ec2, std::slice::from_ref(&item))
-            .await?
-            .pop()
-            .unwrap_or_else(|| Ok(snapshot.clone()))
-    }
-
     async fn finish_snapshots(&self, items: &[SnapshotToFinish]) -> Result<Vec<Result<Snapshot>>> {
         snapshot::finish_many(&self.ec2, items).await
     }

@@ -102,8 +102,8 @@ impl Seen {
     }
 }
 
-/// Our AMIs carrying every label of `selector`, following `NextToken`.
-pub(crate) async fn list(ec2: &Client, seen: &Seen, selector: &Labels) -> Result<Vec<Snapshot>> {
+/// This account's AMIs matching `filters`, every page (`NextToken`).
+async fn describe_owned(ec2: &Client, filters: Vec<Filter>) -> Result<Vec<Image>> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -111,23 +111,31 @@ pub(crate) async fn list(ec2: &Client, seen: &Seen, selector: &Labels) -> Result
             "DescribeImages",
             ec2.describe_images()
                 .owners("self")
-                .set_filters(Some(tags::filters(selector)))
+                .set_filters(Some(filters.clone()))
                 .set_next_token(token.take())
                 .send()
                 .await,
         )?;
-        seen.note(page.images());
-        for img in page.images().iter().filter(|i| ours(i)) {
-            let s = from_image(img)?;
-            if s.labels.matches(selector) {
-                out.push(s);
-            }
-        }
+        out.extend_from_slice(page.images());
         match page.next_token() {
             Some(t) if !t.is_empty() => token = Some(t.to_owned()),
             _ => return Ok(out),
         }
     }
+}
+
+/// Our AMIs carrying every label of `selector`.
+pub(crate) async fn list(ec2: &Client, seen: &Seen, selector: &Labels) -> Result<Vec<Snapshot>> {
+    let images = describe_owned(ec2, tags::filters(selector)).await?;
+    seen.note(&images);
+    let mut out = Vec::new();
+    for img in images.iter().filter(|i| ours(i)) {
+        let s = from_image(img)?;
+        if s.labels.matches(selector) {
+            out.push(s);
+        }
+    }
+    Ok(out)
 }
 
 async fn describe(ec2: &Client, id: &str) -> Result<Option<Image>> {
@@ -159,36 +167,19 @@ pub(crate) async fn get(ec2: &Client, id: &str) -> Result<Option<Snapshot>> {
 }
 
 /// Our AMIs among `ids` (this account's, not deregistered), read with `image-id` filters a
-/// hundred at a time, following `NextToken`.
+/// hundred at a time.
 async fn describe_many(ec2: &Client, ids: &[String]) -> Result<HashMap<String, Image>> {
     let mut found = HashMap::new();
     for chunk in ids.chunks(IDS_PER_CALL) {
-        let mut token: Option<String> = None;
-        loop {
-            let page = sdk(
-                "DescribeImages",
-                ec2.describe_images()
-                    .owners("self")
-                    .filters(
-                        Filter::builder()
-                            .name("image-id")
-                            .set_values(Some(chunk.to_vec()))
-                            .build(),
-                    )
-                    .set_next_token(token.take())
-                    .send()
-                    .await,
-            )?;
-            for img in page.images() {
-                if let Some(id) = img.image_id()
-                    && img.state() != Some(&ImageState::Deregistered)
-                {
-                    found.insert(id.to_owned(), img.clone());
-                }
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => break,
+        let by_id = Filter::builder()
+            .name("image-id")
+            .set_values(Some(chunk.to_vec()))
+            .build();
+        for img in describe_owned(ec2, vec![by_id]).await? {
+            if let Some(id) = img.image_id().map(str::to_owned)
+                && img.state() != Some(&ImageState::Deregistered)
+            {
+                found.insert(id, img);
             }
         }
     }

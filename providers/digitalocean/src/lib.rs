@@ -411,26 +411,6 @@ impl Provider for DigitalOcean {
         image::create(&self.client, server, name, labels).await
     }
 
-    async fn finish_snapshot(
-        &self,
-        server: &Server,
-        snapshot: &Snapshot,
-        labels: &Labels,
-    ) -> Result<Snapshot> {
-        let item = SnapshotToFinish {
-            server: server.clone(),
-            snapshot: snapshot.clone(),
-            labels: labels.clone(),
-        };
-        let mut done = image::finish_many(&self.client, &self.seen, &[item]).await?;
-        done.pop().unwrap_or_else(|| {
-            Err(bootstrap_core::Error::new(
-                bootstrap_core::ErrorKind::Other,
-                "finishing the snapshot answered nothing",
-            ))
-        })
-    }
-
     async fn finish_snapshots(&self, items: &[SnapshotToFinish]) -> Result<Vec<Result<Snapshot>>> {
         image::finish_many(&self.client, &self.seen, items).await
     }

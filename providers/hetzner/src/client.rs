@@ -105,49 +105,27 @@ impl Client {
             async move { self.http.get::<P>(path, &q).await }
         };
         let first = get(1).await?;
-        let (next, last) = (first.next_page(), first.last_page());
+        let (mut page, mut next, last) = (1, first.next_page(), first.last_page());
         let mut out = first.items();
-        let (Some(2), Some(last)) = (next, last) else {
-            return self.list_from::<P>(path, query, next, out).await;
-        };
-        let rest: Vec<P> = futures::stream::iter((2..=last).map(get))
-            .buffered(PAGES_AT_ONCE)
-            .try_collect()
-            .await?;
-        let mut next = None;
-        for p in rest {
+        if let (Some(2), Some(last)) = (next, last) {
+            let rest: Vec<P> = futures::stream::iter((2..=last).map(get))
+                .buffered(PAGES_AT_ONCE)
+                .try_collect()
+                .await?;
+            for p in rest {
+                page += 1;
+                next = p.next_page();
+                out.extend(p.items());
+            }
+        }
+        // Without a last page, or entries added while the pages were read: one after another.
+        while let Some(n) = next.filter(|n| *n > page) {
+            let p = get(n).await?;
+            page = n;
             next = p.next_page();
             out.extend(p.items());
         }
-        // Entries added while the pages were read may have made one more page.
-        match next {
-            Some(n) if n > last => self.list_from::<P>(path, query, Some(n), out).await,
-            _ => Ok(out),
-        }
-    }
-
-    /// Follows `next_page` from `next`, appending to `out`.
-    async fn list_from<P: ListPage + DeserializeOwned>(
-        &self,
-        path: &str,
-        query: Vec<(&str, String)>,
-        next: Option<i64>,
-        mut out: Vec<P::Item>,
-    ) -> Result<Vec<P::Item>> {
-        let Some(mut page) = next else {
-            return Ok(out);
-        };
-        loop {
-            let mut q = query.clone();
-            q.push(("page", page.to_string()));
-            let resp: P = self.http.get(path, &q).await?;
-            let next = resp.next_page();
-            out.extend(resp.items());
-            match next {
-                Some(n) if n > page => page = n,
-                _ => return Ok(out),
-            }
-        }
+        Ok(out)
     }
 }
 
