@@ -447,6 +447,11 @@ impl Drop for Ticket<'_> {
     }
 }
 
+/// Requests of one provider primitive in flight at once where it fans out (the pages of a
+/// listing, the batched polls of a check, the tag calls of a finish): the gate keeps them within
+/// the rate budget; this keeps one primitive from opening a connection per request.
+pub const CALLS_AT_ONCE: usize = 8;
+
 /// The longest the gate ever holds a request back (without a deadline that the whole wait would
 /// pass); the retry loop deals with anything longer.
 const MAX_GATE_WAIT: Duration = Duration::from_secs(120);

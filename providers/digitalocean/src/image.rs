@@ -32,10 +32,6 @@ use crate::schema::{ActionEnvelope, Droplet, Image, ImageEnvelope, TAG_SEP};
 use crate::server::filter_tag;
 use crate::tags;
 
-/// Tag calls of one finish in flight at once (the HTTP client's gate keeps them within the
-/// rate budget; this keeps them from opening a connection each).
-const TAG_CALLS_AT_ONCE: usize = 16;
-
 /// Resources per `POST /v2/tags/{tag}/resources`: the document sets no limit; a bounded body.
 const TAGGED_PER_CALL: usize = 50;
 
@@ -258,7 +254,7 @@ pub(crate) async fn finish_many(
             }
         }
     }
-    // The tags side by side, a few at a time (each deployment's own tag is one call per
+    // The tags side by side, CALLS_AT_ONCE at a time (each deployment's own tag is one call per
     // image: one after another they made a job's finish take a tenth of a second per server).
     let calls = by_tag.into_iter().map(|(tag, carriers)| {
         let resources: Vec<(String, &str)> = carriers
@@ -271,7 +267,7 @@ pub(crate) async fn finish_many(
         }
     });
     let failed: Vec<(Vec<usize>, Result<()>)> = futures::stream::iter(calls)
-        .buffer_unordered(TAG_CALLS_AT_ONCE)
+        .buffer_unordered(bootstrap_core::http::CALLS_AT_ONCE)
         .collect()
         .await;
     for (carriers, r) in failed {

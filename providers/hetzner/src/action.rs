@@ -41,7 +41,7 @@ pub(crate) async fn statuses(c: &Client, ops: &[Operation]) -> Result<Vec<Operat
     let chunks: Vec<Vec<i64>> = ids.chunks(IDS_PER_CALL).map(<[i64]>::to_vec).collect();
     let answers: Vec<ActionList> = futures::stream::iter(chunks)
         .map(|q| read_actions(c, q))
-        .buffered(crate::client::PAGES_AT_ONCE)
+        .buffered(bootstrap_core::http::CALLS_AT_ONCE)
         .try_collect()
         .await?;
     for r in answers {

@@ -20,9 +20,6 @@ use crate::schema::ListPage;
 /// Largest page Hetzner serves (`per_page` maximum).
 const PER_PAGE: i64 = 50;
 
-/// Pages of one listing, or action polls of one check, in flight at once.
-pub(crate) const PAGES_AT_ONCE: usize = 8;
-
 /// Hetzner's API at one base URL with one token.
 #[derive(Debug)]
 pub(crate) struct Client {
@@ -109,7 +106,7 @@ impl Client {
         let mut out = first.items();
         if let (Some(2), Some(last)) = (next, last) {
             let rest: Vec<P> = futures::stream::iter((2..=last).map(get))
-                .buffered(PAGES_AT_ONCE)
+                .buffered(bootstrap_core::http::CALLS_AT_ONCE)
                 .try_collect()
                 .await?;
             for p in rest {

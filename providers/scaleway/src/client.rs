@@ -19,9 +19,6 @@ pub const DEFAULT_ENDPOINT: &str = "https://api.scaleway.com";
 /// Largest page of the Instance API (`per_page`) and of Block/IAM (`page_size`).
 pub(crate) const PAGE_SIZE: usize = 100;
 
-/// Pages of one listing in flight at once.
-const PAGES_AT_ONCE: usize = 8;
-
 /// Scaleway's APIs for one project, in one zone.
 #[derive(Debug)]
 pub(crate) struct Client {
@@ -215,7 +212,7 @@ impl Client {
             // The server may give fewer than asked a page: count pages by what it gave.
             let pages = t.div_ceil(per);
             let rest: Vec<(Option<usize>, Vec<T>)> = futures::stream::iter((2..=pages).map(get))
-                .buffered(PAGES_AT_ONCE)
+                .buffered(bootstrap_core::http::CALLS_AT_ONCE)
                 .try_collect()
                 .await?;
             for (t, items) in rest {
